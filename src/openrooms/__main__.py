@@ -1,0 +1,3 @@
+from openrooms.cli.main import main
+
+main()

@@ -1,0 +1,207 @@
+"""`openrooms`: serve the API, and manage what it serves."""
+
+from __future__ import annotations
+
+import binascii
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from openrooms import __version__
+from openrooms.config import DEV_ACCESS_KEY, DEV_SECONDARY_KEY, Settings
+
+app = typer.Typer(
+    name="openrooms",
+    help="A self-hosted Azure Communication Services Rooms and Identity API.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+def fail(message: str) -> typer.Exit:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(2)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"openrooms {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    pass
+
+
+LocationOption = Annotated[
+    Path | None,
+    typer.Option(help="Folder for the database and certificates (default: a per-user data folder).",
+                 envvar="OPENROOMS_LOCATION", show_default=False),
+]
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on (default: 127.0.0.1).",
+                                             envvar="OPENROOMS_HOST", show_default=False)] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (default: 8765).", envvar="OPENROOMS_PORT",
+                                             show_default=False)] = None,
+    location: LocationOption = None,
+    in_memory: Annotated[bool, typer.Option("--in-memory", help="Keep everything in memory; lost at exit.",
+                                            envvar="OPENROOMS_IN_MEMORY")] = False,
+    no_tls: Annotated[bool, typer.Option("--no-tls", help="Serve plain HTTP instead of HTTPS.",
+                                         envvar="OPENROOMS_NO_TLS")] = False,
+    cert: Annotated[Path | None, typer.Option(help="Your own TLS certificate (PEM); needs --key.",
+                                              envvar="OPENROOMS_CERT")] = None,
+    key: Annotated[Path | None, typer.Option(help="Private key of --cert (PEM).", envvar="OPENROOMS_KEY")] = None,
+    access_key: Annotated[str | None, typer.Option(help="Primary access key (base64) (default: the well-known "
+                                                   "development key).", envvar="OPENROOMS_ACCESS_KEY",
+                                                   show_default=False)] = None,
+    secondary_key: Annotated[str | None, typer.Option(help="Secondary access key (base64).",
+                                                      envvar="OPENROOMS_SECONDARY_KEY", show_default=False)] = None,
+    silent: Annotated[bool, typer.Option("--silent", help="No access log line per request.",
+                                         envvar="OPENROOMS_SILENT")] = False,
+    workers: Annotated[int | None, typer.Option(help="Server worker processes (default: 1).",
+                                                envvar="OPENROOMS_WORKERS", min=1, show_default=False)] = None,
+    server: Annotated[str | None, typer.Option(help="HTTP server: granian or uvicorn (default: granian).",
+                                               envvar="OPENROOMS_SERVER", show_default=False)] = None,
+    public_url: Annotated[str | None, typer.Option(help="Origin clients use when behind a proxy, "
+                                                   "e.g. https://rooms.example.com.",
+                                                   envvar="OPENROOMS_PUBLIC_URL")] = None,
+    page_size: Annotated[int | None, typer.Option(help="Default page size of listings (default: 100).",
+                                                  envvar="OPENROOMS_PAGE_SIZE", min=1, max=1000,
+                                                  show_default=False)] = None,
+) -> None:
+    """Serve the ACS Rooms API (HTTPS with a local CA by default) until SIGINT or SIGTERM."""
+    settings = Settings().replace(
+        host=host, port=port, location=location, in_memory=in_memory or None, tls=False if no_tls else None,
+        cert=cert, key=key, access_key=access_key, secondary_key=secondary_key, silent=silent or None,
+        workers=workers, server=server, public_url=public_url, page_size=page_size,
+    )
+    settings = _checked(settings)
+    if not settings.in_memory:
+        from openrooms.store.sqlite import SchemaMismatch, SqliteStore
+
+        try:
+            store = SqliteStore.open(settings.database_path)
+        except (SchemaMismatch, OSError) as exc:
+            raise fail(f"cannot open the database at {settings.database_path}: {exc}") from None
+        store._db.close()
+    ca = None
+    if settings.tls and settings.cert is None:
+        from openrooms.tls import ensure_certificates
+
+        paths = ensure_certificates(settings.certs_dir, _extra_hosts(settings))
+        settings = settings.replace(cert=paths.cert, key=paths.key)
+        ca = paths.ca
+    _print_banner(settings, ca)
+    os.environ.update(settings.to_env())
+    _run_server(settings)
+
+
+def _checked(settings: Settings) -> Settings:
+    from openrooms.http.auth import decode_key
+
+    for name, value in (("--access-key", settings.access_key), ("--secondary-key", settings.secondary_key)):
+        try:
+            if len(decode_key(value)) < 16:
+                raise fail(f"{name} must decode to at least 16 bytes.")
+        except (binascii.Error, ValueError):
+            raise fail(f"{name} is not valid base64.") from None
+    if (settings.cert is None) != (settings.key is None):
+        raise fail("--cert and --key go together.")
+    if settings.cert is not None and not settings.tls:
+        raise fail("--cert/--key and --no-tls contradict each other.")
+    for path in (settings.cert, settings.key):
+        if path is not None and not path.is_file():
+            raise fail(f"{path} does not exist.")
+    if settings.in_memory and settings.workers > 1:
+        raise fail("--in-memory keeps data in one process; it cannot be shared by several --workers.")
+    if settings.server not in ("granian", "uvicorn"):
+        raise fail("--server is granian or uvicorn.")
+    return settings
+
+
+def _extra_hosts(settings: Settings) -> tuple[str, ...]:
+    if settings.host in ("127.0.0.1", "::1", "localhost", "0.0.0.0", "::"):
+        return ()
+    return (settings.host,)
+
+
+def _print_banner(settings: Settings, ca: Path | None) -> None:
+    lines = [
+        f"openrooms {__version__}: Azure Communication Services Rooms API",
+        f"  endpoint           {settings.endpoint}",
+        f"  connection string  {settings.connection_string}",
+    ]
+    if ca is not None:
+        lines += [
+            f"  CA certificate     {ca}",
+            f"                     Python: connection_verify=\"{ca}\"; Node: NODE_EXTRA_CA_CERTS={ca}; "
+            f"requests: REQUESTS_CA_BUNDLE={ca}",
+        ]
+    elif settings.cert is not None:
+        lines.append(f"  TLS certificate    {settings.cert}")
+    lines.append(f"  database           {settings.database_path or 'in memory (lost at exit)'}")
+    if settings.access_key == DEV_ACCESS_KEY or settings.secondary_key == DEV_SECONDARY_KEY:
+        lines.append("  access keys        the well-known development keys: set --access-key and --secondary-key "
+                     "for anything shared")
+    print("\n".join(lines), flush=True)
+
+
+def _run_server(settings: Settings) -> None:
+    target = "openrooms.http.app:app_from_env"
+    if settings.server == "uvicorn":
+        import uvicorn
+
+        uvicorn.run(
+            target, factory=True, host=settings.host, port=settings.port, workers=settings.workers,
+            ssl_certfile=str(settings.cert) if settings.tls else None,
+            ssl_keyfile=str(settings.key) if settings.tls else None,
+            access_log=False, log_level="warning", server_header=False,
+        )
+        return
+    from granian.constants import Interfaces
+    from granian.log import LogLevels
+    from granian.server import Server
+
+    Server(
+        target, address=settings.host, port=settings.port, interface=Interfaces.ASGI, workers=settings.workers,
+        factory=True, log_level=LogLevels.warning, log_access=False,
+        ssl_cert=settings.cert if settings.tls else None, ssl_key=settings.key if settings.tls else None,
+    ).serve()
+
+
+@db_app.command("upgrade")
+def db_upgrade(location: LocationOption = None) -> None:
+    """Create the database or bring its schema up to this version's."""
+    from openrooms.store.sqlite import SqliteStore
+
+    settings = Settings().replace(location=location)
+    SqliteStore.open(settings.database_path, migrate_schema=True)._db.close()
+    typer.echo(f"{settings.database_path}: schema up to date")
+
+
+@app.command()
+def openapi() -> None:
+    """Print the OpenAPI document of the API openrooms serves."""
+    from openrooms.http.openapi import document
+
+    json.dump(document(), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+def main() -> None:
+    app()

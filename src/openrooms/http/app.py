@@ -1,0 +1,119 @@
+"""The ASGI app. The request pipeline, top to bottom, is the `middleware` list in `create_app`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from openrooms.config import Settings
+from openrooms.http import auth, openapi
+from openrooms.http.middleware import ApiVersionCheck, Authenticate, RequestEnvelope
+from openrooms.http.rooms import RoomsApi
+from openrooms.http.wire import json_response
+from openrooms.service.clock import Clock, SystemClock
+from openrooms.service.rooms import RoomsService
+from openrooms.store.protocol import RoomStore
+
+log = logging.getLogger("openrooms")
+PURGE_INTERVAL_SECONDS = 600
+
+
+def open_store(settings: Settings, *, migrate_schema: bool) -> RoomStore:
+    from openrooms.store.sqlite import SqliteStore
+
+    return SqliteStore.open(settings.database_path, migrate_schema=migrate_schema)
+
+
+async def _raise_http_exception(request: Request, exc: Exception) -> Response:
+    raise exc  # let RequestEnvelope put routing errors in the ACS envelope like every other error
+
+
+def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clock | None = None) -> Starlette:
+    """Build the app. Without `store`, it opens the configured store and closes it at shutdown."""
+    clock = clock or SystemClock()
+    owns_store = store is None
+    room_store = store if store is not None else open_store(settings, migrate_schema=settings.in_memory)
+    rooms_service = RoomsService(
+        room_store, clock, page_size=settings.page_size, purge_grace_days=settings.purge_grace_days
+    )
+    rooms_api = RoomsApi(rooms_service, settings.public_url)
+    authenticator = auth.HmacAuthenticator(
+        [auth.decode_key(settings.access_key), auth.decode_key(settings.secondary_key)],
+        skew_seconds=settings.clock_skew_seconds,
+        public_hosts=_public_hosts(settings),
+    )
+
+    async def healthz(request: Request) -> Response:
+        return json_response({"status": "ok"})
+
+    async def openapi_document(request: Request) -> Response:
+        return json_response(openapi.document())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        purger = asyncio.create_task(_purge_periodically(rooms_service))
+        try:
+            yield
+        finally:
+            purger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await purger
+            if owns_store:
+                await room_store.close()
+
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/openapi.json", openapi_document, methods=["GET"]),
+            *rooms_api.routes(),
+        ],
+        middleware=[
+            Middleware(RequestEnvelope),  # request id, response headers, errors -> ACS envelope, access log
+            Middleware(ApiVersionCheck),  # ?api-version= of the API the path belongs to
+            Middleware(  # body (size-limited) + HMAC signature; only GET /healthz passes unsigned
+                Authenticate,
+                authenticator=lambda: authenticator,
+                clock=clock,
+                max_body_bytes=settings.max_body_bytes,
+            ),
+        ],
+        exception_handlers={HTTPException: _raise_http_exception},
+        lifespan=lifespan,
+    )
+
+
+def _public_hosts(settings: Settings) -> list[str]:
+    if not settings.public_url:
+        return []
+    from urllib.parse import urlsplit
+
+    return [urlsplit(settings.public_url).netloc]
+
+
+async def _purge_periodically(service: RoomsService) -> None:
+    while True:
+        await asyncio.sleep(PURGE_INTERVAL_SECONDS)
+        try:
+            rooms, records = await service.purge_expired()
+            if rooms or records:
+                log.info("purged %d expired rooms and %d old idempotency records", rooms, records)
+        except Exception:
+            log.exception("purging expired rooms failed; will try again")
+
+
+def app_from_env() -> Starlette:
+    """Factory for server workers: `serve` passes its settings through OPENROOMS_* variables."""
+    from openrooms.cli.logs import configure_logging
+
+    settings = Settings.from_env()
+    configure_logging(silent=settings.silent)
+    return create_app(settings)

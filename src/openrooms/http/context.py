@@ -1,0 +1,26 @@
+"""The per-request context, filled step by step as the request passes the pipeline (see `app.py`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+
+from openrooms.http.versions import ApiVersion
+
+SCOPE_KEY = "openrooms"
+
+
+@dataclass(slots=True)
+class RequestContext:
+    request_id: str  # set by: RequestEnvelope
+    response_headers: dict[str, str] = field(default_factory=dict)  # added to every response, errors too
+    api_version: ApiVersion | None = None  # set by: ApiVersionCheck (None outside the versioned APIs)
+    body: bytes = b""  # set by: Authenticate, which reads (and limits) the body to check its hash
+
+
+def context_of(scope_or_request: Request | dict[str, Any]) -> RequestContext:
+    scope = scope_or_request.scope if isinstance(scope_or_request, Request) else scope_or_request
+    ctx: RequestContext = scope[SCOPE_KEY]
+    return ctx

@@ -1,0 +1,188 @@
+"""The ACS Rooms API on the wire: request bodies -> service commands, service results -> response bodies.
+
+One handler per operationId of the published spec (Rooms_Create, Rooms_List, ..., Participants_Update).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlencode
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from openrooms.http import timestamps
+from openrooms.http.context import context_of
+from openrooms.http.versions import ApiVersion
+from openrooms.http.wire import decode, json_response, query_int, timestamp
+from openrooms.service import errors
+from openrooms.service.clock import TICKS_PER_SECOND
+from openrooms.service.model import CreateRoom, Page, Participant, Repeatability, Room, UpdateRoom
+from openrooms.service.rooms import RoomsService, Upsert
+
+
+class ParticipantProperties(msgspec.Struct):
+    role: str | None = None
+
+
+class CreateRoomRequest(msgspec.Struct):
+    validFrom: str | None = None
+    validUntil: str | None = None
+    pstnDialOutEnabled: bool | None = None
+    participants: dict[str, ParticipantProperties | None] | None = None
+
+
+class UpdateRoomRequest(msgspec.Struct):
+    validFrom: str | None = None
+    validUntil: str | None = None
+    pstnDialOutEnabled: bool | None = None
+
+
+class UpdateParticipantsRequest(msgspec.Struct):
+    participants: dict[str, ParticipantProperties | None] | None = None
+
+
+def room_body(room: Room, version: ApiVersion) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": room.id,
+        "createdAt": timestamps.format(room.created_at),
+        "validFrom": timestamps.format(room.valid_from),
+        "validUntil": timestamps.format(room.valid_until),
+    }
+    if version.pstn_dial_out:
+        body["pstnDialOutEnabled"] = room.pstn_dial_out_enabled
+    return body
+
+
+def participant_body(participant: Participant) -> dict[str, str]:
+    return {"rawId": participant.raw_id, "role": participant.role.value}
+
+
+def _version(request: Request) -> ApiVersion:
+    version = context_of(request).api_version
+    assert version is not None  # ApiVersionCheck sets it for every /rooms path
+    return version
+
+
+def _repeatability(request: Request, version: ApiVersion, body: bytes) -> Repeatability | None:
+    request_id = request.headers.get("repeatability-request-id")
+    if request_id is None:
+        return None
+    if not 0 < len(request_id) <= 128:
+        raise errors.bad_request("Repeatability-Request-ID must be 1 to 128 characters.", "Repeatability-Request-ID")
+    first_sent = request.headers.get("repeatability-first-sent")
+    try:
+        sent = parsedate_to_datetime(first_sent) if first_sent else None
+    except (TypeError, ValueError):
+        sent = None
+    if sent is None or sent.tzinfo is None:
+        raise errors.bad_request(
+            "Repeatability-First-Sent must accompany Repeatability-Request-ID as an RFC 1123 date "
+            "(e.g. Sat, 21 Nov 2026 09:52:51 GMT).",
+            "Repeatability-First-Sent",
+        )
+    fingerprint = hashlib.sha256(version.name.encode() + b"\n" + body).hexdigest()
+    return Repeatability(request_id, int(sent.timestamp()) * TICKS_PER_SECOND, fingerprint)
+
+
+class RoomsApi:
+    def __init__(self, service: RoomsService, public_url: str | None = None) -> None:
+        self._service = service
+        self._public_url = public_url.rstrip("/") if public_url else None
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/rooms", self.rooms_create, methods=["POST"]),
+            Route("/rooms", self.rooms_list, methods=["GET"]),
+            Route("/rooms/{room_id}", self.rooms_get, methods=["GET"]),
+            Route("/rooms/{room_id}", self.rooms_update, methods=["PATCH"]),
+            Route("/rooms/{room_id}", self.rooms_delete, methods=["DELETE"]),
+            Route("/rooms/{room_id}/participants", self.participants_list, methods=["GET"]),
+            Route("/rooms/{room_id}/participants", self.participants_update, methods=["PATCH"]),
+        ]
+
+    async def rooms_create(self, request: Request) -> Response:
+        version = _version(request)
+        body = context_of(request).body
+        wire = decode(body, CreateRoomRequest)
+        participants = None
+        if wire.participants is not None:
+            participants = {
+                raw_id: props.role for raw_id, props in wire.participants.items() if props is not None
+            }
+        command = CreateRoom(
+            valid_from=timestamp(wire.validFrom, "ValidFrom"),
+            valid_until=timestamp(wire.validUntil, "ValidUntil"),
+            # A version without the field cannot turn dial-out on.
+            pstn_dial_out_enabled=wire.pstnDialOutEnabled if version.pstn_dial_out else None,
+            participants=participants,
+        )
+        repeatability = _repeatability(request, version, body)
+        created = await self._service.rooms_create(
+            command,
+            version.roles,
+            render=lambda room: msgspec.json.encode(room_body(room, version)),
+            repeatability=repeatability,
+        )
+        headers = {"Location": created.room_id}
+        if repeatability is not None:
+            headers["Repeatability-Result"] = "accepted"
+        return json_response(created.response, 201, headers)
+
+    async def rooms_list(self, request: Request) -> Response:
+        version = _version(request)
+        page = await self._service.rooms_list(*self._paging(request))
+        return json_response(self._page_body(request, version, page, [room_body(r, version) for r in page.items]))
+
+    async def rooms_get(self, request: Request) -> Response:
+        room = await self._service.rooms_get(request.path_params["room_id"])
+        return json_response(room_body(room, _version(request)))
+
+    async def rooms_update(self, request: Request) -> Response:
+        version = _version(request)
+        wire = decode(context_of(request).body, UpdateRoomRequest)
+        command = UpdateRoom(
+            valid_from=timestamp(wire.validFrom, "ValidFrom"),
+            valid_until=timestamp(wire.validUntil, "ValidUntil"),
+            pstn_dial_out_enabled=wire.pstnDialOutEnabled if version.pstn_dial_out else None,
+        )
+        room = await self._service.rooms_update(request.path_params["room_id"], command)
+        return json_response(room_body(room, version))
+
+    async def rooms_delete(self, request: Request) -> Response:
+        await self._service.rooms_delete(request.path_params["room_id"])
+        return Response(status_code=204)
+
+    async def participants_list(self, request: Request) -> Response:
+        version = _version(request)
+        page = await self._service.participants_list(request.path_params["room_id"], *self._paging(request))
+        return json_response(self._page_body(request, version, page, [participant_body(p) for p in page.items]))
+
+    async def participants_update(self, request: Request) -> Response:
+        version = _version(request)
+        wire = decode(context_of(request).body, UpdateParticipantsRequest)
+        changes = {
+            raw_id: None if props is None else Upsert(props.role)
+            for raw_id, props in (wire.participants or {}).items()
+        }
+        await self._service.participants_update(request.path_params["room_id"], changes, version.roles)
+        return json_response(b"{}")
+
+    @staticmethod
+    def _paging(request: Request) -> tuple[str | None, int | None]:
+        query = request.query_params
+        return query.get("skipToken"), query_int(query.get("maxpagesize"), "maxpagesize")
+
+    def _page_body(self, request: Request, version: ApiVersion, page: Page[Any], items: list[Any]) -> dict[str, Any]:
+        body: dict[str, Any] = {"value": items}
+        if page.next_cursor is not None:
+            query = {"api-version": version.name, "skipToken": page.next_cursor}
+            if "maxpagesize" in request.query_params:
+                query["maxpagesize"] = request.query_params["maxpagesize"]
+            origin = self._public_url or f"{request.url.scheme}://{request.headers.get('host', request.url.netloc)}"
+            body["nextLink"] = f"{origin}{request.url.path}?{urlencode(query)}"
+        return body

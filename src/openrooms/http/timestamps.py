@@ -1,0 +1,46 @@
+"""ACS timestamps on the wire <-> service ticks (100 ns since the Unix epoch, UTC).
+
+In: RFC 3339 with `Z` or an offset (no zone: UTC), up to nine fractional digits (kept to seven).
+Out: `+00:00`, up to seven fractional digits with trailing zeros trimmed, none for whole seconds; so a
+client reads back exactly the instant it sent.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+from openrooms.service.clock import TICKS_PER_SECOND
+
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:([Zz])|([+-])(\d{2}):?(\d{2}))?"
+)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def parse(text: str) -> int | None:
+    """Ticks of an RFC 3339 timestamp, or None if it is not one."""
+    match = _RFC3339.fullmatch(text.strip())
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction, _z, sign, off_h, off_m = match.groups()
+    try:
+        moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=UTC)
+    except ValueError:
+        return None
+    if sign is not None:
+        offset = timedelta(hours=int(off_h), minutes=int(off_m))
+        moment -= offset if sign == "+" else -offset
+    delta = moment - _EPOCH
+    ticks = (delta.days * 86_400 + delta.seconds) * TICKS_PER_SECOND
+    if fraction:
+        ticks += int(fraction[:7].ljust(7, "0"))
+    return ticks
+
+
+def format(ticks: int) -> str:  # noqa: A001 - the module is used as `timestamps.format`
+    seconds, fraction = divmod(ticks, TICKS_PER_SECOND)
+    text = (_EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
+    if fraction:
+        text += "." + f"{fraction:07d}".rstrip("0")
+    return text + "+00:00"

@@ -1,0 +1,92 @@
+"""Every api-version openrooms speaks, and what differs between them. The one place that knows versions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from openrooms.service.errors import ServiceError
+from openrooms.service.model import Role
+
+_BASE_ROLES = (Role.PRESENTER, Role.ATTENDEE, Role.CONSUMER)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiVersion:
+    name: str
+    # Rooms: whether rooms carry pstnDialOutEnabled, and which roles a request may name.
+    pstn_dial_out: bool = False
+    roles: tuple[Role, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ApiFamily:
+    title: str
+    path_prefixes: tuple[str, ...]
+    versions: tuple[ApiVersion, ...]
+    _by_name: dict[str, ApiVersion] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_name", {v.name.lower(): v for v in self.versions})
+
+    @property
+    def supported(self) -> str:
+        return ", ".join(v.name for v in self.versions)
+
+    def resolve(self, requested: str | None) -> ApiVersion:
+        if not requested:
+            raise ServiceError(
+                400,
+                "MissingApiVersionParameter",
+                f"The api-version query parameter (?api-version=) is required for all requests. "
+                f"Supported api-versions of the {self.title} API: {self.supported}.",
+                "api-version",
+            )
+        version = self._by_name.get(_normalise(requested))
+        if version is None:
+            raise ServiceError(
+                400,
+                "UnsupportedApiVersion",
+                f"The api-version '{requested}' is not supported by the {self.title} API. "
+                f"Supported api-versions: {self.supported}.",
+                "api-version",
+            )
+        return version
+
+
+def _normalise(requested: str) -> str:
+    # The Python Rooms SDK on Python 3.11 follows nextLink with the str() of its enum:
+    # `ApiVersion.V2025_03_13` means 2025-03-13.
+    if requested.startswith("ApiVersion.V"):
+        requested = requested.removeprefix("ApiVersion.V").replace("_", "-")
+    return requested.lower()
+
+
+ROOMS = ApiFamily(
+    "Rooms",
+    ("/rooms",),
+    (
+        ApiVersion("2023-03-31-preview", roles=_BASE_ROLES),
+        ApiVersion("2023-06-14", roles=_BASE_ROLES),
+        ApiVersion("2023-10-30-preview", pstn_dial_out=True, roles=_BASE_ROLES),
+        ApiVersion("2024-04-15", pstn_dial_out=True, roles=_BASE_ROLES),
+        ApiVersion("2025-02-28-preview", pstn_dial_out=True, roles=(*_BASE_ROLES, Role.COLLABORATOR)),
+        ApiVersion("2025-03-13", pstn_dial_out=True, roles=(*_BASE_ROLES, Role.COLLABORATOR)),
+    ),
+)
+ROOMS_GA = ("2023-06-14", "2024-04-15", "2025-03-13")
+
+IDENTITY = ApiFamily(
+    "Identity",
+    ("/identities", "/teamsUser"),
+    (ApiVersion("2023-10-01"), ApiVersion("2025-06-30")),
+)
+
+FAMILIES = (ROOMS, IDENTITY)
+
+
+def family_for_path(path: str) -> ApiFamily | None:
+    for family in FAMILIES:
+        for prefix in family.path_prefixes:
+            if path == prefix or path.startswith(prefix + "/"):
+                return family
+    return None

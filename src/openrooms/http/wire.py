@@ -1,0 +1,50 @@
+"""Shared wire helpers: decoding request bodies into msgspec Structs, JSON responses, timestamps in bodies."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import msgspec
+from starlette.responses import Response
+
+from openrooms.http import timestamps
+from openrooms.http.errors import JSON
+from openrooms.service import errors
+
+T = TypeVar("T")
+
+
+def decode(body: bytes, kind: type[T]) -> T:
+    """Decode a JSON body; an empty body is `{}`. Malformed JSON or wrong types -> 400 naming the JSON path."""
+    try:
+        return msgspec.json.decode(body or b"{}", type=kind)
+    except msgspec.ValidationError as exc:
+        message, _, path = str(exc).partition(" - at `")
+        raise errors.bad_arguments(errors.bad_argument(message, path.rstrip("`") or "$")) from None
+    except msgspec.DecodeError as exc:
+        raise errors.bad_arguments(errors.bad_argument(f"The body is not valid JSON: {exc}", "$")) from None
+
+
+def timestamp(value: str | None, target: str) -> int | None:
+    if value is None:
+        return None
+    ticks = timestamps.parse(value)
+    if ticks is None:
+        raise errors.bad_arguments(
+            errors.bad_argument(f"'{value}' is not an RFC 3339 date-time (e.g. 2030-01-31T12:00:00Z).", target)
+        )
+    return ticks
+
+
+def json_response(body: bytes | Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    content = body if isinstance(body, bytes) else msgspec.json.encode(body)
+    return Response(content, status_code=status, headers=headers, media_type=JSON)
+
+
+def query_int(value: str | None, name: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise errors.bad_request(f"{name} must be a whole number.", name) from None

@@ -1,0 +1,127 @@
+"""The error catalogue: one named constructor per error the service can answer.
+
+Errors are data (status, code, message, target, details); the HTTP layer turns them into the ACS error
+envelope in exactly one place (`openrooms.http.errors`). Messages are the real service's, word for word,
+where the real service is known.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+MALFORMED_REQUEST = "The request could not be understood by the server due to malformed syntax."
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorDetail:
+    code: str
+    message: str
+    target: str | None = None
+
+
+@dataclass(slots=True)
+class ServiceError(Exception):
+    status: int
+    code: str
+    message: str
+    target: str | None = None
+    details: Sequence[ErrorDetail] = field(default_factory=tuple)
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.code}: {self.message}"
+
+
+def bad_request(message: str, target: str | None = None) -> ServiceError:
+    return ServiceError(400, "BadRequest", message, target)
+
+
+def bad_arguments(*details: ErrorDetail) -> ServiceError:
+    """The real service's envelope for argument errors: a generic message, the specifics in details."""
+    return ServiceError(400, "BadRequest", MALFORMED_REQUEST, details=details)
+
+
+def bad_argument(message: str, target: str | None) -> ErrorDetail:
+    return ErrorDetail("BadArgument", message, target)
+
+
+# Validity window -------------------------------------------------------------------------------------------
+def valid_until_in_past() -> ErrorDetail:
+    return bad_argument("The time range end is in the past.", "ValidUntil")
+
+
+def time_range_incorrect() -> ErrorDetail:
+    return bad_argument("The time range is incorrect, or larger than 180 days.", "ValidUntil")
+
+
+def valid_from_too_far() -> ErrorDetail:
+    return bad_argument("Value is incorrect or more than 180 days in the future.", "ValidFrom")
+
+
+def window_bounds_not_together() -> ErrorDetail:
+    return bad_argument("validFrom and validUntil should be set together.", "")
+
+
+# Rooms and participants ------------------------------------------------------------------------------------
+def invalid_identifier_format() -> ServiceError:
+    return bad_request("Invalid format for communication identifier.")
+
+
+def identifier_not_supported(raw_id: str) -> ServiceError:
+    return bad_request(f"Communication identifier {raw_id} is not supported.")
+
+
+def invalid_role(raw_id: str, valid_roles: Sequence[str]) -> ServiceError:
+    return bad_arguments(
+        bad_argument(
+            f"Invalid participant role. The valid roles are: {', '.join(valid_roles)}.",
+            f"$.participants.{raw_id}.role",
+        )
+    )
+
+
+def invalid_room_id_length() -> ServiceError:
+    return bad_request("Invalid room ID length.")
+
+
+def invalid_room_id() -> ServiceError:
+    return bad_request("Invalid room ID.")
+
+
+def not_found() -> ServiceError:
+    return ServiceError(404, "NotFound", "The server cannot find the requested resource.")
+
+
+def invalid_page_token() -> ServiceError:
+    return bad_request("The continuation token (skipToken) is invalid or has expired; list again from the start.",
+                       "skipToken")
+
+
+# Idempotent create -----------------------------------------------------------------------------------------
+def repeatability_conflict(request_id: str) -> ServiceError:
+    return ServiceError(
+        409,
+        "RepeatabilityConflict",
+        f"Repeatability-Request-ID {request_id} was already used for a different request.",
+        "Repeatability-Request-ID",
+        headers={"Repeatability-Result": "rejected"},
+    )
+
+
+def repeatability_expired(request_id: str, window_seconds: int) -> ServiceError:
+    return ServiceError(
+        400,
+        "BadRequest",
+        f"Repeatability-First-Sent of request {request_id} is older than the {window_seconds // 3600}-hour "
+        "window in which repeated requests are recognised; send it as a new request with a new "
+        "Repeatability-Request-ID.",
+        "Repeatability-First-Sent",
+        headers={"Repeatability-Result": "rejected"},
+    )
+
+
+# Infrastructure --------------------------------------------------------------------------------------------
+def store_unavailable(reason: str) -> ServiceError:
+    return ServiceError(503, "ServiceUnavailable", f"The room store is unavailable: {reason}. Retry later.",
+                        headers={"Retry-After": "1"})

@@ -1,0 +1,50 @@
+"""Identifiers: room ids this server makes, and the communication identifiers rooms accept."""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from openrooms.service import errors
+
+ROOM_ID_DIGITS = 17
+# The real service's ids are 16 to 18 digits long; anything of another length is refused as such.
+ROOM_ID_LENGTHS = range(16, 19)
+
+_ROOM_ID_LOW = 10 ** (ROOM_ID_DIGITS - 1)
+
+
+def new_room_id() -> str:
+    """A 17-digit id from the OS's CSPRNG: unguessable. The store guarantees it was never issued before."""
+    return str(_ROOM_ID_LOW + secrets.randbelow(9 * _ROOM_ID_LOW))
+
+
+def check_room_id(room_id: str) -> None:
+    if len(room_id) not in ROOM_ID_LENGTHS:
+        raise errors.invalid_room_id_length()
+    if not room_id.isascii() or not room_id.isdigit():
+        raise errors.invalid_room_id()
+
+
+# ACS user identifiers: `<prefix><resource GUID>_<user part>`, the prefix naming the cloud.
+USER_PREFIXES = ("8:acs:", "8:spool:", "8:dod-acs:", "8:gcch-acs:")
+_GUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+_USER_ID = re.compile(
+    r"8:(?:acs|spool|dod-acs|gcch-acs):" + _GUID + r"_[A-Za-z0-9][A-Za-z0-9._-]{0,127}",
+)
+
+
+def is_user_id(raw_id: str) -> bool:
+    return _USER_ID.fullmatch(raw_id) is not None
+
+
+def check_participant_id(raw_id: str) -> None:
+    """For ids being added or re-roled."""
+    if not is_user_id(raw_id):
+        raise errors.invalid_identifier_format()
+
+
+def check_removed_participant_id(raw_id: str) -> None:
+    """For ids being removed: the real service words this one differently."""
+    if not is_user_id(raw_id):
+        raise errors.identifier_not_supported(raw_id)

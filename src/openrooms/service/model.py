@@ -1,0 +1,76 @@
+"""What the service works with: rooms, participants, commands and pages. Plain data, no I/O."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class Role(enum.StrEnum):
+    PRESENTER = "Presenter"
+    ATTENDEE = "Attendee"
+    CONSUMER = "Consumer"
+    COLLABORATOR = "Collaborator"
+
+
+@dataclass(frozen=True, slots=True)
+class Room:
+    id: str
+    created_at: int
+    valid_from: int
+    valid_until: int
+    pstn_dial_out_enabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Participant:
+    raw_id: str
+    role: Role
+
+
+@dataclass(frozen=True, slots=True)
+class CreateRoom:
+    valid_from: int | None = None
+    valid_until: int | None = None
+    pstn_dial_out_enabled: bool | None = None
+    # raw id -> role name as sent (None: the default role). Role names are checked by the service against
+    # the roles the request's api-version knows.
+    participants: Mapping[str, str | None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateRoom:
+    valid_from: int | None = None
+    valid_until: int | None = None
+    pstn_dial_out_enabled: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Repeatability:
+    """An idempotent create: the client's request id, when it first sent it, and a fingerprint of the request
+    (two requests with the same id must also have the same fingerprint)."""
+
+    request_id: str
+    first_sent: int
+    fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
+class CreateRecord:
+    """What is kept of an idempotent create, so that a repeat returns the first answer."""
+
+    request_id: str
+    fingerprint: str
+    room_id: str
+    response: bytes
+    created_at: int

@@ -1,0 +1,194 @@
+"""Rooms and their rosters: one method per operation of the ACS Rooms API."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from openrooms.service import errors, ids, paging, validity
+from openrooms.service.clock import TICKS_PER_DAY, TICKS_PER_SECOND, Clock
+from openrooms.service.model import (
+    CreateRecord,
+    CreateRoom,
+    Page,
+    Participant,
+    Repeatability,
+    Role,
+    Room,
+    UpdateRoom,
+)
+from openrooms.store.protocol import RoomIdTaken, RoomStore
+
+DEFAULT_ROLE = Role.ATTENDEE
+# How long a Repeatability-Request-ID is remembered (and how old a Repeatability-First-Sent may be).
+REPEATABILITY_WINDOW = 24 * 3600 * TICKS_PER_SECOND
+# How long an expired room stays readable by id before it is purged.
+DEFAULT_PURGE_GRACE_DAYS = 30
+_ID_DRAWS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Upsert:
+    """A roster entry to add or re-role; `role` None means the default role."""
+
+    role: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    room_id: str
+    response: bytes
+    replayed: bool
+
+
+def resolve_role(raw_id: str, name: str | None, roles: Sequence[Role]) -> Role:
+    """The role named in a request, if the request's api-version knows it (names compare case-insensitively)."""
+    if name is None:
+        return DEFAULT_ROLE
+    folded = name.casefold()
+    for role in roles:
+        if role.value.casefold() == folded:
+            return role
+    raise errors.invalid_role(raw_id, [r.value for r in roles])
+
+
+class RoomsService:
+    def __init__(
+        self,
+        store: RoomStore,
+        clock: Clock,
+        *,
+        page_size: int = paging.DEFAULT_PAGE_SIZE,
+        purge_grace_days: int = DEFAULT_PURGE_GRACE_DAYS,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._page_size = page_size
+        self._purge_grace = purge_grace_days * TICKS_PER_DAY
+
+    async def rooms_create(
+        self,
+        command: CreateRoom,
+        roles: Sequence[Role],
+        render: Callable[[Room], bytes],
+        repeatability: Repeatability | None = None,
+    ) -> Created:
+        """Create a room. `render` makes the response body; with `repeatability`, a repeat of the same
+        request gets that same body back and creates nothing."""
+        now = self._clock.now()
+        if repeatability is not None:
+            if now - repeatability.first_sent > REPEATABILITY_WINDOW:
+                raise errors.repeatability_expired(repeatability.request_id, REPEATABILITY_WINDOW // TICKS_PER_SECOND)
+            earlier = await self._store.get_create_record(repeatability.request_id)
+            if earlier is not None:
+                return self._replay(earlier, repeatability)
+
+        roster = []
+        for raw_id, role in (command.participants or {}).items():
+            ids.check_participant_id(raw_id)
+            roster.append(Participant(raw_id, resolve_role(raw_id, role, roles)))
+        window = validity.window_for_create(command.valid_from, command.valid_until, now)
+
+        for _ in range(_ID_DRAWS):
+            room = Room(
+                id=ids.new_room_id(),
+                created_at=now,
+                valid_from=window.valid_from,
+                valid_until=window.valid_until,
+                pstn_dial_out_enabled=bool(command.pstn_dial_out_enabled),
+            )
+            response = render(room)
+            record = (
+                None
+                if repeatability is None
+                else CreateRecord(repeatability.request_id, repeatability.fingerprint, room.id, response, now)
+            )
+            try:
+                earlier = await self._store.insert_room(room, roster, record)
+            except RoomIdTaken:
+                continue
+            if earlier is not None and repeatability is not None:
+                # Another request with the same id won the race: answer as its repeat.
+                return self._replay(earlier, repeatability)
+            return Created(room.id, response, replayed=False)
+        raise RuntimeError("could not draw an unused room id")  # 1 in 10^100 odds: a broken random source
+
+    @staticmethod
+    def _replay(earlier: CreateRecord, repeatability: Repeatability) -> Created:
+        if earlier.fingerprint != repeatability.fingerprint:
+            raise errors.repeatability_conflict(repeatability.request_id)
+        return Created(earlier.room_id, earlier.response, replayed=True)
+
+    async def rooms_get(self, room_id: str) -> Room:
+        ids.check_room_id(room_id)
+        room = await self._store.get_room(room_id)
+        if room is None:
+            raise errors.not_found()
+        return room
+
+    async def rooms_update(self, room_id: str, command: UpdateRoom) -> Room:
+        ids.check_room_id(room_id)
+        window = validity.window_for_update(command.valid_from, command.valid_until, self._clock.now())
+        room = await self._store.update_room(
+            room_id,
+            None if window is None else (window.valid_from, window.valid_until),
+            command.pstn_dial_out_enabled,
+        )
+        if room is None:
+            raise errors.not_found()
+        return room
+
+    async def rooms_delete(self, room_id: str) -> None:
+        ids.check_room_id(room_id)
+        if not await self._store.delete_room(room_id):
+            raise errors.not_found()
+
+    async def rooms_list(self, cursor: str | None = None, page_size: int | None = None) -> Page[Room]:
+        """Rooms whose window has not ended, newest first."""
+        limit = paging.page_size(page_size, self._page_size)
+        after = None
+        if cursor is not None:
+            created, room_id = paging.decode_cursor(cursor, 2)
+            if not created.isdigit():
+                raise errors.invalid_page_token()
+            after = (int(created), room_id)
+        rooms = await self._store.list_rooms(self._clock.now(), after, limit + 1)
+        if len(rooms) <= limit:
+            return Page(rooms, None)
+        last = rooms[limit - 1]
+        return Page(rooms[:limit], paging.encode_cursor(last.created_at, last.id))
+
+    async def participants_list(
+        self, room_id: str, cursor: str | None = None, page_size: int | None = None
+    ) -> Page[Participant]:
+        ids.check_room_id(room_id)
+        limit = paging.page_size(page_size, self._page_size)
+        after = None if cursor is None else paging.decode_cursor(cursor, 1)[0]
+        participants = await self._store.list_participants(room_id, after, limit + 1)
+        if participants is None:
+            raise errors.not_found()
+        if len(participants) <= limit:
+            return Page(participants, None)
+        return Page(participants[:limit], paging.encode_cursor(participants[limit - 1].raw_id))
+
+    async def participants_update(
+        self, room_id: str, changes: Mapping[str, Upsert | None], roles: Sequence[Role]
+    ) -> None:
+        """Merge `changes` into the roster: an `Upsert` adds or re-roles, None removes (a no-op for someone
+        not in the room). Every entry is checked before anything is applied."""
+        ids.check_room_id(room_id)
+        upserts: dict[str, Role] = {}
+        removals: list[str] = []
+        for raw_id, change in changes.items():
+            if change is None:
+                ids.check_removed_participant_id(raw_id)
+                removals.append(raw_id)
+            else:
+                ids.check_participant_id(raw_id)
+                upserts[raw_id] = resolve_role(raw_id, change.role, roles)
+        if not await self._store.update_participants(room_id, upserts, removals):
+            raise errors.not_found()
+
+    async def purge_expired(self) -> tuple[int, int]:
+        now = self._clock.now()
+        return await self._store.purge(now - self._purge_grace, now - REPEATABILITY_WINDOW)

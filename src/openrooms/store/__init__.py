@@ -1,0 +1,1 @@
+"""Persistence behind one small interface (`RoomStore`), chosen once at start-up."""

@@ -1,0 +1,66 @@
+"""The store interface. Implementations: `sqlite.SqliteStore` (embedded default).
+
+Every method is one transaction: it either happens whole or not at all. Methods return plain service
+types and raise `StoreUnavailable` when the database cannot be reached; they never know about HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from typing import Protocol
+
+from openrooms.service.model import CreateRecord, Participant, Role, Room
+
+
+class StoreUnavailable(Exception):
+    """The database cannot serve the request now (down, locked for too long, disk full, read-only)."""
+
+
+class RoomIdTaken(Exception):
+    """The generated room id was issued before; the caller draws a new one."""
+
+
+class RoomStore(Protocol):
+    async def close(self) -> None: ...
+
+    async def insert_room(
+        self, room: Room, participants: Sequence[Participant], record: CreateRecord | None
+    ) -> CreateRecord | None:
+        """Insert a room with its roster (and the idempotency record of the create, if any).
+
+        Raises `RoomIdTaken` if the id was ever issued before, even to a deleted room. If `record`'s request
+        id is already stored, nothing is inserted and the stored record is returned; otherwise None.
+        """
+        ...
+
+    async def get_create_record(self, request_id: str) -> CreateRecord | None: ...
+
+    async def get_room(self, room_id: str) -> Room | None: ...
+
+    async def update_room(
+        self, room_id: str, window: tuple[int, int] | None, pstn_dial_out_enabled: bool | None
+    ) -> Room | None:
+        """Apply the given changes (None: unchanged) and return the room after them; None if no such room."""
+        ...
+
+    async def delete_room(self, room_id: str) -> bool: ...
+
+    async def list_rooms(self, valid_after: int, after: tuple[int, str] | None, limit: int) -> list[Room]:
+        """Rooms with `valid_until` > `valid_after`, newest `created_at` first then id descending, strictly
+        after the `(created_at, id)` keyset cursor."""
+        ...
+
+    async def list_participants(self, room_id: str, after: str | None, limit: int) -> list[Participant] | None:
+        """A room's participants ordered by raw id, strictly after `after`; None if no such room."""
+        ...
+
+    async def update_participants(
+        self, room_id: str, upserts: Mapping[str, Role], removals: Collection[str]
+    ) -> bool:
+        """Upsert and remove in one transaction; False (and nothing changed) if no such room."""
+        ...
+
+    async def purge(self, rooms_valid_before: int, records_created_before: int) -> tuple[int, int]:
+        """Delete rooms whose window ended before the first instant, and idempotency records older than the
+        second; return how many of each."""
+        ...

@@ -1,0 +1,213 @@
+"""The embedded store: one SQLite file (or memory), WAL, fsync on commit.
+
+Each process holds one connection and calls it from its event loop. A call is microseconds and runs to
+completion before the loop moves on, so transactions of one process never interleave; `BEGIN IMMEDIATE`
+serialises writers across processes, and `synchronous=FULL` makes a write durable before it is acknowledged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from pathlib import Path
+
+from sqlalchemy import create_engine
+from sqlalchemy.pool import StaticPool
+
+from openrooms.service.model import CreateRecord, Participant, Role, Room
+from openrooms.store import migrate
+from openrooms.store.protocol import RoomIdTaken, StoreUnavailable
+
+_ROOM_COLUMNS = "id, created_at, valid_from, valid_until, pstn_dial_out_enabled"
+_PURGE_BATCH = 1000
+
+
+class SchemaMismatch(Exception):
+    pass
+
+
+def _room(row: tuple[str, int, int, int, int]) -> Room:
+    return Room(row[0], row[1], row[2], row[3], bool(row[4]))
+
+
+def _record(row: tuple[str, str, str, bytes, int]) -> CreateRecord:
+    return CreateRecord(row[0], row[1], row[2], bytes(row[3]), row[4])
+
+
+class SqliteStore:
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._db = connection
+
+    @classmethod
+    def open(cls, path: Path | None, *, migrate_schema: bool = True, busy_timeout_ms: int = 5000) -> SqliteStore:
+        """Open (and with `migrate_schema`, create or upgrade) the database; `path` None keeps it in memory."""
+        target = ":memory:" if path is None else str(path)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
+        connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        if path is not None:
+            connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("PRAGMA synchronous = FULL")
+        connection.execute("PRAGMA foreign_keys = ON")
+        cls._check_schema(connection, migrate_schema)
+        return cls(connection)
+
+    @staticmethod
+    def _check_schema(connection: sqlite3.Connection, migrate_schema: bool) -> None:
+        engine = create_engine("sqlite://", creator=lambda: connection, poolclass=StaticPool)
+        with engine.connect() as sa_connection:
+            if migrate_schema:
+                migrate.upgrade(sa_connection)
+                sa_connection.commit()
+            current, head = migrate.current_revision(sa_connection), migrate.head_revision()
+        if current != head:
+            raise SchemaMismatch(
+                f"the database schema is at revision {current or 'none'}, this openrooms needs {head}; "
+                "run `openrooms db upgrade`"
+            )
+
+    async def close(self) -> None:
+        self._db.close()
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._errors():
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    async def insert_room(
+        self, room: Room, participants: Sequence[Participant], record: CreateRecord | None
+    ) -> CreateRecord | None:
+        with self._write() as db:
+            if record is not None:
+                earlier = self._create_record(record.request_id)
+                if earlier is not None:
+                    return earlier
+            try:
+                db.execute("INSERT INTO room_ids (id) VALUES (?)", (room.id,))
+            except sqlite3.IntegrityError:
+                raise RoomIdTaken(room.id) from None
+            db.execute(
+                f"INSERT INTO rooms ({_ROOM_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
+                (room.id, room.created_at, room.valid_from, room.valid_until, room.pstn_dial_out_enabled),
+            )
+            db.executemany(
+                "INSERT INTO participants (room_id, raw_id, role) VALUES (?, ?, ?)",
+                [(room.id, p.raw_id, p.role.value) for p in participants],
+            )
+            if record is not None:
+                db.execute(
+                    "INSERT INTO create_requests (request_id, fingerprint, room_id, response, created_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (record.request_id, record.fingerprint, record.room_id, record.response, record.created_at),
+                )
+        return None
+
+    def _create_record(self, request_id: str) -> CreateRecord | None:
+        row = self._db.execute(
+            "SELECT request_id, fingerprint, room_id, response, created_at FROM create_requests "
+            "WHERE request_id = ?",
+            (request_id,),
+        ).fetchone()
+        return None if row is None else _record(row)
+
+    async def get_create_record(self, request_id: str) -> CreateRecord | None:
+        with self._errors():
+            return self._create_record(request_id)
+
+    async def get_room(self, room_id: str) -> Room | None:
+        with self._errors():
+            row = self._db.execute(f"SELECT {_ROOM_COLUMNS} FROM rooms WHERE id = ?", (room_id,)).fetchone()
+        return None if row is None else _room(row)
+
+    async def update_room(
+        self, room_id: str, window: tuple[int, int] | None, pstn_dial_out_enabled: bool | None
+    ) -> Room | None:
+        valid_from, valid_until = window or (None, None)
+        with self._write() as db:
+            row = db.execute(
+                "UPDATE rooms SET valid_from = coalesce(?, valid_from), valid_until = coalesce(?, valid_until), "
+                "pstn_dial_out_enabled = coalesce(?, pstn_dial_out_enabled) "
+                f"WHERE id = ? RETURNING {_ROOM_COLUMNS}",
+                (valid_from, valid_until, pstn_dial_out_enabled, room_id),
+            ).fetchone()
+        return None if row is None else _room(row)
+
+    async def delete_room(self, room_id: str) -> bool:
+        with self._write() as db:
+            return db.execute("DELETE FROM rooms WHERE id = ?", (room_id,)).rowcount > 0
+
+    async def list_rooms(self, valid_after: int, after: tuple[int, str] | None, limit: int) -> list[Room]:
+        with self._errors():
+            if after is None:
+                rows = self._db.execute(
+                    f"SELECT {_ROOM_COLUMNS} FROM rooms WHERE valid_until > ? "
+                    "ORDER BY created_at DESC, id DESC LIMIT ?",
+                    (valid_after, limit),
+                ).fetchall()
+            else:
+                rows = self._db.execute(
+                    f"SELECT {_ROOM_COLUMNS} FROM rooms WHERE (created_at, id) < (?, ?) AND valid_until > ? "
+                    "ORDER BY created_at DESC, id DESC LIMIT ?",
+                    (after[0], after[1], valid_after, limit),
+                ).fetchall()
+        return [_room(row) for row in rows]
+
+    async def list_participants(self, room_id: str, after: str | None, limit: int) -> list[Participant] | None:
+        with self._errors():
+            if self._db.execute("SELECT 1 FROM rooms WHERE id = ?", (room_id,)).fetchone() is None:
+                return None
+            rows = self._db.execute(
+                "SELECT raw_id, role FROM participants WHERE room_id = ? AND raw_id > ? ORDER BY raw_id LIMIT ?",
+                (room_id, after or "", limit),
+            ).fetchall()
+        return [Participant(raw_id, Role(role)) for raw_id, role in rows]
+
+    async def update_participants(
+        self, room_id: str, upserts: Mapping[str, Role], removals: Collection[str]
+    ) -> bool:
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM rooms WHERE id = ?", (room_id,)).fetchone() is None:
+                return False
+            db.executemany(
+                "INSERT INTO participants (room_id, raw_id, role) VALUES (?, ?, ?) "
+                "ON CONFLICT (room_id, raw_id) DO UPDATE SET role = excluded.role",
+                [(room_id, raw_id, role.value) for raw_id, role in upserts.items()],
+            )
+            db.executemany(
+                "DELETE FROM participants WHERE room_id = ? AND raw_id = ?",
+                [(room_id, raw_id) for raw_id in removals],
+            )
+        return True
+
+    async def purge(self, rooms_valid_before: int, records_created_before: int) -> tuple[int, int]:
+        # In batches, so that a large purge never holds the write lock for long.
+        rooms = records = 0
+        while True:
+            with self._write() as db:
+                deleted = db.execute(
+                    "DELETE FROM rooms WHERE id IN (SELECT id FROM rooms WHERE valid_until < ? LIMIT ?)",
+                    (rooms_valid_before, _PURGE_BATCH),
+                ).rowcount
+            rooms += deleted
+            if deleted < _PURGE_BATCH:
+                break
+        with self._write() as db:
+            records = db.execute(
+                "DELETE FROM create_requests WHERE created_at < ?", (records_created_before,)
+            ).rowcount
+        return rooms, records

@@ -1,0 +1,140 @@
+"""Test helpers: a real `openrooms serve` process, and an HMAC signer that signs as the SDKs do."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import hmac
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from pathlib import Path
+
+import httpx
+
+from openrooms.config import DEV_ACCESS_KEY
+
+USER_PREFIX = "8:acs:1b5cc06b-f352-4571-b1e6-d9b259b7c776_"
+
+
+def user_id(n: int | str) -> str:
+    """A well-formed ACS user raw id."""
+    return f"{USER_PREFIX}00000005-14a2-493b-8a72-{int(n):012x}" if str(n).isdigit() else USER_PREFIX + str(n)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def sign_headers(
+    method: str, path_and_query: str, host: str, body: bytes = b"", key: str = DEV_ACCESS_KEY,
+    date: str | None = None,
+) -> dict[str, str]:
+    date = date or formatdate(usegmt=True)
+    content_hash = base64.b64encode(hashlib.sha256(body).digest()).decode()
+    to_sign = f"{method}\n{path_and_query}\n{date};{host};{content_hash}"
+    signature = base64.b64encode(hmac.new(base64.b64decode(key), to_sign.encode(), hashlib.sha256).digest()).decode()
+    return {
+        "x-ms-date": date,
+        "x-ms-content-sha256": content_hash,
+        "Authorization": f"HMAC-SHA256 SignedHeaders=x-ms-date;host;x-ms-content-sha256&Signature={signature}",
+    }
+
+
+@dataclass
+class Server:
+    """A running `openrooms serve` process."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    location: Path
+    tls: bool
+    access_key: str = DEV_ACCESS_KEY
+    log_path: Path = field(default_factory=Path)
+
+    @property
+    def endpoint(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/"
+
+    @property
+    def connection_string(self) -> str:
+        return f"endpoint={self.endpoint};accesskey={self.access_key}"
+
+    @property
+    def ca(self) -> str:
+        return str(self.location / "certs" / "ca.pem")
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """What httpx needs to trust this server."""
+        return ssl.create_default_context(cafile=self.ca) if self.tls else False
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def request(self, method: str, path_and_query: str, body: bytes = b"", headers: dict[str, str] | None = None,
+                sign: bool = True, key: str | None = None) -> httpx.Response:
+        """A raw signed request, for what the SDKs cannot send."""
+        host = f"127.0.0.1:{self.port}"
+        all_headers = {"content-type": "application/json"}
+        if sign:
+            all_headers.update(sign_headers(method, path_and_query, host, body, key or self.access_key))
+        all_headers.update(headers or {})
+        with httpx.Client(verify=self.verify) as client:
+            return client.request(method, self.endpoint.rstrip("/") + path_and_query, content=body,
+                                  headers=all_headers)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout)
+
+
+@contextlib.contextmanager
+def running_server(location: Path, *args: str, tls: bool = True, env: dict[str, str] | None = None) -> Iterator[Server]:
+    """Start `openrooms serve` as a real process and wait until it answers /healthz."""
+    port = free_port()
+    location.mkdir(parents=True, exist_ok=True)
+    log_path = location / f"server-{port}.log"
+    command = [sys.executable, "-m", "openrooms", "serve", "--port", str(port), "--location", str(location), *args]
+    if not tls:
+        command.append("--no-tls")
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("OPENROOMS_")}
+    full_env.update(env or {})
+    with open(log_path, "wb") as log_file:
+        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=full_env)
+    server = Server(process, port, location, tls, log_path=log_path)
+    try:
+        _wait_healthy(server)
+        yield server
+    finally:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            server.stop()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def _wait_healthy(server: Server, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"openrooms serve exited with {server.process.returncode}:\n{server.log()}")
+        try:
+            response = httpx.get(server.endpoint + "healthz", verify=server.verify, timeout=1)
+            if response.status_code == 200:
+                return
+        except (httpx.HTTPError, OSError):  # not listening yet, or the CA not written yet
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"openrooms serve did not become healthy:\n{server.log()}")
