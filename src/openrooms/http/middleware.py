@@ -16,8 +16,8 @@ from openrooms.http import errors as wire_errors
 from openrooms.http.auth import HmacAuthenticator
 from openrooms.http.context import SCOPE_KEY, RequestContext, context_of
 from openrooms.http.versions import family_for_path
-from openrooms.service.clock import Clock
 from openrooms.service import errors as service_errors
+from openrooms.service.clock import Clock
 from openrooms.service.errors import ServiceError
 from openrooms.store.protocol import StoreUnavailable
 

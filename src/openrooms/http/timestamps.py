@@ -38,7 +38,7 @@ def parse(text: str) -> int | None:
     return ticks
 
 
-def format(ticks: int) -> str:  # noqa: A001 - the module is used as `timestamps.format`
+def format(ticks: int) -> str:
     seconds, fraction = divmod(ticks, TICKS_PER_SECOND)
     text = (_EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
     if fraction:

@@ -1,0 +1,32 @@
+# The two commands of the README: `make serve` and `make test`. Both set up what they need on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+NODE_TESTS := tests/e2e/node
+# The PostgreSQL the tests use (a fresh schema per run); CI fails when it is unreachable.
+export OPENROOMS_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
+
+.PHONY: serve test lint install
+.DEFAULT_GOAL := serve
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+$(NODE_TESTS)/node_modules/.installed: $(NODE_TESTS)/package-lock.json
+	cd $(NODE_TESTS) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(BIN)/.installed
+
+serve: $(BIN)/.installed
+	$(BIN)/openrooms serve
+
+test: $(BIN)/.installed $(NODE_TESTS)/node_modules/.installed
+	$(BIN)/pytest -q
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check src tests
+	$(BIN)/mypy

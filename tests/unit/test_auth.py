@@ -1,0 +1,100 @@
+"""HMAC-SHA256 authentication: published test vectors and each SDK's signing variant."""
+
+from __future__ import annotations
+
+import base64
+from email.utils import formatdate, parsedate_to_datetime
+
+import pytest
+
+from openrooms.http import auth
+from openrooms.service.clock import TICKS_PER_SECOND
+from openrooms.service.errors import ServiceError
+
+KEY = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+OTHER_KEY = base64.b64encode(b"another-key-another-key-another!!").decode()
+DATE = "Sat, 21 Nov 2026 09:52:51 GMT"
+DATE_TICKS = int(parsedate_to_datetime(DATE).timestamp()) * TICKS_PER_SECOND
+EMPTY_HASH = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+
+
+def test_vectors() -> None:
+    key = auth.decode_key(KEY)
+    assert auth.content_hash(b"") == EMPTY_HASH
+    assert auth.sign(key, f"GET\n/rooms/r1?api-version=2025-03-13\n{DATE};127.0.0.1:18765;{EMPTY_HASH}") == (
+        "/gju7rbG3Uu0cG/2XJvQ7xQTNo0hd5rF6lwADqeeFPQ="
+    )
+    body = b'{"participants": {"8:acs:res_u1": null}}'
+    assert auth.content_hash(body) == "dul9a5FkTlq/AT5upvzixrYko+/J0MHNCPbhhXdB5vY="
+    assert auth.sign(
+        key, f"PATCH\n/rooms/r1/participants?api-version=2025-03-13\n{DATE};127.0.0.1:18765;{auth.content_hash(body)}"
+    ) == "HH/oFcFxY9Il0MhmrLTujxQlbNKTvND5QTe7GhFuFPU="
+    assert auth.sign(auth.decode_key("pw=="), "banana") == "88EC05aAS9iXnaimtNO78JLjiPtfWryQB/5QYEzEsu8="
+
+
+def signed(path: str, host: str, body: bytes = b"", key: str = KEY, date: str = DATE) -> dict[str, str]:
+    digest = auth.content_hash(body)
+    signature = auth.sign(auth.decode_key(key), f"POST\n{path}\n{date};{host};{digest}")
+    return {
+        "authorization": f"HMAC-SHA256 SignedHeaders=x-ms-date;host;x-ms-content-sha256&Signature={signature}",
+        "x-ms-date": date,
+        "x-ms-content-sha256": digest,
+        "host": "127.0.0.1:18765",
+    }
+
+
+def check(headers: dict[str, str], *, raw_path: str = "/identities/8%3Aacs%3Ax/:issueAccessToken",
+          body: bytes = b"", now: int = DATE_TICKS, public_hosts: tuple[str, ...] = ()) -> None:
+    authenticator = auth.HmacAuthenticator(
+        [auth.decode_key(KEY), auth.decode_key(OTHER_KEY)], skew_seconds=300, public_hosts=public_hosts
+    )
+    authenticator.authenticate(method="POST", raw_path=raw_path, query="api-version=2023-10-01",
+                               headers=headers, body=body, now=now)
+
+
+ENCODED = "/identities/8%3Aacs%3Ax/:issueAccessToken?api-version=2023-10-01"
+DECODED = "/identities/8:acs:x/:issueAccessToken?api-version=2023-10-01"
+
+
+@pytest.mark.parametrize(
+    ("path", "signed_host"),
+    [
+        (ENCODED, "127.0.0.1:18765"),  # as received
+        (DECODED, "127.0.0.1:18765"),  # percent-decoded path (Python Rooms)
+        (ENCODED, "127.0.0.1"),  # host without port (Java)
+        (ENCODED, "127.0.0.1:18765/"),  # trailing slash (Python Identity)
+        (ENCODED, "127.0.0.1:18765:18765"),  # doubled port (older JS)
+    ],
+)
+def test_each_sdk_variant_is_accepted(path: str, signed_host: str) -> None:
+    check(signed(path, signed_host))
+
+
+def test_secondary_key_and_public_host() -> None:
+    check(signed(ENCODED, "127.0.0.1:18765", key=OTHER_KEY))
+    check(signed(ENCODED, "rooms.example.com"), public_hosts=("rooms.example.com",))
+
+
+def denial(headers: dict[str, str], **kwargs: object) -> str:
+    with pytest.raises(ServiceError) as caught:
+        check(headers, **kwargs)  # type: ignore[arg-type]
+    assert (caught.value.status, caught.value.code) == (401, "Denied")
+    return caught.value.message
+
+
+def test_denials_say_why() -> None:
+    good = signed(ENCODED, "127.0.0.1:18765")
+    assert "no Authorization header" in denial({k: v for k, v in good.items() if k != "authorization"})
+    assert "Unsupported authorization scheme 'Bearer'" in denial({**good, "authorization": "Bearer abc"})
+    assert denial(good, body=b"tampered") == "Request 'x-ms-content-sha256' differs from generated content hash."
+    assert "300 seconds" in denial(good, now=DATE_TICKS + 301 * TICKS_PER_SECOND)
+    assert "not an RFC 1123 date" in denial(signed(ENCODED, "127.0.0.1:18765", date="yesterday"))
+    assert denial(signed(ENCODED, "evil.example.com")) == "Denied by the resource provider."
+    wrong_key = base64.b64encode(b"x" * 32).decode()
+    assert denial(signed(ENCODED, "127.0.0.1:18765", key=wrong_key)) == "Denied by the resource provider."
+
+
+def test_date_header_is_used_without_x_ms_date() -> None:
+    headers = signed(ENCODED, "127.0.0.1:18765", date=formatdate(DATE_TICKS / TICKS_PER_SECOND, usegmt=True))
+    headers["date"] = headers.pop("x-ms-date")
+    check(headers)
