@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import MutableMapping
 from typing import Any
 
 from starlette.requests import Request
@@ -20,7 +21,7 @@ class RequestContext:
     body: bytes = b""  # set by: Authenticate, which reads (and limits) the body to check its hash
 
 
-def context_of(scope_or_request: Request | dict[str, Any]) -> RequestContext:
+def context_of(scope_or_request: Request | MutableMapping[str, Any]) -> RequestContext:
     scope = scope_or_request.scope if isinstance(scope_or_request, Request) else scope_or_request
     ctx: RequestContext = scope[SCOPE_KEY]
     return ctx
