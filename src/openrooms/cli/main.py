@@ -83,12 +83,24 @@ def serve(
     page_size: Annotated[int | None, typer.Option(help="Default page size of listings (default: 100).",
                                                   envvar="OPENROOMS_PAGE_SIZE", min=1, max=1000,
                                                   show_default=False)] = None,
+    purge_grace_days: Annotated[int | None, typer.Option(help="Days an ended room stays readable by id before it "
+                                                         "is purged (default: 30).",
+                                                         envvar="OPENROOMS_PURGE_GRACE_DAYS", min=0,
+                                                         show_default=False)] = None,
+    max_body_bytes: Annotated[int | None, typer.Option(help="Largest request body accepted (default: 1048576).",
+                                                       envvar="OPENROOMS_MAX_BODY_BYTES", min=1024,
+                                                       show_default=False)] = None,
+    clock_skew_seconds: Annotated[int | None, typer.Option(help="How far a request's x-ms-date may be from the "
+                                                           "server's clock (default: 300).",
+                                                           envvar="OPENROOMS_CLOCK_SKEW_SECONDS", min=1,
+                                                           show_default=False)] = None,
 ) -> None:
     """Serve the ACS Rooms API (HTTPS with a local CA by default) until SIGINT or SIGTERM."""
     settings = Settings().replace(
         host=host, port=port, location=location, in_memory=in_memory or None, tls=False if no_tls else None,
         cert=cert, key=key, access_key=access_key, secondary_key=secondary_key, silent=silent or None,
         workers=workers, server=server, public_url=public_url, page_size=page_size,
+        purge_grace_days=purge_grace_days, max_body_bytes=max_body_bytes, clock_skew_seconds=clock_skew_seconds,
     )
     settings = _checked(settings)
     if not settings.in_memory:
