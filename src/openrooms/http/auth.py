@@ -70,6 +70,14 @@ def _hosts(host: str, public_hosts: Sequence[str]) -> Iterator[str]:
     yield from public_hosts
 
 
+def undoubled_host(host: str) -> str:
+    """The Host header without the doubled port (`name:port:port`) that older JS communication-common sends."""
+    name, sep, port = host.rpartition(":")
+    if sep and port.isdigit() and name.endswith(f":{port}"):
+        return name
+    return host
+
+
 class HmacAuthenticator:
     def __init__(self, keys: Sequence[bytes], *, skew_seconds: int, public_hosts: Sequence[str] = ()) -> None:
         self._keys = keys

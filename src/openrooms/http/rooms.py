@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from openrooms.http import timestamps
+from openrooms.http.auth import undoubled_host
 from openrooms.http.context import context_of
 from openrooms.http.versions import ApiVersion
 from openrooms.http.wire import decode, json_response, query_int, timestamp
@@ -183,6 +184,8 @@ class RoomsApi:
             query = {"api-version": version.name, "skipToken": page.next_cursor}
             if "maxpagesize" in request.query_params:
                 query["maxpagesize"] = request.query_params["maxpagesize"]
-            origin = self._public_url or f"{request.url.scheme}://{request.headers.get('host', request.url.netloc)}"
+            # The client follows nextLink as is: a doubled port would make it an invalid URL.
+            host = undoubled_host(request.headers.get("host", request.url.netloc))
+            origin = self._public_url or f"{request.url.scheme}://{host}"
             body["nextLink"] = f"{origin}{request.url.path}?{urlencode(query)}"
         return body
