@@ -12,6 +12,8 @@ from typing import Annotated
 import typer
 
 from openrooms import __version__
+from openrooms.cli.identity import identity_app
+from openrooms.cli.rooms import rooms_app
 from openrooms.config import DEV_ACCESS_KEY, DEV_SECONDARY_KEY, Settings
 
 app = typer.Typer(
@@ -23,6 +25,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(rooms_app, name="rooms")
+app.add_typer(identity_app, name="identity")
 
 
 def fail(message: str) -> typer.Exit:
