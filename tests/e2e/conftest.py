@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import inspect
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.e2e.rooms_support import GA_VERSIONS, Rooms, make_client
 from tests.support import Server, running_server
 
 
@@ -22,3 +24,21 @@ def http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """Plain HTTP (--no-tls), reached through the clients' constructors."""
     with running_server(tmp_path_factory.mktemp("http"), tls=False) as server:
         yield server
+
+
+# Every GA api-version, through the sync and the async client, over HTTPS (connection string) and HTTP.
+ROOMS_CLIENTS = [(v, f, t) for v in GA_VERSIONS for f in ("sync", "async") for t in ("https", "http")]
+
+
+@pytest.fixture(params=ROOMS_CLIENTS, ids=lambda kind: "-".join(kind))
+async def rooms(request: pytest.FixtureRequest) -> AsyncIterator[Rooms]:
+    """A Rooms SDK client of one GA api-version, sync or async, over HTTPS or HTTP, behind one interface."""
+    version, flavour, transport = request.param
+    server: Server = request.getfixturevalue(f"{transport}_server")
+    client = make_client(server, flavour, version)
+    try:
+        yield Rooms(client, version, flavour, server)
+    finally:
+        closed = client.close()
+        if inspect.isawaitable(closed):
+            await closed

@@ -1,0 +1,176 @@
+"""Listings across pages: a server with `--page-size 7`, followed through nextLink by the SDK (sync and async)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.communication.rooms import ParticipantRole
+
+from tests.e2e.rooms_support import Rooms, make_client
+from tests.support import Server, running_server, user_id
+
+PAGE_SIZE = 7
+ROOM_COUNT = 40
+PARTICIPANT_COUNT = 30
+# The versions whose rooms the SDK can read (see `Rooms`); None is the SDK's default version, which on
+# Python 3.11 follows nextLink with `api-version=ApiVersion.V2025_03_13`.
+SDK_LISTING_VERSIONS = [None, "2024-04-15", "2025-03-13"]
+
+
+@pytest.fixture(scope="module")
+def paged_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with running_server(tmp_path_factory.mktemp("paged"), "--page-size", str(PAGE_SIZE)) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def crowded_room(paged_server: Server) -> dict[str, Any]:
+    """A room with PARTICIPANT_COUNT participants; its `roster` is {raw id: role}."""
+    roles = [ParticipantRole.PRESENTER, ParticipantRole.ATTENDEE, ParticipantRole.CONSUMER]
+    roster = {user_id(n): roles[n % 3].value for n in range(PARTICIPANT_COUNT)}
+    body = {"participants": {raw_id: {"role": role} for raw_id, role in roster.items()}}
+    response = paged_server.request("POST", "/rooms?api-version=2025-03-13", json.dumps(body).encode())
+    assert response.status_code == 201, response.text
+    return {**response.json(), "roster": roster}
+
+
+@pytest.fixture(scope="module")
+def created_rooms(paged_server: Server, crowded_room: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every room on this server: the crowded room, then ROOM_COUNT - 1 more."""
+    rooms = [{k: v for k, v in crowded_room.items() if k != "roster"}]
+    for _ in range(ROOM_COUNT - 1):
+        response = paged_server.request("POST", "/rooms?api-version=2025-03-13", b"{}")
+        assert response.status_code == 201, response.text
+        rooms.append(response.json())
+    return rooms
+
+
+@pytest.fixture(params=["sync", "async"])
+async def paged_rooms(request: pytest.FixtureRequest, paged_server: Server) -> AsyncIterator[Rooms]:
+    version = request.node.callspec.params.get("api_version")
+    client = make_client(paged_server, request.param, version)
+    try:
+        yield Rooms(client, version or "2025-03-13", request.param, paged_server)
+    finally:
+        if request.param == "async":
+            await client.close()  # type: ignore[misc]
+        else:
+            client.close()
+
+
+async def page_sizes(rooms: Rooms, pager: Any) -> list[int]:
+    if rooms.flavour == "async":
+        return [len([item async for item in page]) async for page in pager.by_page()]
+    return [len(list(page)) for page in pager.by_page()]
+
+
+def expected_page_sizes(count: int) -> list[int]:
+    full, rest = divmod(count, PAGE_SIZE)
+    return [PAGE_SIZE] * full + ([rest] if rest else [])
+
+
+def newest_first(rooms: list[dict[str, Any]]) -> list[str]:
+    return [room["id"] for room in sorted(rooms, key=lambda r: (r["createdAt"], r["id"]), reverse=True)]
+
+
+@pytest.mark.parametrize("api_version", SDK_LISTING_VERSIONS, ids=lambda v: v or "default")
+async def test_sdk_lists_each_room_once_newest_first(
+    paged_rooms: Rooms, created_rooms: list[dict[str, Any]], api_version: str | None
+) -> None:
+    listed = await paged_rooms.list_rooms()
+    ids = [room.id for room in listed]
+    assert len(ids) == len(set(ids)) == ROOM_COUNT
+    assert ids == newest_first(created_rooms)
+    assert {room.id: vars(room) for room in listed} == {
+        room["id"]: {
+            "id": room["id"],
+            "created_at": room["createdAt"],
+            "valid_from": room["validFrom"],
+            "valid_until": room["validUntil"],
+            "pstn_dial_out_enabled": room["pstnDialOutEnabled"],
+        }
+        for room in created_rooms
+    }
+
+
+@pytest.mark.parametrize("api_version", SDK_LISTING_VERSIONS, ids=lambda v: v or "default")
+async def test_sdk_pages_have_the_server_page_size(
+    paged_rooms: Rooms, created_rooms: list[dict[str, Any]], api_version: str | None
+) -> None:
+    assert await page_sizes(paged_rooms, paged_rooms.client.list_rooms()) == expected_page_sizes(ROOM_COUNT)
+
+
+def test_raw_listing_at_2023_06_14_pages_the_same(paged_server: Server, created_rooms: list[dict[str, Any]]) -> None:
+    rooms = Rooms(None, "2023-06-14", "sync", paged_server)  # type: ignore[arg-type]  # raw requests only
+    listed = rooms.raw_pages("/rooms")
+    assert [room["id"] for room in listed] == newest_first(created_rooms)
+    assert all("pstnDialOutEnabled" not in room for room in listed)
+
+
+@pytest.mark.parametrize("api_version", SDK_LISTING_VERSIONS, ids=lambda v: v or "default")
+async def test_sdk_lists_each_participant_once(
+    paged_rooms: Rooms, crowded_room: dict[str, Any], api_version: str | None
+) -> None:
+    assert await paged_rooms.roster(crowded_room["id"]) == crowded_room["roster"]
+    pager = paged_rooms.client.list_participants(crowded_room["id"])
+    assert await page_sizes(paged_rooms, pager) == expected_page_sizes(PARTICIPANT_COUNT)
+
+
+def test_next_link_with_the_python_3_11_enum_spelling_of_the_version(
+    paged_server: Server, created_rooms: list[dict[str, Any]]
+) -> None:
+    first = paged_server.request("GET", "/rooms?api-version=2025-03-13").json()
+    next_link = first["nextLink"]
+    assert next_link.startswith(paged_server.endpoint + "rooms?")
+    quirky = next_link.removeprefix(paged_server.endpoint.rstrip("/")).replace(
+        "api-version=2025-03-13", "api-version=ApiVersion.V2025_03_13"
+    )
+    assert "ApiVersion.V2025_03_13" in quirky
+    response = paged_server.request("GET", quirky)
+    assert response.status_code == 200, response.text
+    second = response.json()["value"]
+    assert [room["id"] for room in first["value"] + second] == newest_first(created_rooms)[: 2 * PAGE_SIZE]
+    assert all("pstnDialOutEnabled" in room for room in second)
+
+
+def test_a_newly_created_room_does_not_disturb_a_listing_in_progress(tmp_path: Path) -> None:
+    with running_server(tmp_path, "--page-size", "3") as server:
+        created = [server.request("POST", "/rooms?api-version=2025-03-13", b"{}").json()["id"] for _ in range(7)]
+        with make_client(server, "sync", "2025-03-13") as client:
+            pages = client.list_rooms().by_page()
+            seen = list(next(pages))
+            server.request("POST", "/rooms?api-version=2025-03-13", b"{}")  # newer: belongs before the cursor
+            for page in pages:
+                seen += list(page)
+    assert [room.id for room in seen] == created[::-1]
+
+
+def test_maxpagesize_overrides_the_page_size_and_travels_in_next_link(
+    paged_server: Server, created_rooms: list[dict[str, Any]]
+) -> None:
+    first = paged_server.request("GET", "/rooms?api-version=2025-03-13&maxpagesize=15").json()
+    assert len(first["value"]) == 15
+    assert "maxpagesize=15" in first["nextLink"]
+    second = paged_server.request("GET", first["nextLink"].removeprefix(paged_server.endpoint.rstrip("/"))).json()
+    assert [room["id"] for room in first["value"] + second["value"]] == newest_first(created_rooms)[:30]
+
+
+@pytest.mark.parametrize(
+    ("query", "target"),
+    [
+        ("maxpagesize=0", "maxpagesize"),
+        ("maxpagesize=1001", "maxpagesize"),
+        ("maxpagesize=seven", "maxpagesize"),
+        ("skipToken=not-a-token", "skipToken"),
+    ],
+)
+def test_bad_paging_parameters(paged_server: Server, query: str, target: str) -> None:
+    response = paged_server.request("GET", f"/rooms?api-version=2025-03-13&{query}")
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["code"], error.get("target")) == ("BadRequest", target)
+    assert response.headers["x-ms-error-code"] == "BadRequest"
