@@ -296,6 +296,27 @@ def test_timestamps_are_echoed_in_utc(https_server: Server, suffix: str, offset:
     assert fetched == room
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2030-01-01T00:00:00+99:99",  # offsets run from -23:59 to +23:59
+        "2030-01-01T00:00:00+24:00",
+        "2030-01-01T00:00:00-05:60",
+        "2030-02-30T00:00:00Z",
+        "2030-01-01T24:00:00Z",
+        "2030-01-01T00:00:00.Z",
+        "2030-01-01",
+    ],
+)
+def test_timestamps_that_are_not_instants_are_refused(https_server: Server, text: str) -> None:
+    response = create(https_server, {"validFrom": text})
+    assert_wire_error(
+        response,
+        400,
+        bad_arguments((f"'{text}' is not an RFC 3339 date-time (e.g. 2030-01-31T12:00:00Z).", "ValidFrom")),
+    )
+
+
 def test_update_echoes_timestamps_the_same_way(https_server: Server) -> None:
     room_id = create(https_server, {}).json()["id"]
     start = base_second()

@@ -29,6 +29,8 @@ def parse(text: str) -> int | None:
     except ValueError:
         return None
     if sign is not None:
+        if int(off_h) > 23 or int(off_m) > 59:  # RFC 3339 offsets run from -23:59 to +23:59
+            return None
         offset = timedelta(hours=int(off_h), minutes=int(off_m))
         moment -= offset if sign == "+" else -offset
     delta = moment - _EPOCH
