@@ -49,6 +49,8 @@ class Settings:
     purge_grace_days: int = rooms.DEFAULT_PURGE_GRACE_DAYS
     max_body_bytes: int = 1024 * 1024
     clock_skew_seconds: int = 300
+    # The ACS resource id (a GUID) in user ids `8:acs:<resource id>_...`; unset: generated once, kept in the store.
+    resource_id: str | None = None
 
     @property
     def database_path(self) -> Path | None:

@@ -98,6 +98,10 @@ def serve(
                                                            "server's clock (default: 300).",
                                                            envvar="OPENROOMS_CLOCK_SKEW_SECONDS", min=1,
                                                            show_default=False)] = None,
+    resource_id: Annotated[str | None, typer.Option(help="ACS resource id (a GUID) in the ids of the users this "
+                                                    "server creates (default: generated once and kept in the "
+                                                    "database).", envvar="OPENROOMS_RESOURCE_ID",
+                                                    show_default=False)] = None,
 ) -> None:
     """Serve the ACS Rooms API (HTTPS with a local CA by default) until SIGINT or SIGTERM."""
     settings = Settings().replace(
@@ -105,6 +109,7 @@ def serve(
         cert=cert, key=key, access_key=access_key, secondary_key=secondary_key, silent=silent or None,
         workers=workers, server=server, public_url=public_url, page_size=page_size,
         purge_grace_days=purge_grace_days, max_body_bytes=max_body_bytes, clock_skew_seconds=clock_skew_seconds,
+        resource_id=resource_id,
     )
     settings = _checked(settings)
     if not settings.in_memory:
@@ -115,6 +120,7 @@ def serve(
         except (SchemaMismatch, OSError) as exc:
             raise fail(f"cannot open the database at {settings.database_path}: {exc}") from None
         store._db.close()
+    settings = _with_resource_id(settings)
     ca = None
     if settings.tls and settings.cert is None:
         from openrooms.tls import ensure_certificates
@@ -147,7 +153,36 @@ def _checked(settings: Settings) -> Settings:
         raise fail("--in-memory keeps data in one process; it cannot be shared by several --workers.")
     if settings.server not in ("granian", "uvicorn"):
         raise fail("--server is granian or uvicorn.")
+    if settings.resource_id is not None:
+        from openrooms.service.identity import check_resource_id
+
+        try:
+            settings = settings.replace(resource_id=check_resource_id(settings.resource_id))
+        except ValueError as exc:
+            raise fail(f"--resource-id: {exc}.") from None
     return settings
+
+
+def _with_resource_id(settings: Settings) -> Settings:
+    """Settle the resource id here, so that the banner shows it and every worker uses the same one."""
+    import asyncio
+
+    from openrooms.http.app import open_store
+    from openrooms.service.identity import new_resource_id
+
+    if settings.resource_id is not None:
+        return settings
+    if settings.in_memory:
+        return settings.replace(resource_id=new_resource_id())
+
+    async def stored_resource_id() -> str:
+        store = open_store(settings, migrate_schema=False)
+        try:
+            return await store.ensure_resource_id(new_resource_id())
+        finally:
+            await store.close()
+
+    return settings.replace(resource_id=asyncio.run(stored_resource_id()))
 
 
 def _extra_hosts(settings: Settings) -> tuple[str, ...]:
@@ -171,6 +206,7 @@ def _print_banner(settings: Settings, ca: Path | None) -> None:
     elif settings.cert is not None:
         lines.append(f"  TLS certificate    {settings.cert}")
     lines.append(f"  database           {settings.database_path or 'in memory (lost at exit)'}")
+    lines.append(f"  resource id        {settings.resource_id}  (users are 8:acs:{settings.resource_id}_...)")
     if settings.access_key == DEV_ACCESS_KEY or settings.secondary_key == DEV_SECONDARY_KEY:
         lines.append("  access keys        the well-known development keys: set --access-key and --secondary-key "
                      "for anything shared")

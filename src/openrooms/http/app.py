@@ -16,10 +16,12 @@ from starlette.routing import Route
 
 from openrooms.config import Settings
 from openrooms.http import auth, openapi
+from openrooms.http.identity import IdentityApi
 from openrooms.http.middleware import ApiVersionCheck, Authenticate, RequestEnvelope
 from openrooms.http.rooms import RoomsApi
 from openrooms.http.wire import json_response
 from openrooms.service.clock import Clock, SystemClock
+from openrooms.service.identity import IdentityService
 from openrooms.service.rooms import RoomsService
 from openrooms.store.protocol import RoomStore
 
@@ -46,6 +48,7 @@ def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clo
         room_store, clock, page_size=settings.page_size, purge_grace_days=settings.purge_grace_days
     )
     rooms_api = RoomsApi(rooms_service, settings.public_url)
+    identity_api = IdentityApi(IdentityService(room_store, clock, resource_id=settings.resource_id))
     authenticator = auth.HmacAuthenticator(
         [auth.decode_key(settings.access_key), auth.decode_key(settings.secondary_key)],
         skew_seconds=settings.clock_skew_seconds,
@@ -75,6 +78,7 @@ def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clo
             Route("/healthz", healthz, methods=["GET"]),
             Route("/openapi.json", openapi_document, methods=["GET"]),
             *rooms_api.routes(),
+            *identity_api.routes(),
         ],
         middleware=[
             Middleware(RequestEnvelope),  # request id, response headers, errors -> ACS envelope, access log

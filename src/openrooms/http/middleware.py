@@ -24,7 +24,7 @@ from openrooms.store.protocol import StoreUnavailable
 access_log = logging.getLogger("openrooms.access")
 log = logging.getLogger("openrooms")
 
-UNAUTHENTICATED = {("GET", "/healthz")}
+UNAUTHENTICATED = {("GET", "/healthz"), ("GET", "/.well-known/jwks.json")}
 
 
 class RequestEnvelope:

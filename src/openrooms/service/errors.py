@@ -125,3 +125,55 @@ def repeatability_expired(request_id: str, window_seconds: int) -> ServiceError:
 def store_unavailable(reason: str) -> ServiceError:
     return ServiceError(503, "ServiceUnavailable", f"The room store is unavailable: {reason}. Retry later.",
                         headers={"Retry-After": "1"})
+
+
+# Identities and access tokens ------------------------------------------------------------------------------
+def validation_error(message: str, target: str) -> ServiceError:
+    return ServiceError(400, "ValidationError", message, target)
+
+
+def expires_in_minutes_out_of_range(value: int, low: int, high: int) -> ServiceError:
+    return validation_error(
+        f"ExpiresInMinutes value {value} is invalid. Value must be within the [{low}, {high}] interval.",
+        "ExpiresInMinutes",
+    )
+
+
+def scopes_required(field_name: str) -> ServiceError:
+    return validation_error(f"{field_name}: The {field_name} field is required.", field_name)
+
+
+def scopes_empty(field_name: str) -> ServiceError:
+    return validation_error(f"{field_name}: At least one scope is required.", field_name)
+
+
+def unknown_scopes(field_name: str, names: Sequence[str], valid: Sequence[str]) -> ServiceError:
+    quoted = ", ".join(f"'{name}'" for name in names)
+    return validation_error(
+        f"{field_name}: {quoted} {'is not a valid scope' if len(names) == 1 else 'are not valid scopes'}. "
+        f"Valid scopes: {', '.join(valid)}.",
+        field_name,
+    )
+
+
+def invalid_user_id(raw_id: str) -> ServiceError:
+    return bad_request(
+        f"'{raw_id}' is not a communication user identifier; expected 8:acs:<resource id>_<user id>.", "id"
+    )
+
+
+def identity_not_found(raw_id: str) -> ServiceError:
+    return ServiceError(404, "IdentityNotFound", f"Identity {raw_id} does not exist (or was deleted).", "id")
+
+
+def teams_token_exchange_unavailable() -> ServiceError:
+    return ServiceError(
+        501,
+        "NotSupported",
+        "Teams token exchange is not available in openrooms: exchanging a Teams user's Microsoft Entra ID token "
+        "needs Entra ID and Teams. Create users with POST /identities and issue their tokens instead.",
+    )
+
+
+def invalid_access_token(reason: str) -> ServiceError:
+    return ServiceError(401, "InvalidAccessToken", f"The access token is not valid: {reason}.")

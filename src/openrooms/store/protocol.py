@@ -7,9 +7,13 @@ types and raise `StoreUnavailable` when the database cannot be reached; they nev
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from openrooms.service.model import CreateRecord, Participant, Role, Room
+
+if TYPE_CHECKING:
+    from openrooms.service.identity import CommunicationUser
+    from openrooms.service.tokens import SigningKey
 
 
 class StoreUnavailable(Exception):
@@ -20,7 +24,41 @@ class RoomIdTaken(Exception):
     """The generated room id was issued before; the caller draws a new one."""
 
 
-class RoomStore(Protocol):
+class UserIdTaken(Exception):
+    """The generated user id exists already; the caller draws a new one."""
+
+
+class IdentityStore(Protocol):
+    """ACS users, the server's resource id and the keys that sign access tokens."""
+
+    async def ensure_resource_id(self, candidate: str) -> str:
+        """The stored resource id; `candidate` is stored (and returned) if there is none yet."""
+        ...
+
+    async def get_signing_keys(self) -> list[SigningKey]:
+        """Every token signing key, newest first (the first one signs)."""
+        ...
+
+    async def ensure_signing_key(self, candidate: SigningKey) -> SigningKey:
+        """The newest stored signing key; `candidate` is stored (and returned) if there is none yet."""
+        ...
+
+    async def insert_user(self, user: CommunicationUser) -> None:
+        """Raises `UserIdTaken` if a user with that raw id exists."""
+        ...
+
+    async def get_user(self, raw_id: str) -> CommunicationUser | None: ...
+
+    async def revoke_tokens(self, raw_id: str, revoked_before: int) -> bool:
+        """Record that the user's tokens issued before `revoked_before` are revoked; False if no such user."""
+        ...
+
+    async def delete_user(self, raw_id: str) -> bool:
+        """Delete the user and remove it from every room's roster, in one transaction; False if no such user."""
+        ...
+
+
+class RoomStore(IdentityStore, Protocol):
     async def close(self) -> None: ...
 
     async def insert_room(

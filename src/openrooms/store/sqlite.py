@@ -15,12 +15,16 @@ from pathlib import Path
 from sqlalchemy import create_engine
 from sqlalchemy.pool import StaticPool
 
+from openrooms.service.identity import CommunicationUser
 from openrooms.service.model import CreateRecord, Participant, Role, Room
+from openrooms.service.tokens import SigningKey
 from openrooms.store import migrate
-from openrooms.store.protocol import RoomIdTaken, StoreUnavailable
+from openrooms.store.protocol import RoomIdTaken, StoreUnavailable, UserIdTaken
 
 _ROOM_COLUMNS = "id, created_at, valid_from, valid_until, pstn_dial_out_enabled"
 _PURGE_BATCH = 1000
+_RESOURCE_ID = "resource_id"
+_KEY_COLUMNS = "kid, private_key_pem, certificate_pem, created_at"
 
 
 class SchemaMismatch(Exception):
@@ -211,3 +215,66 @@ class SqliteStore:
                 "DELETE FROM create_requests WHERE created_at < ?", (records_created_before,)
             ).rowcount
         return rooms, records
+
+    # Identities ----------------------------------------------------------------------------------------------
+    async def ensure_resource_id(self, candidate: str) -> str:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO server_settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+                (_RESOURCE_ID, candidate),
+            )
+            row = db.execute("SELECT value FROM server_settings WHERE name = ?", (_RESOURCE_ID,)).fetchone()
+        return str(row[0])
+
+    async def get_signing_keys(self) -> list[SigningKey]:
+        with self._errors():
+            rows = self._db.execute(
+                f"SELECT {_KEY_COLUMNS} FROM signing_keys ORDER BY created_at DESC, kid DESC"
+            ).fetchall()
+        return [SigningKey(*row) for row in rows]
+
+    async def ensure_signing_key(self, candidate: SigningKey) -> SigningKey:
+        with self._write() as db:
+            row = db.execute(
+                f"SELECT {_KEY_COLUMNS} FROM signing_keys ORDER BY created_at DESC, kid DESC LIMIT 1"
+            ).fetchone()
+            if row is not None:
+                return SigningKey(*row)
+            db.execute(
+                f"INSERT INTO signing_keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?)",
+                (candidate.kid, candidate.private_key_pem, candidate.certificate_pem, candidate.created_at),
+            )
+        return candidate
+
+    async def insert_user(self, user: CommunicationUser) -> None:
+        with self._write() as db:
+            try:
+                db.execute(
+                    "INSERT INTO identities (raw_id, created_at, tokens_revoked_before) VALUES (?, ?, ?)",
+                    (user.raw_id, user.created_at, user.tokens_revoked_before),
+                )
+            except sqlite3.IntegrityError:
+                raise UserIdTaken(user.raw_id) from None
+
+    async def get_user(self, raw_id: str) -> CommunicationUser | None:
+        with self._errors():
+            row = self._db.execute(
+                "SELECT raw_id, created_at, tokens_revoked_before FROM identities WHERE raw_id = ?", (raw_id,)
+            ).fetchone()
+        return None if row is None else CommunicationUser(*row)
+
+    async def revoke_tokens(self, raw_id: str, revoked_before: int) -> bool:
+        with self._write() as db:
+            # Never moves back: a revoke from an instance whose clock lags must not un-revoke tokens.
+            return db.execute(
+                "UPDATE identities SET tokens_revoked_before = CASE WHEN tokens_revoked_before IS NULL "
+                "OR tokens_revoked_before < ? THEN ? ELSE tokens_revoked_before END WHERE raw_id = ?",
+                (revoked_before, revoked_before, raw_id),
+            ).rowcount > 0
+
+    async def delete_user(self, raw_id: str) -> bool:
+        with self._write() as db:
+            if db.execute("DELETE FROM identities WHERE raw_id = ?", (raw_id,)).rowcount == 0:
+                return False
+            db.execute("DELETE FROM participants WHERE raw_id = ?", (raw_id,))
+        return True
