@@ -37,7 +37,7 @@ def expected_pstn(rooms: Rooms, value: bool) -> bool | None:
 
 
 async def test_create_room_defaults(rooms: Rooms) -> None:
-    before = utc_now().replace(microsecond=0)
+    before = utc_now()
     room = await rooms.create_room()
     after = utc_now()
 
