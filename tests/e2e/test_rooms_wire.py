@@ -338,3 +338,10 @@ def test_window_errors_count_the_sub_second_digits(https_server: Server) -> None
     assert_wire_error(
         response, 400, bad_arguments(("The time range is incorrect, or larger than 180 days.", "ValidUntil"))
     )
+
+
+def test_trailing_slash_is_an_unknown_path_not_a_redirect(https_server: Server) -> None:
+    response = https_server.request("GET", "/rooms/12345678901234567/?api-version=2025-03-13")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "NotFound"
+    assert response.headers["x-ms-error-code"] == "NotFound"

@@ -73,7 +73,7 @@ def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clo
             if owns_store:
                 await room_store.close()
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             Route("/openapi.json", openapi_document, methods=["GET"]),
@@ -93,6 +93,9 @@ def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clo
         exception_handlers={HTTPException: _raise_http_exception},
         lifespan=lifespan,
     )
+    # ACS has no trailing-slash redirects: `/rooms/{id}/` is an unknown path, answered in the error envelope.
+    app.router.redirect_slashes = False
+    return app
 
 
 def _public_hosts(settings: Settings) -> list[str]:
