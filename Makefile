@@ -6,7 +6,7 @@ NODE_TESTS := tests/e2e/node
 # The PostgreSQL the tests use (a fresh schema per run); CI fails when it is unreachable.
 export OPENROOMS_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: serve test lint install
+.PHONY: serve test lint install bench
 .DEFAULT_GOAL := serve
 
 $(BIN)/.installed: pyproject.toml
@@ -30,3 +30,10 @@ test: $(BIN)/.installed $(NODE_TESTS)/node_modules/.installed
 lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy
+
+# Benchmarks (see README, "Benchmarks"): BENCH_ARGS=--scale adds the 1M-room run (minutes).
+BENCH_ARGS ?=
+bench: $(BIN)/.installed
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || \
+		{ echo "wrk is required: apt-get install wrk" >&2; exit 1; }
+	$(BIN)/python -m bench --postgres-url "$(OPENROOMS_TEST_POSTGRES_URL)" $(BENCH_ARGS)

@@ -1,0 +1,125 @@
+"""The fast bulk path: rooms and roster entries written straight into the SQLite schema that
+`openrooms db upgrade --location DIR` creates. It BYPASSES THE API (no validation, no idempotency records);
+it exists only to give the benchmarks a large database in minutes rather than hours.
+
+    python -m bench.preload --location DIR --rooms 1000000 --participants 10000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from bench.wire import user_id
+
+TICKS_PER_SECOND = 10_000_000
+TICKS_PER_DAY = 86_400 * TICKS_PER_SECOND
+MAX_WINDOW = 180 * TICKS_PER_DAY
+USERS = 200_000  # roster entries are drawn from this many distinct users
+# Indexes that are dropped for the load and rebuilt after it (rebuilding sorts once: much faster than
+# keeping them up to date row by row).
+_REBUILT_INDEXES = ("rooms_by_created", "rooms_by_valid_until", "participants_by_raw_id")
+_BATCH = 50_000
+
+
+def room_ids(count: int, seed: int) -> list[str]:
+    """`count` distinct 17-digit ids, sorted (so that primary-key inserts append)."""
+    rng = random.Random(seed)
+    ids: set[int] = set()
+    while len(ids) < count:
+        ids.update(rng.randrange(10**16, 10**17) for _ in range(count - len(ids)))
+    return [str(i) for i in sorted(ids)]
+
+
+def upgrade_schema(location: Path) -> Path:
+    openrooms = Path(sys.executable).with_name("openrooms")
+    subprocess.run([str(openrooms), "db", "upgrade", "--location", str(location)], check=True,
+                   capture_output=True)
+    return location / "openrooms.db"
+
+
+def preload(location: Path, rooms: int, participants: int, *, seed: int = 1, quiet: bool = False) -> list[str]:
+    """Fill a fresh database at `location` with `rooms` rooms (created over the last 30 days, valid for
+    180 days from creation) and `participants` roster entries spread evenly over them. Returns the ids."""
+    path = upgrade_schema(location)
+    ids = room_ids(rooms, seed)
+    now = time.time_ns() // 100
+    db = sqlite3.connect(path, isolation_level=None)
+    db.executescript("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -262144;")
+    if db.execute("SELECT count(*) FROM rooms").fetchone()[0]:
+        raise RuntimeError(f"{path} already has rooms: preload needs a fresh location")
+    index_sql = [row[0] for row in db.execute(
+        f"SELECT sql FROM sqlite_master WHERE type = 'index' AND name IN ({','.join('?' * len(_REBUILT_INDEXES))})",
+        _REBUILT_INDEXES)]
+    for name in _REBUILT_INDEXES:
+        db.execute(f"DROP INDEX IF EXISTS {name}")
+
+    per_room, extra = divmod(participants, rooms) if rooms else (0, 0)
+    rng = random.Random(seed)
+    span = 30 * TICKS_PER_DAY
+
+    def room_rows() -> Iterator[tuple[str, int, int, int, int]]:
+        for room_id in ids:
+            created = now - rng.randrange(span)
+            yield room_id, created, created, created + MAX_WINDOW, 0
+
+    def roster_rows() -> Iterator[tuple[str, str, str]]:
+        for n, room_id in enumerate(ids):
+            size = per_room + (1 if n < extra else 0)
+            first = (n * 7919) % USERS
+            users = sorted(user_id((first + k * 9973) % USERS) for k in range(size))
+            for raw_id in users:
+                yield room_id, raw_id, "Attendee"
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), disable=quiet) as progress:
+        for table, sql, rows, total in (
+            ("room_ids", "INSERT INTO room_ids (id) VALUES (?)", ((i,) for i in ids), rooms),
+            ("rooms", "INSERT INTO rooms (id, created_at, valid_from, valid_until, pstn_dial_out_enabled) "
+                      "VALUES (?, ?, ?, ?, ?)", room_rows(), rooms),
+            ("participants", "INSERT INTO participants (room_id, raw_id, role) VALUES (?, ?, ?)",
+             roster_rows(), participants),
+        ):
+            task = progress.add_task(f"{table:<13}", total=total)
+            db.execute("BEGIN")
+            batch: list[tuple[object, ...]] = []
+            for row in rows:
+                batch.append(row)
+                if len(batch) == _BATCH:
+                    db.executemany(sql, batch)
+                    progress.advance(task, len(batch))
+                    batch.clear()
+            db.executemany(sql, batch)
+            progress.advance(task, len(batch))
+            db.execute("COMMIT")
+        task = progress.add_task("indexes      ", total=len(index_sql))
+        for sql in index_sql:
+            db.execute(sql)
+            progress.advance(task)
+    db.execute("ANALYZE")
+    db.execute("PRAGMA journal_mode = WAL")  # as the server keeps it
+    db.close()
+    return ids
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--location", type=Path, required=True, help="a new folder (as `serve --location`)")
+    parser.add_argument("--rooms", type=int, default=1_000_000)
+    parser.add_argument("--participants", type=int, default=10_000_000)
+    args = parser.parse_args()
+    started = time.monotonic()
+    preload(args.location, args.rooms, args.participants)
+    print(f"{args.rooms} rooms and {args.participants} roster entries in {time.monotonic() - started:.0f}s")
+
+
+if __name__ == "__main__":
+    main()

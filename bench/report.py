@@ -1,0 +1,143 @@
+"""The report: targets checked against what was measured, and report.md written from report.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+RATIO_TARGETS = {"get_room": 0.5, "create_room": 0.35, "mixed": 0.45}
+GET_P99_MS = 10.0
+SCALE_LATENCY_RATIO = 1.3
+SCALE_WORKLOADS = ("get_room", "create_room", "list_rooms_first_page")
+SCAN_RATIO = 1.3
+RSS_MB = 250
+
+
+def _target(name: str, goal: str, measured: Any, met: bool | None) -> dict[str, Any]:
+    return {"target": name, "goal": goal, "measured": measured, "met": met}
+
+
+def targets(sections: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    one = sections.get("throughput", {}).get("1-worker", {})
+    for workload, goal in RATIO_TARGETS.items():
+        row = one.get(workload, {})
+        if "ratio_to_baseline" in row:
+            ratio = row["ratio_to_baseline"]
+            out.append(_target(f"{workload} vs baseline (1 worker)", f">= {goal}x", f"{ratio}x", ratio >= goal))
+    if "get_room" in one:
+        p99 = one["get_room"]["p99_ms"]
+        out.append(_target("get_room p99 at 32 connections", f"<= {GET_P99_MS} ms", f"{p99} ms", p99 <= GET_P99_MS))
+    scale = sections.get("scale")
+    if scale:
+        large = scale["large_rooms"]
+        for workload in SCALE_WORKLOADS:
+            by_size = scale["workloads"].get(workload)
+            if by_size:
+                ratio = by_size["p50_ratio"]
+                out.append(_target(f"{workload} p50 latency at {large:,} vs 1,000 rooms",
+                                   f"<= {SCALE_LATENCY_RATIO}x", f"{ratio}x", ratio <= SCALE_LATENCY_RATIO))
+        rss = scale["large_server_peak_rss_mb"]
+        out.append(_target(f"server peak RSS with {large:,} rooms", f"<= {RSS_MB} MB", f"{rss} MB", rss <= RSS_MB))
+        scan = scale.get("paged_scan")
+        if scan:
+            ratio = scan["last_to_first_ratio"]
+            out.append(_target(f"paged scan of {scan['rooms']:,} rooms: ms/page last 10% vs first 10%",
+                               f"<= {SCAN_RATIO}x", f"{ratio}x", ratio <= SCAN_RATIO))
+    return out
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
+    return str(value)
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _throughput_rows(rows: dict[str, dict[str, Any]]) -> list[list[Any]]:
+    return [[name, r["requests_per_second"], r.get("baseline_rps", "-"),
+             f"{r['ratio_to_baseline']:.3f}x" if "ratio_to_baseline" in r else "-", r["p50_ms"], r["p99_ms"],
+             r["errors"], r["server_cpu_cores"], r["server_peak_rss_mb"], r["generator_cpu_cores"]]
+            for name, r in rows.items() if isinstance(r, dict)]
+
+
+THROUGHPUT_HEADERS = ["workload", "req/s", "baseline req/s", "ratio", "p50 ms", "p99 ms", "errors",
+                      "server CPU (cores)", "server peak RSS MB", "wrk CPU (cores)"]
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    m, s = doc["machine"], doc["settings"]
+    out = [
+        "# openrooms benchmark report\n",
+        f"{doc['generated_at']}, {doc['total_seconds']} s. {m['cpus']} CPUs, {m['platform']}, Python {m['python']}, "
+        f"SQLite {m['sqlite']}, {m['granian']}, {m['wrk']}; openrooms at {m['commit']}.\n",
+        f"wrk, 1 thread, {s['connections']} keep-alive connections, {s['seconds_per_run']} s per run after "
+        f"{s['warmup_seconds']} s of warm-up, plain HTTP; every request is a distinct pre-signed HMAC request "
+        "from a pool of 4,000. The baseline is a bare ASGI app on the same granian with the same worker count, "
+        "answering the same requests with bodies of the same shape (no auth, no store). Server CPU is from "
+        "/proc of the server's process tree, in cores (1.00 = one core busy); wrk CPU likewise. Server and wrk "
+        "share the machine.\n",
+        "## Targets\n",
+        _table(["target", "goal", "measured", "met"],
+               [[t["target"], t["goal"], t["measured"], {True: "yes", False: "**no**", None: "-"}[t["met"]]]
+                for t in doc["targets"]]),
+        "## Workloads\n",
+        _table(["workload", "what"], [[k, v] for k, v in doc["workloads"].items()]),
+    ]
+    for label, rows in doc.get("throughput", {}).items():
+        out += [f"## Throughput: SQLite, {label}\n", _table(THROUGHPUT_HEADERS, _throughput_rows(rows))]
+    through = doc.get("throughput", {})
+    if "1-worker" in through and "2-worker" in through:
+        rows = [[w, through["1-worker"][w]["requests_per_second"], r["requests_per_second"],
+                 f"{r['requests_per_second'] / through['1-worker'][w]['requests_per_second']:.2f}x"]
+                for w, r in through["2-worker"].items() if w in through["1-worker"]]
+        headers = ["workload", "1 worker req/s", "2 workers req/s", "2 / 1"]
+        out += ["## 1 vs 2 worker processes\n", _table(headers, rows)]
+    pg = doc.get("postgresql")
+    if pg:
+        out.append("## PostgreSQL (`--database-url`), 1 worker\n")
+        out.append(f"Skipped: {pg['skipped']}\n" if "skipped" in pg else _table(THROUGHPUT_HEADERS,
+                                                                                  _throughput_rows(pg)))
+    if "store_limit" in doc:
+        sl = doc["store_limit"]
+        out += ["## Raw store limit for writes\n",
+                "SQLite on this disk with the server's pragmas (WAL, synchronous=FULL), one connection, no HTTP: "
+                "every write transaction waits for an fsync, so this caps every write workload with the SQLite "
+                "store.\n",
+                _table(["what", "transactions/s"], [["single-row INSERT, one per transaction",
+                                                     sl["single_row_insert_per_s"]],
+                                                    ["create-room transaction (room id ledger + room)",
+                                                     sl["create_transaction_per_s"]]])]
+    if "paged_scan" in doc:
+        out += ["## Full paged scan (default database)\n", _scan(doc["paged_scan"])]
+    sc = doc.get("scale")
+    if sc:
+        out += [f"## Scale: {sc['small_rooms']:,} vs {sc['large_rooms']:,} rooms\n",
+                f"Preloaded through the bulk path (direct SQLite inserts into the migrated schema, bypassing the "
+                f"API): {sc['small_rooms']:,} rooms / {sc['small_participants']:,} roster entries in "
+                f"{sc['small_preload_seconds']} s; {sc['large_rooms']:,} rooms / {sc['large_participants']:,} roster "
+                f"entries in {sc['large_preload_seconds']} s ({sc['large_database_mb']:,} MB). 1 worker.\n",
+                _table(["workload", "req/s small", "req/s large", "p50 ms small", "p50 ms large", "p50 ratio",
+                        "p99 ms small", "p99 ms large", "p99 ratio", "errors"],
+                       [[w, r["small"]["requests_per_second"], r["large"]["requests_per_second"], r["small"]["p50_ms"],
+                         r["large"]["p50_ms"], f"{r['p50_ratio']}x", r["small"]["p99_ms"], r["large"]["p99_ms"],
+                         f"{r['p99_ratio']}x", r["small"]["errors"] + r["large"]["errors"]]
+                        for w, r in sc["workloads"].items()]),
+                f"Server peak RSS: {sc['small_server_peak_rss_mb']} MB with {sc['small_rooms']:,} rooms, "
+                f"{sc['large_server_peak_rss_mb']} MB with {sc['large_rooms']:,} rooms.\n"]
+        if "paged_scan" in sc:
+            out += [f"### Full paged scan of {sc['large_rooms']:,} rooms\n", _scan(sc["paged_scan"])]
+    return "\n".join(out)
+
+
+def _scan(scan: dict[str, Any]) -> str:
+    bound = "" if scan["complete"] else " (stopped at its time bound)"
+    return (f"Followed nextLink as the SDK pagers do (default page size, one connection): {scan['rooms']:,} rooms in "
+            f"{scan['pages']:,} pages, {scan['seconds']} s{bound}; "
+            f"{scan['ms_per_page_first_10pct']} ms/page over the first 10% of pages, "
+            f"{scan['ms_per_page_last_10pct']} ms/page over the last 10% "
+            f"(**{scan['last_to_first_ratio']}x**).\n")

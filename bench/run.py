@@ -1,0 +1,331 @@
+"""Run the benchmark suite and write bench/results/report.md and report.json.
+
+Every number is measured in the same run on the same machine: openrooms (whatever is on disk now) and a bare
+ASGI baseline, both on granian with the same worker count, driven by wrk with pre-signed requests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import platform
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from bench import measure, preload, report, store_limit
+from bench.measure import LoadResult, RunningServer
+from bench.wire import Client, write_pool
+from bench.workloads import WORKLOADS, WRITES, Fixture, Pools, big_room, seed
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results"
+console = Console(stderr=True, width=170, log_path=False)
+
+
+@dataclasses.dataclass
+class Settings:
+    seconds: float
+    warmup: float
+    connections: int
+    workloads: list[str]
+    seed_rooms: int
+    baseline: bool
+    workers: list[int]
+    postgres_url: str | None
+    scale: bool
+    scale_rooms: int
+    scale_participants: int
+    scan_seconds: float
+    store_limit: bool
+    work: Path
+
+
+class Suite:
+    def __init__(self, settings: Settings) -> None:
+        self.s = settings
+        self.runs: list[dict[str, Any]] = []
+        self.sections: dict[str, Any] = {}
+
+    # -- servers --------------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def openrooms(self, name: str, workers: int, database_url: str | None = None,
+                  location: Path | None = None) -> Iterator[RunningServer]:
+        port = measure.free_port()
+        location = location or self.s.work / name
+        command = measure.openrooms_command(port, location, workers, database_url)
+        location.mkdir(parents=True, exist_ok=True)
+        console.log(f"[bold]{name}[/]: openrooms serve --workers {workers}" + (" (PostgreSQL)" if database_url else ""))
+        with measure.serve(command, port, self.s.work / f"{name}.log") as server:
+            yield server
+
+    @contextlib.contextmanager
+    def baseline(self, workers: int) -> Iterator[RunningServer]:
+        port = measure.free_port()
+        with measure.serve(measure.baseline_command(port, workers), port, self.s.work / f"baseline-{workers}.log",
+                           cwd=REPO) as server:
+            yield server
+
+    # -- load -----------------------------------------------------------------------------------------------
+    def drive(self, server: RunningServer, pool: list[bytes], label: str) -> LoadResult:
+        path = write_pool(self.s.work / f"{label}.pool", pool)
+        if self.s.warmup > 0:
+            measure.run_wrk(server, path, seconds=self.s.warmup, connections=self.s.connections)
+        result = measure.run_wrk(server, path, seconds=self.s.seconds, connections=self.s.connections)
+        console.log(f"  {label:<44} {result.requests_per_second:>9.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
+                    f"p99 {result.p99_ms:6.2f} ms  errors {result.errors}  server CPU {result.server_cpu_cores:.2f}  "
+                    f"wrk CPU {result.generator_cpu_cores:.2f}  RSS {result.server_peak_rss_mb:.0f} MB")
+        return result
+
+    def record(self, section: str, workload: str, target: str, workers: int, store: str, result: LoadResult,
+               **extra: Any) -> dict[str, Any]:
+        row = {"section": section, "workload": workload, "target": target, "workers": workers, "store": store,
+               **dataclasses.asdict(result), **extra}
+        self.runs.append(row)
+        return row
+
+    def throughput(self, section: str, workers: int, workloads: list[str], database_url: str | None = None,
+                   baseline: bool = True) -> dict[str, dict[str, Any]]:
+        """Each workload against openrooms, then the same pools against the baseline."""
+        store = "postgresql" if database_url else "sqlite"
+        pools: dict[str, list[bytes]] = {}
+        rows: dict[str, dict[str, Any]] = {}
+        with self.openrooms(section, workers, database_url) as server:
+            client = Client(server.host, server.port)
+            fixture = seed(client, self.s.seed_rooms)
+            client.close()
+            host = f"{server.host}:{server.port}"
+            for workload in workloads:
+                pools[workload] = Pools(fixture, host).pool(WORKLOADS[workload][0])
+                result = self.drive(server, pools[workload], f"{section}-{workload}")
+                rows[workload] = self.record(section, workload, "openrooms", workers, store, result)
+            if section == "sqlite-1-worker":
+                self.sections["paged_scan"] = self.paged_scan(server, self.s.scan_seconds)
+        if baseline:
+            with self.baseline(workers) as server:
+                console.log(f"[bold]baseline[/]: bare ASGI app on granian --workers {workers}")
+                for workload in workloads:
+                    result = self.drive(server, pools[workload], f"baseline-{workers}-{workload}")
+                    base = self.record(section, workload, "baseline", workers, "none", result)
+                    rows[workload]["baseline_rps"] = base["requests_per_second"]
+                    rows[workload]["ratio_to_baseline"] = round(
+                        rows[workload]["requests_per_second"] / base["requests_per_second"], 3)
+        return rows
+
+    # -- paged scan -----------------------------------------------------------------------------------------
+    def paged_scan(self, server: RunningServer, max_seconds: float) -> dict[str, Any]:
+        """Follow nextLink from the first page to the last, as the SDKs' pagers do, timing every page."""
+        console.log(f"  full paged scan of /rooms (at most {max_seconds:.0f} s)")
+        client = Client(server.host, server.port)
+        times: list[float] = []
+        rooms = 0
+        started = time.perf_counter()
+        with measure.RssSampler(server.process.pid) as rss:
+            t = time.perf_counter()
+            page = client.call("GET", "/rooms?api-version=2025-03-13")
+            while True:
+                now = time.perf_counter()
+                times.append(now - t)
+                rooms += len(page["value"])
+                link = page.get("nextLink")
+                if not link or now - started > max_seconds:
+                    break
+                t = time.perf_counter()
+                page = client.follow(link)
+        client.close()
+        tenth = max(1, len(times) // 10)
+        first, last = sum(times[:tenth]) / tenth, sum(times[-tenth:]) / tenth
+        result = {
+            "rooms": rooms, "pages": len(times), "complete": not page.get("nextLink"),
+            "seconds": round(time.perf_counter() - started, 2),
+            "ms_per_page_first_10pct": round(first * 1000, 3), "ms_per_page_last_10pct": round(last * 1000, 3),
+            "last_to_first_ratio": round(last / first, 3), "server_peak_rss_mb": round(rss.peak / 2**20, 1),
+        }
+        console.log(f"  scan: {rooms} rooms, {len(times)} pages in {result['seconds']} s; ms/page first 10% "
+                    f"{result['ms_per_page_first_10pct']}, last 10% {result['ms_per_page_last_10pct']}")
+        return result
+
+    # -- scale ----------------------------------------------------------------------------------------------
+    def scale(self) -> dict[str, Any]:
+        sizes = {"small": (1000, 10_000), "large": (self.s.scale_rooms, self.s.scale_participants)}
+        workloads = ["get_room", "list_rooms_first_page", "list_participants_1000", "create_room"]
+        out: dict[str, Any] = {"workloads": {}}
+        for label, (rooms, participants) in sizes.items():
+            location = self.s.work / f"scale-{label}"
+            shutil.rmtree(location, ignore_errors=True)
+            console.log(f"[bold]scale[/]: bulk preload of {rooms:,} rooms and {participants:,} roster entries "
+                        "(direct SQLite inserts, bypassing the API)")
+            started = time.monotonic()
+            ids = preload.preload(location, rooms, participants, quiet=not console.is_terminal)
+            out[f"{label}_preload_seconds"] = round(time.monotonic() - started, 1)
+            out[f"{label}_database_mb"] = round((location / "openrooms.db").stat().st_size / 2**20)
+            with self.openrooms(f"scale-{label}", 1, location=location) as server:
+                client = Client(server.host, server.port)
+                fixture = Fixture(ids, big_room(client))
+                client.close()
+                host = f"{server.host}:{server.port}"
+                peak = 0.0
+                for workload in workloads:
+                    pool = Pools(fixture, host).pool(WORKLOADS[workload][0])
+                    result = self.drive(server, pool, f"scale-{label}-{workload}")
+                    self.record("scale", workload, "openrooms", 1, f"sqlite {rooms} rooms", result, rooms=rooms)
+                    out["workloads"].setdefault(workload, {})[label] = dataclasses.asdict(result)
+                    peak = max(peak, result.server_peak_rss_mb)
+                if label == "large":
+                    scan = self.paged_scan(server, 1800)  # the whole table, however long
+                    out["paged_scan"] = scan
+                    peak = max(peak, scan["server_peak_rss_mb"])
+                out[f"{label}_server_peak_rss_mb"] = peak
+            out[f"{label}_rooms"] = rooms
+            out[f"{label}_participants"] = participants
+            if label == "large":
+                shutil.rmtree(location, ignore_errors=True)  # gigabytes
+        for by_size in out["workloads"].values():
+            small, large = by_size["small"], by_size["large"]
+            by_size["p50_ratio"] = round(large["p50_ms"] / small["p50_ms"], 3)
+            by_size["p99_ratio"] = round(large["p99_ms"] / small["p99_ms"], 3)
+            by_size["rps_ratio"] = round(large["requests_per_second"] / small["requests_per_second"], 3)
+        return out
+
+    # -- PostgreSQL -----------------------------------------------------------------------------------------
+    def postgres_database(self) -> tuple[str | None, str]:
+        """A fresh database for the PostgreSQL runs, or why there is none."""
+        help_text = subprocess.run([str(Path(sys.executable).with_name("openrooms")), "serve", "--help"],
+                                   capture_output=True, text=True).stdout
+        if "--database-url" not in help_text:
+            return None, "`openrooms serve --help` has no --database-url"
+        if not self.s.postgres_url:
+            return None, "no --postgres-url given"
+        try:
+            import psycopg
+            from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+            with psycopg.connect(self.s.postgres_url, autocommit=True, connect_timeout=3) as conn:
+                conn.execute("DROP DATABASE IF EXISTS openrooms_bench")
+                conn.execute("CREATE DATABASE openrooms_bench")
+            params = conninfo_to_dict(self.s.postgres_url)
+            params["dbname"] = "openrooms_bench"
+            info = conninfo_to_dict(make_conninfo(**params))
+            url = (f"postgresql://{info.get('user', 'postgres')}@{info.get('host', '127.0.0.1')}:"
+                   f"{info.get('port', 5432)}/openrooms_bench")
+            subprocess.run([str(Path(sys.executable).with_name("openrooms")), "db", "upgrade", "--database-url", url],
+                           check=True, capture_output=True)
+        except Exception as exc:
+            return None, f"PostgreSQL unavailable: {exc}"
+        return url, ""
+
+    # -- all ------------------------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        started = time.monotonic()
+        s = self.s
+        if s.store_limit:
+            self.sections["store_limit"] = store_limit.measure(s.work / "store-limit")
+            console.log(f"store limit: {self.sections['store_limit']}")
+        self.sections["throughput"] = {
+            f"{w}-worker": self.throughput(f"sqlite-{w}-worker", w,
+                                           s.workloads if w == 1 else [x for x in s.workloads if x in CORE],
+                                           baseline=s.baseline)
+            for w in s.workers
+        }
+        pg_workloads = [x for x in s.workloads if x in CORE]
+        if s.postgres_url is not None and pg_workloads:
+            url, why = self.postgres_database()
+            if url:
+                try:
+                    rows = self.throughput("postgresql-1-worker", 1, pg_workloads, database_url=url, baseline=False)
+                except RuntimeError as exc:  # e.g. the server does not start against PostgreSQL
+                    last = [ln for ln in str(exc).splitlines() if ln.strip()][-1]
+                    console.log(f"[red]PostgreSQL run failed[/]: {last}")
+                    rows = {"skipped": f"the run failed: {last}"}
+                base = self.sections["throughput"].get("1-worker", {})
+                for workload, row in rows.items():
+                    if isinstance(row, dict) and workload in base and "baseline_rps" in base[workload]:
+                        row["baseline_rps"] = base[workload]["baseline_rps"]
+                        row["ratio_to_baseline"] = round(row["requests_per_second"] / row["baseline_rps"], 3)
+                self.sections["postgresql"] = rows
+            else:
+                self.sections["postgresql"] = {"skipped": why}
+        if s.scale:
+            self.sections["scale"] = self.scale()
+        return self.document(time.monotonic() - started)
+
+    def document(self, seconds: float) -> dict[str, Any]:
+        granian = subprocess.run([sys.executable, "-m", "granian", "--version"], capture_output=True, text=True)
+        wrk_version = subprocess.run([measure.wrk_path(), "--version"], capture_output=True, text=True).stdout
+        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "src"], capture_output=True,
+                               text=True).stdout.strip()
+        return {
+            "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "total_seconds": round(seconds, 1),
+            "machine": {
+                "cpus": __import__("os").cpu_count(), "platform": platform.platform(),
+                "python": platform.python_version(), "sqlite": sqlite3.sqlite_version,
+                "granian": granian.stdout.strip() or granian.stderr.strip(),
+                "wrk": wrk_version.splitlines()[0] if wrk_version else "",
+                "commit": commit + (" + uncommitted changes in src/" if dirty else ""),
+            },
+            "settings": {"seconds_per_run": self.s.seconds, "warmup_seconds": self.s.warmup,
+                         "connections": self.s.connections, "wrk_threads": 1, "seed_rooms": self.s.seed_rooms,
+                         "tls": False},
+            "workloads": {name: what for name, (_, what) in WORKLOADS.items() if name in self.s.workloads},
+            "writes": sorted(WRITES & set(self.s.workloads)),
+            **self.sections,
+            "targets": report.targets(self.sections),
+            "runs": self.runs,
+        }
+
+
+CORE = ["get_room", "create_room", "mixed"]
+
+
+def parse(argv: list[str] | None = None) -> tuple[Settings, Path]:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--seconds", type=float, default=6, help="measured seconds per run (default 6)")
+    parser.add_argument("--warmup", type=float, default=1, help="warm-up seconds before each run (default 1)")
+    parser.add_argument("--connections", type=int, default=32, help="keep-alive connections (default 32)")
+    parser.add_argument("--workload", action="append", choices=list(WORKLOADS), help="only these (repeatable)")
+    parser.add_argument("--workers", default="1,2", help="worker counts to compare (default 1,2)")
+    parser.add_argument("--seed-rooms", type=int, default=1000, help="rooms created through the API first")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the bare-ASGI baseline runs")
+    parser.add_argument("--no-store-limit", action="store_true", help="skip the raw SQLite insert rate")
+    parser.add_argument("--postgres-url", default=None,
+                        help="a PostgreSQL server to also run get/create/mixed against (a database "
+                             "openrooms_bench is dropped and created there)")
+    parser.add_argument("--scale", action="store_true", help="also preload 1M rooms / 10M roster entries and "
+                        "compare latency at 1k vs 1M rooms (takes minutes)")
+    parser.add_argument("--scale-rooms", type=int, default=1_000_000)
+    parser.add_argument("--scale-participants", type=int, default=10_000_000)
+    parser.add_argument("--scan-seconds", type=float, default=15, help="bound of the default run's paged scan")
+    parser.add_argument("--output", type=Path, default=RESULTS, help="where report.md/json go (default bench/results)")
+    args = parser.parse_args(argv)
+    work = args.output / "work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    settings = Settings(
+        seconds=args.seconds, warmup=args.warmup, connections=args.connections,
+        workloads=args.workload or list(WORKLOADS), seed_rooms=args.seed_rooms, baseline=not args.no_baseline,
+        workers=[int(w) for w in args.workers.split(",") if w], postgres_url=args.postgres_url, scale=args.scale,
+        scale_rooms=args.scale_rooms, scale_participants=args.scale_participants, scan_seconds=args.scan_seconds,
+        store_limit=not args.no_store_limit, work=work,
+    )
+    return settings, args.output
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings, output = parse(argv)
+    document = Suite(settings).run()
+    (output / "report.json").write_text(json.dumps(document, indent=2) + "\n")
+    (output / "report.md").write_text(report.markdown(document))
+    shutil.rmtree(settings.work, ignore_errors=True)
+    console.log(f"wrote {output / 'report.md'} and {output / 'report.json'} in {document['total_seconds']} s")

@@ -1,0 +1,40 @@
+"""The benchmark harness runs end to end: a couple of seconds of one workload against a real server and the
+baseline, and a report with every field and no failed request. No timing is asserted: that is the report's job."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+FIELDS = ("requests_per_second", "p50_ms", "p99_ms", "errors", "server_cpu_cores", "server_peak_rss_mb",
+          "generator_cpu_cores", "baseline_rps", "ratio_to_baseline")
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (`make bench` installs it)")
+def test_one_workload_for_two_seconds_reports_every_field_and_no_errors(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "bench", "--seconds", "2", "--warmup", "0", "--workload", "get_room",
+         "--workers", "1", "--seed-rooms", "20", "--scan-seconds", "2", "--no-store-limit", "--output", str(tmp_path)],
+        cwd=REPO, check=True, capture_output=True, timeout=180,
+    )
+    report = json.loads((tmp_path / "report.json").read_text())
+    row = report["throughput"]["1-worker"]["get_room"]
+    for field in FIELDS:
+        assert field in row, field
+    assert row["errors"] == 0
+    assert row["requests_per_second"] > 0 and row["baseline_rps"] > 0
+    assert 0 < row["p50_ms"] <= row["p99_ms"]
+    assert row["server_cpu_cores"] > 0 and row["server_peak_rss_mb"] > 0
+    baseline = [r for r in report["runs"] if r["target"] == "baseline"]
+    assert len(baseline) == 1 and baseline[0]["errors"] == 0
+    assert report["paged_scan"]["rooms"] >= 21  # the seeded rooms and the 1,000-participant room
+    assert {t["target"] for t in report["targets"]} >= {"get_room vs baseline (1 worker)",
+                                                         "get_room p99 at 32 connections"}
+    markdown = (tmp_path / "report.md").read_text()
+    assert "| get_room |" in markdown and "## Targets" in markdown
