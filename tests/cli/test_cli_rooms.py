@@ -57,8 +57,10 @@ def test_create_without_options_uses_the_service_defaults(cli: Cli) -> None:
 
 def test_repeated_and_space_separated_values_are_the_same(cli: Cli, sdk: Any) -> None:
     room = cli.json("rooms", "create", "--attendee-participants", user_id(10),
-                    "--attendee-participants", user_id(11), user_id(12), "--output", "json")
-    assert roster_of(sdk, room["id"]) == {user_id(n): "Attendee" for n in (10, 11, 12)}
+                    "--attendee-participants", user_id(11), user_id(12), "--output", "json",
+                    f"--consumer-participants={user_id(13)}", user_id(14))
+    assert roster_of(sdk, room["id"]) == {**{user_id(n): "Attendee" for n in (10, 11, 12)},
+                                          user_id(13): "Consumer", user_id(14): "Consumer"}
 
 
 def test_times_with_zones_and_seconds(cli: Cli) -> None:

@@ -83,8 +83,9 @@ class AzStyleCommand(TyperCommand):
                 rewritten += args[index:]
                 break
             if arg.startswith("-"):
-                current = arg if arg in multi else None
-                values_seen = 0
+                name, has_value, _ = arg.partition("=")
+                current = name if name in multi else None
+                values_seen = 1 if has_value else 0
                 rewritten.append(arg)
                 continue
             if current is not None:

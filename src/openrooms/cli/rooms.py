@@ -445,7 +445,8 @@ def read_export(lines: Iterable[str], source: str) -> list[ExportedRoom]:
         room_id, valid_from, valid_until = value.get("id"), value.get("validFrom"), value.get("validUntil")
         pstn = value.get("pstnDialOutEnabled", False)
         participants = value.get("participants", [])
-        if not all(isinstance(v, str) for v in (room_id, valid_from, valid_until)) or not isinstance(pstn, bool):
+        if not (isinstance(room_id, str) and isinstance(valid_from, str) and isinstance(valid_until, str)
+                and isinstance(pstn, bool)):
             fail(f"{where}: needs string id, validFrom and validUntil and a boolean pstnDialOutEnabled.")
         if not isinstance(participants, list):
             fail(f"{where}: participants is a list of {{rawId, role}}.")
