@@ -112,10 +112,6 @@ class Connection:
     verify: str | bool
     debug: bool
 
-    @property
-    def plain_http(self) -> bool:
-        return urlsplit(self.endpoint).scheme == "http"
-
     def _client_options(self) -> dict[str, Any]:
         return {"connection_verify": self.verify, "logging_enable": self.debug}
 
