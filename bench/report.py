@@ -138,6 +138,6 @@ def _scan(scan: dict[str, Any]) -> str:
     bound = "" if scan["complete"] else " (stopped at its time bound)"
     return (f"Followed nextLink as the SDK pagers do (default page size, one connection): {scan['rooms']:,} rooms in "
             f"{scan['pages']:,} pages, {scan['seconds']} s{bound}; "
-            f"{scan['ms_per_page_first_10pct']} ms/page over the first 10% of pages, "
+            f"{scan['ms_per_page_first_10pct']} ms/page over the first 10% of pages (after the first), "
             f"{scan['ms_per_page_last_10pct']} ms/page over the last 10% "
             f"(**{scan['last_to_first_ratio']}x**).\n")
