@@ -51,6 +51,10 @@ class Settings:
     clock_skew_seconds: int = 300
     # The ACS resource id (a GUID) in user ids `8:acs:<resource id>_...`; unset: generated once, kept in the store.
     resource_id: str | None = None
+    # A LiveKit server for room calls: the join answer then carries a LiveKit token (all three, or none).
+    livekit_url: str | None = None
+    livekit_api_key: str | None = None
+    livekit_api_secret: str | None = None
 
     @property
     def database_path(self) -> Path | None:

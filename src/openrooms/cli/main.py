@@ -102,6 +102,16 @@ def serve(
                                                     "server creates (default: generated once and kept in the "
                                                     "database).", envvar="OPENROOMS_RESOURCE_ID",
                                                     show_default=False)] = None,
+    livekit_url: Annotated[str | None, typer.Option(help="LiveKit server for room calls, e.g. wss://livekit.example.com:"
+                                                    " the join answer then carries a LiveKit access token.",
+                                                    envvar="OPENROOMS_LIVEKIT_URL", show_default=False)] = None,
+    livekit_api_key: Annotated[str | None, typer.Option(help="API key of the LiveKit server (with --livekit-url).",
+                                                        envvar="OPENROOMS_LIVEKIT_API_KEY",
+                                                        show_default=False)] = None,
+    livekit_api_secret: Annotated[str | None, typer.Option(help="API secret of the LiveKit server, 32 characters or "
+                                                           "more (with --livekit-url).",
+                                                           envvar="OPENROOMS_LIVEKIT_API_SECRET",
+                                                           show_default=False)] = None,
 ) -> None:
     """Serve the ACS Rooms API (HTTPS with a local CA by default) until SIGINT or SIGTERM."""
     settings = Settings().replace(
@@ -110,6 +120,7 @@ def serve(
         workers=workers, server=server, public_url=public_url, page_size=page_size,
         purge_grace_days=purge_grace_days, max_body_bytes=max_body_bytes, clock_skew_seconds=clock_skew_seconds,
         resource_id=resource_id,
+        livekit_url=livekit_url, livekit_api_key=livekit_api_key, livekit_api_secret=livekit_api_secret,
     )
     settings = _checked(settings)
     if not settings.in_memory:
@@ -160,6 +171,11 @@ def _checked(settings: Settings) -> Settings:
             settings = settings.replace(resource_id=check_resource_id(settings.resource_id))
         except ValueError as exc:
             raise fail(f"--resource-id: {exc}.") from None
+    livekit = (settings.livekit_url, settings.livekit_api_key, settings.livekit_api_secret)
+    if any(livekit) and not all(livekit):
+        raise fail("--livekit-url, --livekit-api-key and --livekit-api-secret go together.")
+    if settings.livekit_api_secret is not None and len(settings.livekit_api_secret) < 32:
+        raise fail("--livekit-api-secret must be at least 32 characters (LiveKit refuses shorter secrets).")
     return settings
 
 
@@ -207,6 +223,8 @@ def _print_banner(settings: Settings, ca: Path | None) -> None:
         lines.append(f"  TLS certificate    {settings.cert}")
     lines.append(f"  database           {settings.database_path or 'in memory (lost at exit)'}")
     lines.append(f"  resource id        {settings.resource_id}  (users are 8:acs:{settings.resource_id}_...)")
+    if settings.livekit_url:
+        lines.append(f"  LiveKit            {settings.livekit_url} (join answers carry LiveKit tokens)")
     if settings.access_key == DEV_ACCESS_KEY or settings.secondary_key == DEV_SECONDARY_KEY:
         lines.append("  access keys        the well-known development keys: set --access-key and --secondary-key "
                      "for anything shared")

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -16,14 +17,19 @@ from starlette.routing import Route
 
 from openrooms.config import Settings
 from openrooms.http import auth, openapi
+from openrooms.http.admission import AdmissionApi
 from openrooms.http.identity import IdentityApi
 from openrooms.http.middleware import ApiVersionCheck, Authenticate, RequestEnvelope
 from openrooms.http.rooms import RoomsApi
 from openrooms.http.wire import json_response
+from openrooms.service.admission import AdmissionService
 from openrooms.service.clock import Clock, SystemClock
 from openrooms.service.identity import IdentityService
 from openrooms.service.rooms import RoomsService
 from openrooms.store.protocol import RoomStore
+
+if TYPE_CHECKING:
+    from openrooms.livekit import LiveKitBridge
 
 log = logging.getLogger("openrooms")
 PURGE_INTERVAL_SECONDS = 600
@@ -48,7 +54,11 @@ def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clo
         room_store, clock, page_size=settings.page_size, purge_grace_days=settings.purge_grace_days
     )
     rooms_api = RoomsApi(rooms_service, settings.public_url)
-    identity_api = IdentityApi(IdentityService(room_store, clock, resource_id=settings.resource_id))
+    identity_service = IdentityService(room_store, clock, resource_id=settings.resource_id)
+    identity_api = IdentityApi(identity_service)
+    admission_api = AdmissionApi(
+        AdmissionService(identity_service, room_store, clock), _livekit_bridge(settings, clock)
+    )
     authenticator = auth.HmacAuthenticator(
         [auth.decode_key(settings.access_key), auth.decode_key(settings.secondary_key)],
         skew_seconds=settings.clock_skew_seconds,
@@ -79,6 +89,7 @@ def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clo
             Route("/openapi.json", openapi_document, methods=["GET"]),
             *rooms_api.routes(),
             *identity_api.routes(),
+            *admission_api.routes(),
         ],
         middleware=[
             Middleware(RequestEnvelope),  # request id, response headers, errors -> ACS envelope, access log
@@ -96,6 +107,15 @@ def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clo
     # ACS has no trailing-slash redirects: `/rooms/{id}/` is an unknown path, answered in the error envelope.
     app.router.redirect_slashes = False
     return app
+
+
+def _livekit_bridge(settings: Settings, clock: Clock) -> LiveKitBridge | None:
+    if not settings.livekit_url:
+        return None
+    from openrooms.livekit import LiveKitBridge
+
+    assert settings.livekit_api_key and settings.livekit_api_secret  # `serve` checks the three go together
+    return LiveKitBridge(settings.livekit_url, settings.livekit_api_key, settings.livekit_api_secret, clock)
 
 
 def _public_hosts(settings: Settings) -> list[str]:

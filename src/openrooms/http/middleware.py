@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
 import uuid
@@ -13,6 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openrooms.http import errors as wire_errors
+from openrooms.http.admission import is_join_path
 from openrooms.http.auth import HmacAuthenticator
 from openrooms.http.context import SCOPE_KEY, RequestContext, context_of
 from openrooms.http.versions import family_for_path
@@ -25,6 +27,21 @@ access_log = logging.getLogger("openrooms.access")
 log = logging.getLogger("openrooms")
 
 UNAUTHENTICATED = {("GET", "/healthz"), ("GET", "/.well-known/jwks.json")}
+
+
+class Credential(enum.Enum):
+    NONE = "none"
+    ACCESS_KEY = "the access key (HMAC signature)"
+    USER_TOKEN = "the user's ACS access token (Bearer), checked by the admission service"
+
+
+def credential_for(method: str, path: str) -> Credential:
+    """The one place that decides which credential a request needs."""
+    if (method, path) in UNAUTHENTICATED:
+        return Credential.NONE
+    if method == "POST" and is_join_path(path):
+        return Credential.USER_TOKEN
+    return Credential.ACCESS_KEY
 
 
 class RequestEnvelope:
@@ -111,7 +128,8 @@ class ApiVersionCheck:
 
 
 class Authenticate:
-    """Reads the body (refusing more than `max_body_bytes`) and checks the request's HMAC signature."""
+    """Reads the body (refusing more than `max_body_bytes`) and checks the request's HMAC signature (for the paths
+    `credential_for` says need the access key)."""
 
     def __init__(
         self, app: ASGIApp, *, authenticator: Callable[[], HmacAuthenticator], clock: Clock, max_body_bytes: int
@@ -122,21 +140,23 @@ class Authenticate:
         self._max_body = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or (scope["method"], scope["path"]) in UNAUTHENTICATED:
+        credential = credential_for(scope["method"], scope["path"]) if scope["type"] == "http" else Credential.NONE
+        if credential is Credential.NONE:
             await self.app(scope, receive, send)
             return
         ctx = context_of(scope)
         ctx.body = body = await self._read_body(scope, receive)
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        raw_path = scope.get("raw_path")
-        self._authenticator().authenticate(
-            method=scope["method"],
-            raw_path=raw_path.decode("latin-1") if raw_path else quote(scope["path"]),
-            query=scope.get("query_string", b"").decode("latin-1"),
-            headers=headers,
-            body=body,
-            now=self._clock.now(),
-        )
+        if credential is Credential.ACCESS_KEY:
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            raw_path = scope.get("raw_path")
+            self._authenticator().authenticate(
+                method=scope["method"],
+                raw_path=raw_path.decode("latin-1") if raw_path else quote(scope["path"]),
+                query=scope.get("query_string", b"").decode("latin-1"),
+                headers=headers,
+                body=body,
+                now=self._clock.now(),
+            )
 
         replayed = False
 

@@ -23,10 +23,17 @@ class ApiFamily:
     title: str
     path_prefixes: tuple[str, ...]
     versions: tuple[ApiVersion, ...]
+    # Set: the family owns only the paths under its prefixes that end with this (an action like `:join`).
+    path_suffix: str | None = None
     _by_name: dict[str, ApiVersion] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_name", {v.name.lower(): v for v in self.versions})
+
+    def owns(self, path: str) -> bool:
+        if self.path_suffix is not None and not path.endswith(self.path_suffix):
+            return False
+        return any(path == prefix or path.startswith(prefix + "/") for prefix in self.path_prefixes)
 
     @property
     def supported(self) -> str:
@@ -81,12 +88,18 @@ IDENTITY = ApiFamily(
     (ApiVersion("2023-10-01"), ApiVersion("2025-06-30")),
 )
 
-FAMILIES = (ROOMS, IDENTITY)
+# openrooms' own extension: admission to a room's call (`POST /rooms/{roomId}:join`, see docs/admission.md).
+# Its versions are ours alone, so that the Rooms versions stay exactly the published ones.
+ADMISSION = ApiFamily(
+    "Admission (openrooms extension)",
+    ("/rooms",),
+    (ApiVersion("2026-11-01-openrooms"),),
+    path_suffix=":join",
+)
+
+# The first family that owns a path answers for it: the narrower admission family before Rooms.
+FAMILIES = (ADMISSION, ROOMS, IDENTITY)
 
 
 def family_for_path(path: str) -> ApiFamily | None:
-    for family in FAMILIES:
-        for prefix in family.path_prefixes:
-            if path == prefix or path.startswith(prefix + "/"):
-                return family
-    return None
+    return next((family for family in FAMILIES if family.owns(path)), None)

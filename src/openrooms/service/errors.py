@@ -177,3 +177,50 @@ def teams_token_exchange_unavailable() -> ServiceError:
 
 def invalid_access_token(reason: str) -> ServiceError:
     return ServiceError(401, "InvalidAccessToken", f"The access token is not valid: {reason}.")
+
+
+# Admission to a room's call (openrooms extension) -----------------------------------------------------------
+def admission_bearer_missing() -> ServiceError:
+    return ServiceError(
+        401,
+        "InvalidAccessToken",
+        "The access token is not valid: joining a room needs the user's ACS access token as "
+        "'Authorization: Bearer <token>' (issued by POST /identities/{id}/:issueAccessToken), not an access key.",
+        "Authorization",
+    )
+
+
+def admission_scope_insufficient(scopes: Sequence[str], needed: Sequence[str]) -> ServiceError:
+    return ServiceError(
+        403,
+        "InsufficientScope",
+        f"The access token's scopes ({', '.join(scopes) or 'none'}) do not allow joining calls; "
+        f"issue a token with the scope {' or '.join(needed)}.",
+        "Authorization",
+    )
+
+
+def admission_room_not_found(room_id: str) -> ServiceError:
+    return ServiceError(404, "RoomNotFound", f"Room {room_id} does not exist (or was deleted or purged).", "roomId")
+
+
+def admission_not_invited(raw_id: str, room_id: str) -> ServiceError:
+    return ServiceError(
+        403,
+        "NotInvited",
+        f"{raw_id} is not a participant of room {room_id}: only users on the room's roster may join its call.",
+        "roomId",
+    )
+
+
+def admission_room_not_open(room_id: str, valid_from: str) -> ServiceError:
+    return ServiceError(
+        403, "RoomNotOpenYet", f"Room {room_id} opens at {valid_from} (validFrom); join from then on.", "validFrom"
+    )
+
+
+def admission_room_ended(room_id: str, valid_until: str) -> ServiceError:
+    return ServiceError(
+        403, "RoomEnded", f"Room {room_id} ended at {valid_until} (validUntil); its call can no longer be joined.",
+        "validUntil",
+    )
