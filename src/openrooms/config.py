@@ -51,6 +51,13 @@ class Settings:
     clock_skew_seconds: int = 300
     # The ACS resource id (a GUID) in user ids `8:acs:<resource id>_...`; unset: generated once, kept in the store.
     resource_id: str | None = None
+    max_participants_per_room: int = rooms.DEFAULT_MAX_PARTICIPANTS_PER_ROOM
+    max_participants_per_request: int = rooms.DEFAULT_MAX_PARTICIPANTS_PER_REQUEST
+    # GET /metrics (Prometheus text format, unauthenticated like /healthz).
+    metrics: bool = True
+    log_format: str = "text"  # or "json": one JSON object per log line
+    # Requests per second allowed per access key and operation, per instance (0: no limit).
+    rate_limit: int = 0
     # A LiveKit server for room calls: the join answer then carries a LiveKit token (all three, or none).
     livekit_url: str | None = None
     livekit_api_key: str | None = None

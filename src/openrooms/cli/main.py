@@ -13,6 +13,7 @@ import typer
 
 from openrooms import __version__
 from openrooms.cli.identity import identity_app
+from openrooms.cli.keys import keys_app
 from openrooms.cli.rooms import rooms_app
 from openrooms.config import DEV_ACCESS_KEY, DEV_SECONDARY_KEY, Settings
 
@@ -27,6 +28,7 @@ db_app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(rooms_app, name="rooms")
 app.add_typer(identity_app, name="identity")
+app.add_typer(keys_app, name="keys")
 
 
 def fail(message: str) -> typer.Exit:
@@ -112,6 +114,21 @@ def serve(
                                                            "more (with --livekit-url).",
                                                            envvar="OPENROOMS_LIVEKIT_API_SECRET",
                                                            show_default=False)] = None,
+    max_participants_per_room: Annotated[int | None, typer.Option(help="Most participants a room may have "
+                                                                  "(default: 10000).", min=1, show_default=False,
+                                                                  envvar="OPENROOMS_MAX_PARTICIPANTS_PER_ROOM")] = None,
+    max_participants_per_request: Annotated[int | None, typer.Option(help="Most participants one request may "
+                                                                     "name (default: 1000).", min=1,
+                                                                     show_default=False,
+                                                                     envvar="OPENROOMS_MAX_PARTICIPANTS_PER_REQUEST")
+                                            ] = None,
+    metrics: Annotated[bool, typer.Option("--metrics/--no-metrics", help="Serve GET /metrics (Prometheus, "
+                                          "unauthenticated).", envvar="OPENROOMS_METRICS")] = True,
+    log_format: Annotated[str | None, typer.Option(help="Log lines as text or json (default: text).",
+                                                   envvar="OPENROOMS_LOG_FORMAT", show_default=False)] = None,
+    rate_limit: Annotated[int | None, typer.Option(help="Requests per second per access key and operation, per "
+                                                   "instance; 0: unlimited (default: 0).", min=0,
+                                                   envvar="OPENROOMS_RATE_LIMIT", show_default=False)] = None,
 ) -> None:
     """Serve the ACS Rooms API (HTTPS with a local CA by default) until SIGINT or SIGTERM."""
     settings = Settings().replace(
@@ -121,17 +138,27 @@ def serve(
         purge_grace_days=purge_grace_days, max_body_bytes=max_body_bytes, clock_skew_seconds=clock_skew_seconds,
         resource_id=resource_id,
         livekit_url=livekit_url, livekit_api_key=livekit_api_key, livekit_api_secret=livekit_api_secret,
+        max_participants_per_room=max_participants_per_room,
+        max_participants_per_request=max_participants_per_request, metrics=metrics, log_format=log_format,
+        rate_limit=rate_limit,
     )
     settings = _checked(settings)
+    if settings.log_format not in ("text", "json"):
+        raise fail("--log-format is text or json.")
+    if settings.metrics:
+        _share_metrics_between_workers()
     if not settings.in_memory:
+        import sqlite3
+
         from openrooms.store.sqlite import SchemaMismatch, SqliteStore
 
         try:
             store = SqliteStore.open(settings.database_path)
-        except (SchemaMismatch, OSError) as exc:
+        except (SchemaMismatch, OSError, sqlite3.Error) as exc:  # e.g. a read-only or full location
             raise fail(f"cannot open the database at {settings.database_path}: {exc}") from None
         store._db.close()
     settings = _with_resource_id(settings)
+    settings = _with_access_keys(settings, access_key, secondary_key)
     ca = None
     if settings.tls and settings.cert is None:
         from openrooms.tls import ensure_certificates
@@ -199,6 +226,51 @@ def _with_resource_id(settings: Settings) -> Settings:
             await store.close()
 
     return settings.replace(resource_id=asyncio.run(stored_resource_id()))
+
+
+MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's; read when it is first imported
+
+
+def _share_metrics_between_workers() -> None:
+    """Point every worker at one directory for prometheus-client's multiprocess mode (set before anything
+    imports prometheus_client); a fresh one per run, removed at exit, unless the operator chose one."""
+    import atexit
+    import shutil
+    import tempfile
+
+    if os.environ.get(MULTIPROCESS_DIR_ENV):
+        return
+    directory = tempfile.mkdtemp(prefix="openrooms-metrics-")
+    os.environ[MULTIPROCESS_DIR_ENV] = directory
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+
+
+def _with_access_keys(settings: Settings, access_key: str | None, secondary_key: str | None) -> Settings:
+    """Settle the access keys in the store: keys given as flags (or OPENROOMS_* variables) replace the stored
+    ones; otherwise the stored keys are used (rotated with `openrooms keys rotate`); with none stored, the
+    development keys are stored. The banner then prints the key the server really accepts."""
+    import asyncio
+
+    from openrooms.http.app import open_store
+    from openrooms.service import keys
+    from openrooms.service.clock import SystemClock
+
+    if settings.in_memory:
+        return settings
+    overrides = {name: value for name, value in (("primary", access_key), ("secondary", secondary_key)) if value}
+
+    async def settled() -> dict[str, str]:
+        store = open_store(settings, migrate_schema=False)
+        try:
+            if not hasattr(store, "set_access_keys"):  # a store that cannot keep keys: the flags' keys serve
+                return {"primary": settings.access_key, "secondary": settings.secondary_key}
+            defaults = {"primary": settings.access_key, "secondary": settings.secondary_key}
+            return await keys.seed(store, defaults, overrides, SystemClock().now())
+        finally:
+            await store.close()
+
+    stored = asyncio.run(settled())
+    return settings.replace(access_key=stored["primary"], secondary_key=stored["secondary"])
 
 
 def _extra_hosts(settings: Settings) -> tuple[str, ...]:

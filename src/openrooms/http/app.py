@@ -16,15 +16,17 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from openrooms.config import Settings
-from openrooms.http import auth, openapi
+from openrooms.http import auth, metrics, openapi
 from openrooms.http.admission import AdmissionApi
 from openrooms.http.identity import IdentityApi
 from openrooms.http.middleware import ApiVersionCheck, Authenticate, RequestEnvelope
+from openrooms.http.ratelimit import RateLimiter
 from openrooms.http.rooms import RoomsApi
 from openrooms.http.wire import json_response
 from openrooms.service.admission import AdmissionService
 from openrooms.service.clock import Clock, SystemClock
 from openrooms.service.identity import IdentityService
+from openrooms.service.keys import KeyRing
 from openrooms.service.rooms import RoomsService
 from openrooms.store.protocol import RoomStore
 
@@ -51,7 +53,9 @@ def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clo
     owns_store = store is None
     room_store = store if store is not None else open_store(settings, migrate_schema=settings.in_memory)
     rooms_service = RoomsService(
-        room_store, clock, page_size=settings.page_size, purge_grace_days=settings.purge_grace_days
+        room_store, clock, page_size=settings.page_size, purge_grace_days=settings.purge_grace_days,
+        max_participants_per_room=settings.max_participants_per_room,
+        max_participants_per_request=settings.max_participants_per_request,
     )
     rooms_api = RoomsApi(rooms_service, settings.public_url)
     identity_service = IdentityService(room_store, clock, resource_id=settings.resource_id)
@@ -64,9 +68,23 @@ def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clo
         skew_seconds=settings.clock_skew_seconds,
         public_hosts=_public_hosts(settings),
     )
+    # The keys in the store win over the settings' (`openrooms keys rotate` changes them while serving).
+    keyring = KeyRing(room_store, [settings.access_key, settings.secondary_key])
+
+    async def current_authenticator() -> auth.HmacAuthenticator:
+        authenticator.keys = await keyring.keys()
+        return authenticator
 
     async def healthz(request: Request) -> Response:
         return json_response({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        """Ready when the store answers; a StoreUnavailable becomes 503 in the ACS envelope."""
+        await room_store.ping()
+        return json_response({"status": "ready"})
+
+    async def metrics_text(request: Request) -> Response:
+        return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE)
 
     async def openapi_document(request: Request) -> Response:
         return json_response(openapi.document())
@@ -83,22 +101,27 @@ def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clo
             if owns_store:
                 await room_store.close()
 
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        *([Route("/metrics", metrics_text, methods=["GET"], name="metrics")] if settings.metrics else []),
+        Route("/openapi.json", openapi_document, methods=["GET"]),
+        *rooms_api.routes(),
+        *identity_api.routes(),
+        *admission_api.routes(),
+    ]
     app = Starlette(
-        routes=[
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/openapi.json", openapi_document, methods=["GET"]),
-            *rooms_api.routes(),
-            *identity_api.routes(),
-            *admission_api.routes(),
-        ],
+        routes=routes,
         middleware=[
-            Middleware(RequestEnvelope),  # request id, response headers, errors -> ACS envelope, access log
+            # request id, response headers, errors -> ACS envelope, access log, metrics
+            Middleware(RequestEnvelope, routes=routes, metrics=settings.metrics),
             Middleware(ApiVersionCheck),  # ?api-version= of the API the path belongs to
-            Middleware(  # body (size-limited) + HMAC signature; only GET /healthz passes unsigned
+            Middleware(  # body (size-limited) + HMAC signature + rate limit; health and metrics pass unsigned
                 Authenticate,
-                authenticator=lambda: authenticator,
+                authenticator=current_authenticator,
                 clock=clock,
                 max_body_bytes=settings.max_body_bytes,
+                rate_limiter=RateLimiter(settings.rate_limit) if settings.rate_limit > 0 else None,
             ),
         ],
         exception_handlers={HTTPException: _raise_http_exception},
@@ -142,5 +165,5 @@ def app_from_env() -> Starlette:
     from openrooms.cli.logs import configure_logging
 
     settings = Settings.from_env()
-    configure_logging(silent=settings.silent)
+    configure_logging(silent=settings.silent, json_lines=settings.log_format == "json")
     return create_app(settings)

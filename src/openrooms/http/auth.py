@@ -80,7 +80,7 @@ def undoubled_host(host: str) -> str:
 
 class HmacAuthenticator:
     def __init__(self, keys: Sequence[bytes], *, skew_seconds: int, public_hosts: Sequence[str] = ()) -> None:
-        self._keys = keys
+        self.keys = keys  # replaced when the access keys are rotated
         self._skew = skew_seconds * TICKS_PER_SECOND
         self._public_hosts = tuple(public_hosts)
 
@@ -93,8 +93,9 @@ class HmacAuthenticator:
         headers: dict[str, str],
         body: bytes,
         now: int,
-    ) -> None:
-        """Raise a 401 `ServiceError` unless the request is signed with one of the keys."""
+    ) -> int:
+        """Raise a 401 `ServiceError` unless the request is signed with one of the keys; return which one
+        (0: primary, 1: secondary)."""
         authorization = headers.get("authorization")
         if not authorization:
             raise denied(
@@ -116,9 +117,9 @@ class HmacAuthenticator:
         for path in _paths(raw_path, query):
             for signed_host in _hosts(host, self._public_hosts):
                 string_to_sign = f"{method}\n{path}\n{date};{signed_host};{sent_hash}"
-                for key in self._keys:
+                for index, key in enumerate(self.keys):
                     if hmac.compare_digest(sign(key, string_to_sign), signature):
-                        return
+                        return index
         raise denied(_RESOURCE_PROVIDER_DENIED)
 
     def _check_skew(self, date: str, now: int) -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import MutableMapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import Request
@@ -16,6 +16,7 @@ SCOPE_KEY = "openrooms"
 @dataclass(slots=True)
 class RequestContext:
     request_id: str  # set by: RequestEnvelope
+    operation: str = "unknown"  # set by: RequestEnvelope (the route's name, e.g. rooms_create)
     response_headers: dict[str, str] = field(default_factory=dict)  # added to every response, errors too
     api_version: ApiVersion | None = None  # set by: ApiVersionCheck (None outside the versioned APIs)
     body: bytes = b""  # set by: Authenticate, which reads (and limits) the body to check its hash

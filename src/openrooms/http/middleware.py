@@ -6,17 +6,20 @@ import enum
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
 from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openrooms.http import errors as wire_errors
+from openrooms.http import metrics
 from openrooms.http.admission import is_join_path
 from openrooms.http.auth import HmacAuthenticator
 from openrooms.http.context import SCOPE_KEY, RequestContext, context_of
+from openrooms.http.ratelimit import RateLimiter
 from openrooms.http.versions import family_for_path
 from openrooms.service import errors as service_errors
 from openrooms.service.clock import Clock
@@ -26,7 +29,9 @@ from openrooms.store.protocol import StoreUnavailable
 access_log = logging.getLogger("openrooms.access")
 log = logging.getLogger("openrooms")
 
-UNAUTHENTICATED = {("GET", "/healthz"), ("GET", "/.well-known/jwks.json")}
+UNAUTHENTICATED = {
+    ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/.well-known/jwks.json"),
+}
 
 
 class Credential(enum.Enum):
@@ -45,10 +50,22 @@ def credential_for(method: str, path: str) -> Credential:
 
 
 class RequestEnvelope:
-    """Outermost step: request id, headers every response carries, failures to the ACS envelope, access log."""
+    """Outermost step: request id, headers every response carries, failures to the ACS envelope, access log,
+    metrics."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute] = (), metrics: bool = False) -> None:
         self.app = app
+        self._routes = routes
+        self._metrics = metrics
+
+    def _operation(self, scope: Scope) -> str:
+        """The name of the route the request is for (its operation), known before routing so that every step
+        (rate limits, metrics, logs) can use it; "unknown" for paths no route serves."""
+        for route in self._routes:
+            match, _ = route.matches(scope)
+            if match is Match.FULL and isinstance(route, Route):
+                return route.name
+        return "unknown"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -57,7 +74,8 @@ class RequestEnvelope:
         started = time.perf_counter()
         headers = dict(scope["headers"])
         client_request_id = headers.get(b"x-ms-client-request-id", b"").decode("latin-1")
-        ctx = RequestContext(request_id=uuid.uuid4().hex)
+        correlation_vector = headers.get(b"ms-cv", b"").decode("latin-1")
+        ctx = RequestContext(request_id=uuid.uuid4().hex, operation=self._operation(scope))
         scope[SCOPE_KEY] = ctx
         status = 0
         response_started = False
@@ -71,6 +89,8 @@ class RequestEnvelope:
                 extra.append((b"x-ms-request-id", ctx.request_id.encode()))
                 if client_request_id:
                     extra.append((b"x-ms-client-request-id", client_request_id.encode("latin-1")))
+                if correlation_vector:
+                    extra.append((b"ms-cv", correlation_vector.encode("latin-1")))
                 message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
@@ -85,17 +105,27 @@ class RequestEnvelope:
             )
             await send_with_headers({"type": "http.response.body", "body": wire_errors.envelope(error)})
         finally:
+            elapsed = time.perf_counter() - started
+            if self._metrics:
+                metrics.observe(ctx.operation, status, elapsed)
             if access_log.isEnabledFor(logging.INFO):
                 query = scope.get("query_string", b"").decode("latin-1")
+                client = (scope.get("client") or ("-",))[0]
+                # Never headers: Authorization carries a signature, and nothing here names a key.
+                fields = {"client": client, "method": scope["method"], "path": scope["path"], "query": query,
+                          "status": status, "duration_ms": round(elapsed * 1000, 1), "request_id": ctx.request_id,
+                          "operation": ctx.operation, "client_request_id": client_request_id or None,
+                          "ms_cv": correlation_vector or None}
                 access_log.info(
                     '%s "%s %s%s" %d %.1fms %s',
-                    (scope.get("client") or ("-",))[0],
+                    client,
                     scope["method"],
                     scope["path"],
                     "?" + query if query else "",
                     status,
-                    (time.perf_counter() - started) * 1000,
+                    elapsed * 1000,
                     ctx.request_id,
+                    extra={"fields": fields},
                 )
 
     @staticmethod
@@ -105,6 +135,7 @@ class RequestEnvelope:
         if isinstance(exc, HTTPException):
             return wire_errors.from_http_exception(exc)
         if isinstance(exc, StoreUnavailable):
+            metrics.STORE_ERRORS.inc()
             log.error("request %s: store unavailable: %s", ctx.request_id, exc)
             return service_errors.store_unavailable(str(exc))
         log.exception("request %s failed", ctx.request_id)
@@ -132,12 +163,14 @@ class Authenticate:
     `credential_for` says need the access key)."""
 
     def __init__(
-        self, app: ASGIApp, *, authenticator: Callable[[], HmacAuthenticator], clock: Clock, max_body_bytes: int
+        self, app: ASGIApp, *, authenticator: Callable[[], Awaitable[HmacAuthenticator]], clock: Clock,
+        max_body_bytes: int, rate_limiter: RateLimiter | None = None,
     ) -> None:
         self.app = app
-        self._authenticator = authenticator
+        self._authenticator = authenticator  # awaited per request: the keys may have been rotated
         self._clock = clock
         self._max_body = max_body_bytes
+        self._rate_limiter = rate_limiter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         credential = credential_for(scope["method"], scope["path"]) if scope["type"] == "http" else Credential.NONE
@@ -149,7 +182,8 @@ class Authenticate:
         if credential is Credential.ACCESS_KEY:
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
             raw_path = scope.get("raw_path")
-            self._authenticator().authenticate(
+            authenticator = await self._authenticator()
+            key_index = authenticator.authenticate(
                 method=scope["method"],
                 raw_path=raw_path.decode("latin-1") if raw_path else quote(scope["path"]),
                 query=scope.get("query_string", b"").decode("latin-1"),
@@ -157,6 +191,11 @@ class Authenticate:
                 body=body,
                 now=self._clock.now(),
             )
+            if self._rate_limiter is not None:
+                wait = self._rate_limiter.retry_after(key_index, ctx.operation)
+                if wait:
+                    metrics.RATE_LIMITED.labels(ctx.operation).inc()
+                    raise service_errors.too_many_requests(ctx.operation, wait)
 
         replayed = False
 

@@ -23,6 +23,8 @@ def decode(body: bytes, kind: type[T]) -> T:
         raise errors.bad_arguments(errors.bad_argument(message, path.rstrip("`") or "$")) from None
     except msgspec.DecodeError as exc:
         raise errors.bad_arguments(errors.bad_argument(f"The body is not valid JSON: {exc}", "$")) from None
+    except RecursionError:  # msgspec nests as deep as Python's recursion limit allows
+        raise errors.body_nested_too_deeply() from None
 
 
 def timestamp(value: str | None, target: str) -> int | None:

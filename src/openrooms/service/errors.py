@@ -179,6 +179,41 @@ def invalid_access_token(reason: str) -> ServiceError:
     return ServiceError(401, "InvalidAccessToken", f"The access token is not valid: {reason}.")
 
 
+# Limits ----------------------------------------------------------------------------------------------------
+def too_many_participants_in_request(count: int, limit: int) -> ServiceError:
+    return bad_arguments(
+        ErrorDetail(
+            "TooManyParticipants",
+            f"The request names {count} participants; one request may name at most {limit}. "
+            "Send the roster in several requests.",
+            "participants",
+        )
+    )
+
+
+def room_roster_full(size: int, limit: int) -> ServiceError:
+    return bad_arguments(
+        ErrorDetail(
+            "TooManyParticipants",
+            f"The change would give the room {size} participants; a room may have at most {limit}.",
+            "participants",
+        )
+    )
+
+
+def body_nested_too_deeply() -> ServiceError:
+    return bad_arguments(bad_argument("The body is not valid JSON: it is nested too deeply.", "$"))
+
+
+def too_many_requests(operation: str, retry_after_seconds: int) -> ServiceError:
+    return ServiceError(
+        429,
+        "TooManyRequests",
+        f"Too many {operation} requests with this access key; retry after {retry_after_seconds} seconds.",
+        headers={"Retry-After": str(retry_after_seconds)},
+    )
+
+
 # Admission to a room's call (openrooms extension) -----------------------------------------------------------
 def admission_bearer_missing() -> ServiceError:
     return ServiceError(

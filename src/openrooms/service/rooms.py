@@ -17,13 +17,17 @@ from openrooms.service.model import (
     Room,
     UpdateRoom,
 )
-from openrooms.store.protocol import RoomIdTaken, RoomStore
+from openrooms.store.protocol import RoomIdTaken, RoomStore, RosterFull
 
 DEFAULT_ROLE = Role.ATTENDEE
 # How long a Repeatability-Request-ID is remembered (and how old a Repeatability-First-Sent may be).
 REPEATABILITY_WINDOW = 24 * 3600 * TICKS_PER_SECOND
 # How long an expired room stays readable by id before it is purged.
 DEFAULT_PURGE_GRACE_DAYS = 30
+# Roster limits. ACS publishes no roster cap for rooms (a room call holds 350 interactive participants);
+# these keep one request and one room to a size a single transaction handles quickly.
+DEFAULT_MAX_PARTICIPANTS_PER_ROOM = 10_000
+DEFAULT_MAX_PARTICIPANTS_PER_REQUEST = 1_000
 _ID_DRAWS = 8
 
 
@@ -60,11 +64,19 @@ class RoomsService:
         *,
         page_size: int = paging.DEFAULT_PAGE_SIZE,
         purge_grace_days: int = DEFAULT_PURGE_GRACE_DAYS,
+        max_participants_per_room: int = DEFAULT_MAX_PARTICIPANTS_PER_ROOM,
+        max_participants_per_request: int = DEFAULT_MAX_PARTICIPANTS_PER_REQUEST,
     ) -> None:
         self._store = store
         self._clock = clock
         self._page_size = page_size
         self._purge_grace = purge_grace_days * TICKS_PER_DAY
+        self._max_per_room = max_participants_per_room
+        self._max_per_request = max_participants_per_request
+
+    def _check_request_size(self, count: int) -> None:
+        if count > self._max_per_request:
+            raise errors.too_many_participants_in_request(count, self._max_per_request)
 
     async def rooms_create(
         self,
@@ -83,6 +95,9 @@ class RoomsService:
             if earlier is not None:
                 return self._replay(earlier, repeatability)
 
+        self._check_request_size(len(command.participants or {}))
+        if len(command.participants or {}) > self._max_per_room:
+            raise errors.room_roster_full(len(command.participants or {}), self._max_per_room)
         roster = []
         for raw_id, role in (command.participants or {}).items():
             ids.check_participant_id(raw_id)
@@ -177,6 +192,7 @@ class RoomsService:
         """Merge `changes` into the roster: an `Upsert` adds or re-roles, None removes (a no-op for someone
         not in the room). Every entry is checked before anything is applied."""
         ids.check_room_id(room_id)
+        self._check_request_size(len(changes))
         upserts: dict[str, Role] = {}
         removals: list[str] = []
         for raw_id, change in changes.items():
@@ -186,7 +202,13 @@ class RoomsService:
             else:
                 ids.check_participant_id(raw_id)
                 upserts[raw_id] = resolve_role(raw_id, change.role, roles)
-        if not await self._store.update_participants(room_id, upserts, removals):
+        try:
+            updated = await self._store.update_participants(
+                room_id, upserts, removals, max_participants=self._max_per_room
+            )
+        except RosterFull as exc:
+            raise errors.room_roster_full(exc.size, self._max_per_room) from None
+        if not updated:
             raise errors.not_found()
 
     async def purge_expired(self) -> tuple[int, int]:

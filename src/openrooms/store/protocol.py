@@ -28,6 +28,14 @@ class UserIdTaken(Exception):
     """The generated user id exists already; the caller draws a new one."""
 
 
+class RosterFull(Exception):
+    """`update_participants` would grow a room's roster beyond `max_participants`; nothing was changed."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"the roster would have {size} participants")
+        self.size = size
+
+
 class IdentityStore(Protocol):
     """ACS users, the server's resource id and the keys that sign access tokens."""
 
@@ -58,7 +66,25 @@ class IdentityStore(Protocol):
         ...
 
 
-class RoomStore(IdentityStore, Protocol):
+class AccessKeyStore(Protocol):
+    """The access keys that sign API requests, by name ("primary", "secondary"), base64 as in connection
+    strings. Servers re-read them every second, so a change reaches every instance without a restart."""
+
+    async def get_access_keys(self) -> dict[str, str]:
+        """Every stored key by name; empty if none was stored yet."""
+        ...
+
+    async def set_access_keys(self, keys: Mapping[str, str], now: int, *, replace: bool = True) -> dict[str, str]:
+        """Store the given keys in one transaction and return every stored key afterwards. With `replace`
+        False, a name that has a key already keeps it (seeding on first start)."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise `StoreUnavailable` unless the database answers a trivial query (GET /readyz)."""
+        ...
+
+
+class RoomStore(IdentityStore, AccessKeyStore, Protocol):
     async def close(self) -> None: ...
 
     async def insert_room(
@@ -93,9 +119,16 @@ class RoomStore(IdentityStore, Protocol):
         ...
 
     async def update_participants(
-        self, room_id: str, upserts: Mapping[str, Role], removals: Collection[str]
+        self, room_id: str, upserts: Mapping[str, Role], removals: Collection[str],
+        max_participants: int | None = None,
     ) -> bool:
-        """Upsert and remove in one transaction; False (and nothing changed) if no such room."""
+        """Upsert and remove in one transaction; False (and nothing changed) if no such room.
+
+        With `max_participants`: if the change would leave the room with more participants than that AND
+        more than it had before, raise `RosterFull(size after the change)` and change nothing (a roster that
+        is over a lowered limit can still shrink). The count is taken inside the transaction, so that
+        concurrent additions cannot together overshoot the limit.
+        """
         ...
 
     async def purge(self, rooms_valid_before: int, records_created_before: int) -> tuple[int, int]:

@@ -19,7 +19,7 @@ from openrooms.service.identity import CommunicationUser
 from openrooms.service.model import CreateRecord, Participant, Role, Room
 from openrooms.service.tokens import SigningKey
 from openrooms.store import migrate
-from openrooms.store.protocol import RoomIdTaken, StoreUnavailable, UserIdTaken
+from openrooms.store.protocol import RoomIdTaken, RosterFull, StoreUnavailable, UserIdTaken
 
 _ROOM_COLUMNS = "id, created_at, valid_from, valid_until, pstn_dial_out_enabled"
 _PURGE_BATCH = 1000
@@ -88,10 +88,14 @@ class SqliteStore:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
+                self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                # Also when COMMIT itself fails (disk full, read-only): a transaction left open would make
+                # every later BEGIN fail, so the store would not recover when the disk does.
+                if self._db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
 
     async def insert_room(
         self, room: Room, participants: Sequence[Participant], record: CreateRecord | None
@@ -182,11 +186,13 @@ class SqliteStore:
         return [Participant(raw_id, Role(role)) for raw_id, role in rows]
 
     async def update_participants(
-        self, room_id: str, upserts: Mapping[str, Role], removals: Collection[str]
+        self, room_id: str, upserts: Mapping[str, Role], removals: Collection[str],
+        max_participants: int | None = None,
     ) -> bool:
         with self._write() as db:
             if db.execute("SELECT 1 FROM rooms WHERE id = ?", (room_id,)).fetchone() is None:
                 return False
+            before = self._roster_size(room_id) if max_participants is not None else 0
             db.executemany(
                 "INSERT INTO participants (room_id, raw_id, role) VALUES (?, ?, ?) "
                 "ON CONFLICT (room_id, raw_id) DO UPDATE SET role = excluded.role",
@@ -196,7 +202,14 @@ class SqliteStore:
                 "DELETE FROM participants WHERE room_id = ? AND raw_id = ?",
                 [(room_id, raw_id) for raw_id in removals],
             )
+            if max_participants is not None:
+                after = self._roster_size(room_id)
+                if after > max_participants and after > before:
+                    raise RosterFull(after)  # _write rolls the change back
         return True
+
+    def _roster_size(self, room_id: str) -> int:
+        return int(self._db.execute("SELECT count(*) FROM participants WHERE room_id = ?", (room_id,)).fetchone()[0])
 
     async def purge(self, rooms_valid_before: int, records_created_before: int) -> tuple[int, int]:
         # In batches, so that a large purge never holds the write lock for long.
@@ -278,3 +291,21 @@ class SqliteStore:
                 return False
             db.execute("DELETE FROM participants WHERE raw_id = ?", (raw_id,))
         return True
+
+    # Access keys ---------------------------------------------------------------------------------------------
+    async def get_access_keys(self) -> dict[str, str]:
+        with self._errors():
+            return dict(self._db.execute("SELECT name, key FROM access_keys").fetchall())
+
+    async def set_access_keys(self, keys: Mapping[str, str], now: int, *, replace: bool = True) -> dict[str, str]:
+        conflict = "DO UPDATE SET key = excluded.key, updated_at = excluded.updated_at" if replace else "DO NOTHING"
+        with self._write() as db:
+            db.executemany(
+                f"INSERT INTO access_keys (name, key, updated_at) VALUES (?, ?, ?) ON CONFLICT (name) {conflict}",
+                [(name, key, now) for name, key in keys.items()],
+            )
+            return dict(db.execute("SELECT name, key FROM access_keys").fetchall())
+
+    async def ping(self) -> None:
+        with self._errors():
+            self._db.execute("SELECT 1 FROM rooms LIMIT 1").fetchall()
