@@ -64,8 +64,13 @@ class Settings:
     livekit_api_secret: str | None = None
 
     @property
+    def database_file(self) -> Path:
+        """Where the embedded database lives under `location` (unused with --in-memory)."""
+        return self.location / "openrooms.db"
+
+    @property
     def database_path(self) -> Path | None:
-        return None if self.in_memory else self.location / "openrooms.db"
+        return None if self.in_memory else self.database_file
 
     @property
     def certs_dir(self) -> Path:

@@ -115,7 +115,7 @@ async def test_scopes_are_required_known_and_not_empty(service: IdentityService)
 async def test_refused_create_creates_no_user(service: IdentityService, store: SqliteStore) -> None:
     with pytest.raises(ServiceError):
         await service.create_user(["telepathy"])
-    rows = store._db.execute("SELECT count(*) FROM identities").fetchone()
+    rows = await store._read(lambda db: db.execute("SELECT count(*) FROM identities").fetchone())
     assert rows == (0,)
 
 

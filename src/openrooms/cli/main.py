@@ -153,10 +153,9 @@ def serve(
         from openrooms.store.sqlite import SchemaMismatch, SqliteStore
 
         try:
-            store = SqliteStore.open(settings.database_path)
+            SqliteStore.upgrade(settings.database_file)
         except (SchemaMismatch, OSError, sqlite3.Error) as exc:  # e.g. a read-only or full location
             raise fail(f"cannot open the database at {settings.database_path}: {exc}") from None
-        store._db.close()
     settings = _with_resource_id(settings)
     settings = _with_access_keys(settings, access_key, secondary_key)
     ca = None
@@ -332,8 +331,8 @@ def db_upgrade(location: LocationOption = None) -> None:
     from openrooms.store.sqlite import SqliteStore
 
     settings = Settings().replace(location=location)
-    SqliteStore.open(settings.database_path, migrate_schema=True)._db.close()
-    typer.echo(f"{settings.database_path}: schema up to date")
+    SqliteStore.upgrade(settings.database_file)
+    typer.echo(f"{settings.database_file}: schema up to date")
 
 
 @app.command()
