@@ -48,9 +48,16 @@ class Settings:
     page_size: int = paging.DEFAULT_PAGE_SIZE
     purge_grace_days: int = rooms.DEFAULT_PURGE_GRACE_DAYS
     max_body_bytes: int = 1024 * 1024
+    # PostgreSQL (postgresql://...) shared by any number of instances; unset: the embedded SQLite file.
+    database_url: str | None = None
+    pool_size: int = 10
     clock_skew_seconds: int = 300
     # The ACS resource id (a GUID) in user ids `8:acs:<resource id>_...`; unset: generated once, kept in the store.
     resource_id: str | None = None
+    # A LiveKit server for room calls: the join answer then carries a LiveKit token (all three, or none).
+    livekit_url: str | None = None
+    livekit_api_key: str | None = None
+    livekit_api_secret: str | None = None
     max_participants_per_room: int = rooms.DEFAULT_MAX_PARTICIPANTS_PER_ROOM
     max_participants_per_request: int = rooms.DEFAULT_MAX_PARTICIPANTS_PER_REQUEST
     # GET /metrics (Prometheus text format, unauthenticated like /healthz).
@@ -58,10 +65,6 @@ class Settings:
     log_format: str = "text"  # or "json": one JSON object per log line
     # Requests per second allowed per access key and operation, per instance (0: no limit).
     rate_limit: int = 0
-    # A LiveKit server for room calls: the join answer then carries a LiveKit token (all three, or none).
-    livekit_url: str | None = None
-    livekit_api_key: str | None = None
-    livekit_api_secret: str | None = None
 
     @property
     def database_file(self) -> Path:

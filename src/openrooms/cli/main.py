@@ -51,6 +51,12 @@ def _root(
     pass
 
 
+DatabaseUrlOption = Annotated[
+    str | None,
+    typer.Option(help="PostgreSQL to keep everything in, shared by any number of instances: "
+                 "postgresql://user:password@host:5432/db (default: a SQLite file in --location).",
+                 envvar="OPENROOMS_DATABASE_URL", show_default=False),
+]
 LocationOption = Annotated[
     Path | None,
     typer.Option(help="Folder for the database and certificates (default: a per-user data folder).",
@@ -100,6 +106,10 @@ def serve(
                                                            "server's clock (default: 300).",
                                                            envvar="OPENROOMS_CLOCK_SKEW_SECONDS", min=1,
                                                            show_default=False)] = None,
+    database_url: DatabaseUrlOption = None,
+    pool_size: Annotated[int | None, typer.Option(help="Connections each worker keeps to PostgreSQL at most "
+                                                  "(default: 10).", envvar="OPENROOMS_POOL_SIZE", min=1,
+                                                  show_default=False)] = None,
     resource_id: Annotated[str | None, typer.Option(help="ACS resource id (a GUID) in the ids of the users this "
                                                     "server creates (default: generated once and kept in the "
                                                     "database).", envvar="OPENROOMS_RESOURCE_ID",
@@ -135,9 +145,9 @@ def serve(
         host=host, port=port, location=location, in_memory=in_memory or None, tls=False if no_tls else None,
         cert=cert, key=key, access_key=access_key, secondary_key=secondary_key, silent=silent or None,
         workers=workers, server=server, public_url=public_url, page_size=page_size,
-        purge_grace_days=purge_grace_days, max_body_bytes=max_body_bytes, clock_skew_seconds=clock_skew_seconds,
-        resource_id=resource_id,
+        database_url=database_url, pool_size=pool_size, resource_id=resource_id,
         livekit_url=livekit_url, livekit_api_key=livekit_api_key, livekit_api_secret=livekit_api_secret,
+        purge_grace_days=purge_grace_days, max_body_bytes=max_body_bytes, clock_skew_seconds=clock_skew_seconds,
         max_participants_per_room=max_participants_per_room,
         max_participants_per_request=max_participants_per_request, metrics=metrics, log_format=log_format,
         rate_limit=rate_limit,
@@ -147,7 +157,9 @@ def serve(
         raise fail("--log-format is text or json.")
     if settings.metrics:
         _share_metrics_between_workers()
-    if not settings.in_memory:
+    if settings.database_url:
+        _check_postgres_schema(settings.database_url)
+    elif not settings.in_memory:
         import sqlite3
 
         from openrooms.store.sqlite import SchemaMismatch, SqliteStore
@@ -186,6 +198,13 @@ def _checked(settings: Settings) -> Settings:
     for path in (settings.cert, settings.key):
         if path is not None and not path.is_file():
             raise fail(f"{path} does not exist.")
+    if settings.database_url:
+        from openrooms.store.postgres import is_postgres_url
+
+        if settings.in_memory:
+            raise fail("--in-memory and --database-url contradict each other.")
+        if not is_postgres_url(settings.database_url):
+            raise fail("--database-url must be a PostgreSQL URL: postgresql://user:password@host:5432/db")
     if settings.in_memory and settings.workers > 1:
         raise fail("--in-memory keeps data in one process; it cannot be shared by several --workers.")
     if settings.server not in ("granian", "uvicorn"):
@@ -272,6 +291,17 @@ def _with_access_keys(settings: Settings, access_key: str | None, secondary_key:
     return settings.replace(access_key=stored["primary"], secondary_key=stored["secondary"])
 
 
+def _check_postgres_schema(url: str) -> None:
+    from openrooms.store import postgres
+
+    try:
+        postgres.check_schema(url)
+    except postgres.SchemaMismatch as exc:
+        raise fail(f"{postgres.redacted(url)}: {exc}") from None
+    except postgres.DatabaseError as exc:
+        raise fail(f"cannot reach the database at {postgres.redacted(url)}: {exc}") from None
+
+
 def _extra_hosts(settings: Settings) -> tuple[str, ...]:
     if settings.host in ("127.0.0.1", "::1", "localhost", "0.0.0.0", "::"):
         return ()
@@ -292,7 +322,12 @@ def _print_banner(settings: Settings, ca: Path | None) -> None:
         ]
     elif settings.cert is not None:
         lines.append(f"  TLS certificate    {settings.cert}")
-    lines.append(f"  database           {settings.database_path or 'in memory (lost at exit)'}")
+    if settings.database_url:
+        from openrooms.store.postgres import redacted
+
+        lines.append(f"  database           {redacted(settings.database_url)} (pool of {settings.pool_size})")
+    else:
+        lines.append(f"  database           {settings.database_path or 'in memory (lost at exit)'}")
     lines.append(f"  resource id        {settings.resource_id}  (users are 8:acs:{settings.resource_id}_...)")
     if settings.livekit_url:
         lines.append(f"  LiveKit            {settings.livekit_url} (join answers carry LiveKit tokens)")
@@ -326,8 +361,19 @@ def _run_server(settings: Settings) -> None:
 
 
 @db_app.command("upgrade")
-def db_upgrade(location: LocationOption = None) -> None:
+def db_upgrade(location: LocationOption = None, database_url: DatabaseUrlOption = None) -> None:
     """Create the database or bring its schema up to this version's."""
+    if database_url:
+        from openrooms.store import postgres
+
+        if not postgres.is_postgres_url(database_url):
+            raise fail("--database-url must be a PostgreSQL URL: postgresql://user:password@host:5432/db")
+        try:
+            revision = postgres.upgrade(database_url)
+        except postgres.DatabaseError as exc:
+            raise fail(f"cannot upgrade the database at {postgres.redacted(database_url)}: {exc}") from None
+        typer.echo(f"{postgres.redacted(database_url)}: schema up to date (revision {revision})")
+        return
     from openrooms.store.sqlite import SqliteStore
 
     settings = Settings().replace(location=location)

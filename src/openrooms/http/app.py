@@ -38,6 +38,11 @@ PURGE_INTERVAL_SECONDS = 600
 
 
 def open_store(settings: Settings, *, migrate_schema: bool) -> RoomStore:
+    if settings.database_url:
+        from openrooms.store.postgres import PostgresStore
+
+        # A shared database is never upgraded implicitly: `openrooms db upgrade` does that.
+        return PostgresStore.open(settings.database_url, pool_size=settings.pool_size)
     from openrooms.store.sqlite import SqliteStore
 
     return SqliteStore.open(settings.database_path, migrate_schema=migrate_schema)

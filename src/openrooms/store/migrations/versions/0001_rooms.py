@@ -9,6 +9,11 @@ Revises:
 import sqlalchemy as sa
 from alembic import op
 
+# PostgreSQL compares text by the database's locale unless told otherwise; ids are ordered and paged
+# byte-wise, as SQLite does, so their columns use the "C" collation there.
+ROOM_ID = sa.String(20).with_variant(sa.String(20, collation="C"), "postgresql")
+RAW_ID = sa.String(256).with_variant(sa.String(256, collation="C"), "postgresql")
+
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -18,7 +23,7 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "rooms",
-        sa.Column("id", sa.String(20), primary_key=True),
+        sa.Column("id", ROOM_ID, primary_key=True),
         sa.Column("created_at", sa.BigInteger, nullable=False),
         sa.Column("valid_from", sa.BigInteger, nullable=False),
         sa.Column("valid_until", sa.BigInteger, nullable=False),
@@ -28,14 +33,14 @@ def upgrade() -> None:
     op.create_index("rooms_by_valid_until", "rooms", ["valid_until"])
     op.create_table(
         "participants",
-        sa.Column("room_id", sa.String(20), sa.ForeignKey("rooms.id", ondelete="CASCADE"), primary_key=True),
-        sa.Column("raw_id", sa.String(256), primary_key=True),
+        sa.Column("room_id", ROOM_ID, sa.ForeignKey("rooms.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column("raw_id", RAW_ID, primary_key=True),
         sa.Column("role", sa.String(16), nullable=False),
         sqlite_with_rowid=False,
     )
     op.create_index("participants_by_raw_id", "participants", ["raw_id"])
     # Every id ever issued, so that no id is issued twice even after its room is deleted or purged.
-    op.create_table("room_ids", sa.Column("id", sa.String(20), primary_key=True), sqlite_with_rowid=False)
+    op.create_table("room_ids", sa.Column("id", ROOM_ID, primary_key=True), sqlite_with_rowid=False)
     op.create_table(
         "create_requests",
         sa.Column("request_id", sa.String(128), primary_key=True),

@@ -1,0 +1,513 @@
+"""The server store: PostgreSQL, shared by any number of stateless openrooms instances.
+
+Everything an instance needs lives in the database, so instances behind a load balancer agree without
+talking to each other. Each method is one transaction on a pooled connection (psycopg 3, async). Writes that
+could race across instances are made safe by the database: roster changes lock their room's row first, an
+idempotent create claims its request id with `INSERT ... ON CONFLICT DO NOTHING` before anything else, and
+room ids are claimed in the `room_ids` ledger.
+
+Failures never hang a request: connecting, waiting for a pooled connection, each statement and each lock wait
+have time limits, and any of them (or a lost connection) becomes `StoreUnavailable`, which the HTTP layer
+answers with 503. The pool checks a connection before handing it out and reconnects in the background, so an
+instance recovers by itself when the database is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Collection, Iterator, Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import sqlalchemy.exc
+from psycopg import AsyncConnection
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
+
+from openrooms.service.identity import CommunicationUser
+from openrooms.service.model import CreateRecord, Participant, Role, Room
+from openrooms.service.tokens import SigningKey
+from openrooms.store import migrate
+from openrooms.store.protocol import RoomIdTaken, RosterFull, StoreUnavailable, UserIdTaken
+
+log = logging.getLogger("openrooms.store")
+
+URL_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
+DEFAULT_POOL_SIZE = 10
+# Seconds. A request waits at most POOL_WAIT for a connection, and gives up on the whole store call after
+# CALL_TIMEOUT even if the network swallows packets (the server-side limits below cannot see that).
+CONNECT_TIMEOUT = 3
+POOL_WAIT = 5.0
+CALL_TIMEOUT = 15.0
+# After this long failing to reconnect, the pool stops trying in the background; a waiting request starts a
+# new attempt. Short, so that recovery after an outage does not wait out a long back-off.
+RECONNECT_TIMEOUT = 5.0
+# Server-side limits, in ms. A URL's own `options=-c ...` come after these, so they win.
+SESSION_OPTIONS = "-c statement_timeout=10000 -c lock_timeout=5000 -c idle_in_transaction_session_timeout=30000"
+
+_ROOM_COLUMNS = "id, created_at, valid_from, valid_until, pstn_dial_out_enabled"
+_PURGE_BATCH = 1000
+_RESOURCE_ID = "resource_id"
+_KEY_COLUMNS = "kid, private_key_pem, certificate_pem, created_at"
+# Advisory locks (class, hashtext(current_schema())): one per kind of work and per schema, so that instances
+# sharing a schema take turns: one purges at a time, one migrates at a time, one makes the first signing key.
+_PURGE_LOCK_CLASS = 0x6F70726D  # "oprm"
+_MIGRATE_LOCK_CLASS = _PURGE_LOCK_CLASS + 1
+_SIGNING_KEY_LOCK_CLASS = _PURGE_LOCK_CLASS + 2
+
+
+class SchemaMismatch(Exception):
+    """The database's schema is not the one this version of openrooms knows."""
+
+
+class DatabaseError(Exception):
+    """The database could not be reached or refused the schema work; the message says why."""
+
+
+@contextlib.contextmanager
+def _schema_work() -> Iterator[None]:
+    try:
+        yield
+    except sqlalchemy.exc.DBAPIError as exc:
+        raise DatabaseError(str(exc.orig).strip()) from exc
+    except psycopg.Error as exc:
+        raise DatabaseError(str(exc).strip()) from exc
+
+
+def is_postgres_url(url: str) -> bool:
+    return urlsplit(url).scheme in URL_SCHEMES
+
+
+def libpq_url(url: str) -> str:
+    """The URL as libpq (psycopg) takes it."""
+    parts = urlsplit(url)
+    if parts.scheme not in URL_SCHEMES:
+        raise ValueError(f"not a PostgreSQL URL (postgresql://...): {redacted(url)}")
+    return urlunsplit(parts._replace(scheme="postgresql"))
+
+
+def sqlalchemy_url(url: str) -> str:
+    """The URL as SQLAlchemy (and so Alembic) takes it: the psycopg 3 dialect."""
+    return "postgresql+psycopg" + libpq_url(url)[len("postgresql"):]
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = netloc[0].split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
+
+
+def _engine(url: str) -> Any:
+    return create_engine(sqlalchemy_url(url), connect_args={"connect_timeout": CONNECT_TIMEOUT}, poolclass=NullPool)
+
+
+def upgrade(url: str) -> str:
+    """Create the schema or bring it to this version's head; returns the revision. Instances that upgrade at
+    the same time take turns (an advisory lock), so the second finds nothing left to do."""
+    engine = _engine(url)
+    try:
+        with _schema_work(), engine.begin() as connection:
+            connection.execute(text("SELECT pg_advisory_xact_lock(:c, hashtext(current_schema()))"),
+                               {"c": _MIGRATE_LOCK_CLASS})
+            migrate.upgrade(connection)
+            current = migrate.current_revision(connection)
+    finally:
+        engine.dispose()
+    assert current is not None
+    return current
+
+
+def check_schema(url: str) -> None:
+    """Raise `SchemaMismatch` unless the database is exactly at this version's head revision."""
+    engine = _engine(url)
+    try:
+        with _schema_work(), engine.connect() as connection:
+            current = migrate.current_revision(connection)
+    finally:
+        engine.dispose()
+    head = migrate.head_revision()
+    if current == head:
+        return
+    if current is None:
+        problem = "has no openrooms schema yet"
+    elif migrate.is_known_revision(current):
+        problem = f"has schema revision {current}, older than this openrooms's {head}"
+    else:
+        raise SchemaMismatch(
+            f"the database has schema revision {current}, which this openrooms (head {head}) does not know: "
+            "it was upgraded by a newer openrooms; run that version"
+        )
+    raise SchemaMismatch(f"the database {problem}; run `openrooms db upgrade --database-url ...` first")
+
+
+def _room(row: tuple[Any, ...]) -> Room:
+    return Room(row[0], row[1], row[2], row[3], bool(row[4]))
+
+
+def _record(row: tuple[Any, ...]) -> CreateRecord:
+    return CreateRecord(row[0], row[1], row[2], bytes(row[3]), row[4])
+
+
+def _connection_kwargs(url: str) -> dict[str, Any]:
+    given = conninfo_to_dict(libpq_url(url))
+    kwargs: dict[str, Any] = {
+        "autocommit": True,  # transactions are explicit: `conn.transaction()`
+        "options": f"{SESSION_OPTIONS} {given.get('options') or ''}".strip(),
+    }
+    # Dead peers are noticed by TCP keepalives rather than waited on; a URL's own settings win.
+    defaults = {"connect_timeout": CONNECT_TIMEOUT, "keepalives": 1, "keepalives_idle": 10,
+                "keepalives_interval": 5, "keepalives_count": 3, "application_name": "openrooms"}
+    for name, value in defaults.items():
+        if name not in given:
+            kwargs[name] = value
+    return kwargs
+
+
+class PostgresStore:
+    def __init__(self, url: str, *, pool_size: int = DEFAULT_POOL_SIZE) -> None:
+        self._url = url
+        self._pool = AsyncConnectionPool(
+            libpq_url(url),
+            kwargs=_connection_kwargs(url),
+            min_size=1,
+            max_size=max(1, pool_size),
+            timeout=POOL_WAIT,
+            reconnect_timeout=RECONNECT_TIMEOUT,
+            check=AsyncConnectionPool.check_connection,
+            open=False,
+            name="openrooms",
+        )
+        self._opened = False
+        self._open_lock = asyncio.Lock()
+
+    @classmethod
+    def open(cls, url: str, *, pool_size: int = DEFAULT_POOL_SIZE, check: bool = True) -> PostgresStore:
+        """A store on `url`, after checking (with `check`) that its schema is this version's. Connections are
+        made on first use, in the event loop that uses them."""
+        if check:
+            check_schema(url)
+        return cls(url, pool_size=pool_size)
+
+    async def close(self) -> None:
+        if self._opened:
+            await self._pool.close()
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[AsyncConnection[Any]]:
+        if not self._opened:
+            async with self._open_lock:
+                if not self._opened:
+                    await self._pool.open(wait=False)
+                    self._opened = True
+        try:
+            async with asyncio.timeout(CALL_TIMEOUT), self._pool.connection() as connection:
+                yield connection
+        except TimeoutError as exc:
+            log.warning("store call timed out after %ss", CALL_TIMEOUT)
+            raise StoreUnavailable("the database did not answer in time") from exc
+        except (psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction) as exc:
+            log.warning("store call failed: %s: %s", type(exc).__name__, str(exc).strip())
+            raise StoreUnavailable(_reason(exc)) from exc
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncConnection[Any]]:
+        async with self._connection() as connection, connection.transaction():
+            yield connection
+
+    async def insert_room(
+        self, room: Room, participants: Sequence[Participant], record: CreateRecord | None
+    ) -> CreateRecord | None:
+        async with self._transaction() as db:
+            if record is not None:
+                # Claim the request id first: a concurrent create with the same id waits here for ours to
+                # commit (or roll back), then finds our record instead of creating a second room.
+                claimed = await db.execute(
+                    "INSERT INTO create_requests (request_id, fingerprint, room_id, response, created_at) "
+                    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (request_id) DO NOTHING",
+                    (record.request_id, record.fingerprint, record.room_id, record.response, record.created_at),
+                )
+                if claimed.rowcount == 0:
+                    earlier = await _create_record(db, record.request_id)
+                    if earlier is not None:
+                        return earlier
+                    # Purged between the two statements (a day-old record): nothing to answer from.
+                    raise StoreUnavailable("an idempotency record changed under a concurrent create")
+            issued = await db.execute("INSERT INTO room_ids (id) VALUES (%s) ON CONFLICT DO NOTHING", (room.id,))
+            if issued.rowcount == 0:
+                raise RoomIdTaken(room.id)  # rolls the transaction back, record claim included
+            await db.execute(
+                f"INSERT INTO rooms ({_ROOM_COLUMNS}) VALUES (%s, %s, %s, %s, %s)",
+                (room.id, room.created_at, room.valid_from, room.valid_until, room.pstn_dial_out_enabled),
+            )
+            if participants:
+                async with db.cursor() as cursor:
+                    await cursor.executemany(
+                        "INSERT INTO participants (room_id, raw_id, role) VALUES (%s, %s, %s)",
+                        [(room.id, p.raw_id, p.role.value) for p in participants],
+                    )
+        return None
+
+    async def get_create_record(self, request_id: str) -> CreateRecord | None:
+        async with self._connection() as db:
+            return await _create_record(db, request_id)
+
+    async def get_room(self, room_id: str) -> Room | None:
+        async with self._connection() as db:
+            cursor = await db.execute(f"SELECT {_ROOM_COLUMNS} FROM rooms WHERE id = %s", (room_id,))
+            row = await cursor.fetchone()
+        return None if row is None else _room(row)
+
+    async def update_room(
+        self, room_id: str, window: tuple[int, int] | None, pstn_dial_out_enabled: bool | None
+    ) -> Room | None:
+        valid_from, valid_until = window or (None, None)
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE rooms SET valid_from = coalesce(%s::bigint, valid_from), "
+                "valid_until = coalesce(%s::bigint, valid_until), "
+                "pstn_dial_out_enabled = coalesce(%s::boolean, pstn_dial_out_enabled) "
+                f"WHERE id = %s RETURNING {_ROOM_COLUMNS}",
+                (valid_from, valid_until, pstn_dial_out_enabled, room_id),
+            )
+            row = await cursor.fetchone()
+        return None if row is None else _room(row)
+
+    async def delete_room(self, room_id: str) -> bool:
+        async with self._transaction() as db:
+            cursor = await db.execute("DELETE FROM rooms WHERE id = %s", (room_id,))
+            return cursor.rowcount > 0
+
+    async def list_rooms(self, valid_after: int, after: tuple[int, str] | None, limit: int) -> list[Room]:
+        async with self._connection() as db:
+            if after is None:
+                cursor = await db.execute(
+                    f"SELECT {_ROOM_COLUMNS} FROM rooms WHERE valid_until > %s "
+                    "ORDER BY created_at DESC, id DESC LIMIT %s",
+                    (valid_after, limit),
+                )
+            else:
+                cursor = await db.execute(
+                    f"SELECT {_ROOM_COLUMNS} FROM rooms WHERE (created_at, id) < (%s::bigint, %s::text) "
+                    "AND valid_until > %s ORDER BY created_at DESC, id DESC LIMIT %s",
+                    (after[0], after[1], valid_after, limit),
+                )
+            rows = await cursor.fetchall()
+        return [_room(row) for row in rows]
+
+    async def list_participants(self, room_id: str, after: str | None, limit: int) -> list[Participant] | None:
+        async with self._transaction() as db:  # one snapshot for the existence check and the page
+            await db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            cursor = await db.execute("SELECT 1 FROM rooms WHERE id = %s", (room_id,))
+            if await cursor.fetchone() is None:
+                return None
+            cursor = await db.execute(
+                "SELECT raw_id, role FROM participants WHERE room_id = %s AND raw_id > %s ORDER BY raw_id LIMIT %s",
+                (room_id, after or "", limit),
+            )
+            rows = await cursor.fetchall()
+        return [Participant(raw_id, Role(role)) for raw_id, role in rows]
+
+    async def update_participants(
+        self, room_id: str, upserts: Mapping[str, Role], removals: Collection[str],
+        max_participants: int | None = None,
+    ) -> bool:
+        async with self._transaction() as db:
+            # Roster changes to one room take turns on its row: no deadlock between two requests touching
+            # the same people in different orders, and none can slip in after the room is deleted.
+            cursor = await db.execute("SELECT 1 FROM rooms WHERE id = %s FOR NO KEY UPDATE", (room_id,))
+            if await cursor.fetchone() is None:
+                return False
+            before = await _roster_size(db, room_id) if max_participants is not None else 0
+            if upserts:
+                async with db.cursor() as batch:
+                    await batch.executemany(
+                        "INSERT INTO participants (room_id, raw_id, role) VALUES (%s, %s, %s) "
+                        "ON CONFLICT (room_id, raw_id) DO UPDATE SET role = excluded.role",
+                        [(room_id, raw_id, role.value) for raw_id, role in upserts.items()],
+                    )
+            if removals:
+                await db.execute(
+                    "DELETE FROM participants WHERE room_id = %s AND raw_id = ANY(%s::text[])",
+                    (room_id, list(removals)),
+                )
+            if max_participants is not None:
+                after = await _roster_size(db, room_id)
+                if after > max_participants and after > before:
+                    raise RosterFull(after)  # rolls the change back
+        return True
+
+    async def purge(self, rooms_valid_before: int, records_created_before: int) -> tuple[int, int]:
+        # One instance purges at a time (a session advisory lock, released if its connection dies); the
+        # others skip this round. Batches are separate transactions, so no lock is held for long.
+        rooms = records = 0
+        async with self._connection() as db:
+            cursor = await db.execute(
+                "SELECT pg_try_advisory_lock(%s, hashtext(current_schema()))", (_PURGE_LOCK_CLASS,)
+            )
+            row = await cursor.fetchone()
+            if row is None or not row[0]:
+                return 0, 0
+            try:
+                rooms = await _delete_in_batches(
+                    db,
+                    "DELETE FROM rooms WHERE id IN (SELECT id FROM rooms WHERE valid_until < %s "
+                    "LIMIT %s FOR UPDATE SKIP LOCKED)",
+                    rooms_valid_before,
+                )
+                records = await _delete_in_batches(
+                    db,
+                    "DELETE FROM create_requests WHERE request_id IN (SELECT request_id FROM create_requests "
+                    "WHERE created_at < %s LIMIT %s FOR UPDATE SKIP LOCKED)",
+                    records_created_before,
+                )
+            finally:
+                await db.execute(
+                    "SELECT pg_advisory_unlock(%s, hashtext(current_schema()))", (_PURGE_LOCK_CLASS,)
+                )
+        return rooms, records
+
+    # Identities ----------------------------------------------------------------------------------------------
+    async def ensure_resource_id(self, candidate: str) -> str:
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO server_settings (name, value) VALUES (%s, %s) ON CONFLICT (name) DO NOTHING",
+                (_RESOURCE_ID, candidate),
+            )
+            # A new statement sees the row of a concurrent instance that won the insert.
+            cursor = await db.execute("SELECT value FROM server_settings WHERE name = %s", (_RESOURCE_ID,))
+            row = await cursor.fetchone()
+        assert row is not None
+        return str(row[0])
+
+    async def get_signing_keys(self) -> list[SigningKey]:
+        async with self._connection() as db:
+            cursor = await db.execute(f"SELECT {_KEY_COLUMNS} FROM signing_keys ORDER BY created_at DESC, kid DESC")
+            rows = await cursor.fetchall()
+        return [SigningKey(*row) for row in rows]
+
+    async def ensure_signing_key(self, candidate: SigningKey) -> SigningKey:
+        async with self._transaction() as db:
+            # Instances starting together take turns, so all of them sign with the one key the first stored.
+            await db.execute(
+                "SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))", (_SIGNING_KEY_LOCK_CLASS,)
+            )
+            cursor = await db.execute(
+                f"SELECT {_KEY_COLUMNS} FROM signing_keys ORDER BY created_at DESC, kid DESC LIMIT 1"
+            )
+            row = await cursor.fetchone()
+            if row is not None:
+                return SigningKey(*row)
+            await db.execute(
+                f"INSERT INTO signing_keys ({_KEY_COLUMNS}) VALUES (%s, %s, %s, %s)",
+                (candidate.kid, candidate.private_key_pem, candidate.certificate_pem, candidate.created_at),
+            )
+        return candidate
+
+    async def insert_user(self, user: CommunicationUser) -> None:
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "INSERT INTO identities (raw_id, created_at, tokens_revoked_before) VALUES (%s, %s, %s) "
+                "ON CONFLICT (raw_id) DO NOTHING",
+                (user.raw_id, user.created_at, user.tokens_revoked_before),
+            )
+            if cursor.rowcount == 0:
+                raise UserIdTaken(user.raw_id)
+
+    async def get_user(self, raw_id: str) -> CommunicationUser | None:
+        async with self._connection() as db:
+            cursor = await db.execute(
+                "SELECT raw_id, created_at, tokens_revoked_before FROM identities WHERE raw_id = %s", (raw_id,)
+            )
+            row = await cursor.fetchone()
+        return None if row is None else CommunicationUser(*row)
+
+    async def revoke_tokens(self, raw_id: str, revoked_before: int) -> bool:
+        async with self._transaction() as db:
+            # Never moves back: a revoke from an instance whose clock lags must not un-revoke tokens.
+            cursor = await db.execute(
+                "UPDATE identities SET tokens_revoked_before = "
+                "greatest(coalesce(tokens_revoked_before, %s::bigint), %s::bigint) WHERE raw_id = %s",
+                (revoked_before, revoked_before, raw_id),
+            )
+            return cursor.rowcount > 0
+
+    async def delete_user(self, raw_id: str) -> bool:
+        async with self._transaction() as db:
+            cursor = await db.execute("DELETE FROM identities WHERE raw_id = %s", (raw_id,))
+            if cursor.rowcount == 0:
+                return False
+            await db.execute("DELETE FROM participants WHERE raw_id = %s", (raw_id,))
+        return True
+
+    # Access keys ---------------------------------------------------------------------------------------------
+    async def get_access_keys(self) -> dict[str, str]:
+        async with self._connection() as db:
+            cursor = await db.execute("SELECT name, key FROM access_keys")
+            return {name: key for name, key in await cursor.fetchall()}
+
+    async def set_access_keys(self, keys: Mapping[str, str], now: int, *, replace: bool = True) -> dict[str, str]:
+        conflict = "DO UPDATE SET key = excluded.key, updated_at = excluded.updated_at" if replace else "DO NOTHING"
+        async with self._transaction() as db:
+            if keys:
+                async with db.cursor() as batch:
+                    await batch.executemany(
+                        "INSERT INTO access_keys (name, key, updated_at) VALUES (%s, %s, %s) "
+                        f"ON CONFLICT (name) {conflict}",
+                        [(name, key, now) for name, key in keys.items()],
+                    )
+            cursor = await db.execute("SELECT name, key FROM access_keys")
+            return {name: key for name, key in await cursor.fetchall()}
+
+    async def ping(self) -> None:
+        async with self._connection() as db:
+            await db.execute("SELECT 1 FROM rooms LIMIT 1")
+
+
+async def _roster_size(db: AsyncConnection[Any], room_id: str) -> int:
+    cursor = await db.execute("SELECT count(*) FROM participants WHERE room_id = %s", (room_id,))
+    row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def _create_record(db: AsyncConnection[Any], request_id: str) -> CreateRecord | None:
+    cursor = await db.execute(
+        "SELECT request_id, fingerprint, room_id, response, created_at FROM create_requests WHERE request_id = %s",
+        (request_id,),
+    )
+    row = await cursor.fetchone()
+    return None if row is None else _record(row)
+
+
+async def _delete_in_batches(db: AsyncConnection[Any], statement: str, before: int) -> int:
+    total = 0
+    while True:
+        async with db.transaction():
+            cursor = await db.execute(statement, (before, _PURGE_BATCH))
+            deleted = cursor.rowcount
+        total += deleted
+        if deleted < _PURGE_BATCH:
+            return total
+
+
+def _reason(exc: Exception) -> str:
+    """What a client is told; the details (hosts, ports) go to the log only."""
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        return "the database did not answer in time"
+    if isinstance(exc, psycopg.errors.LockNotAvailable):
+        return "the data is locked by another database session for too long"
+    if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):
+        return "the database is read-only"
+    if isinstance(exc, psycopg.errors.TransactionRollback):
+        return "a concurrent change conflicted with this one"
+    if isinstance(exc, (PoolTimeout, psycopg.errors.CannotConnectNow)):
+        return "no database connection could be made in time"
+    return "the database connection failed"

@@ -1,0 +1,63 @@
+"""What only the PostgreSQL store has: schema checks, failing fast when unreachable, and a purge that many
+instances may start at once."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from openrooms.service.model import Room
+from openrooms.store import migrate, postgres
+from openrooms.store.postgres import PostgresStore, SchemaMismatch
+from openrooms.store.protocol import StoreUnavailable
+from tests.store import postgres_schema
+from tests.support import free_port
+
+T0 = 17_000_000_000_000_000
+
+
+def test_serve_refuses_a_schema_it_does_not_know() -> None:
+    base = postgres_schema.base_url()
+    with postgres_schema.fresh_schema(base, upgrade=False) as url:
+        with pytest.raises(SchemaMismatch, match="openrooms db upgrade"):
+            postgres.check_schema(url)
+        assert postgres.upgrade(url) == migrate.head_revision()
+        assert postgres.upgrade(url) == migrate.head_revision()  # a second upgrade has nothing to do
+        postgres.check_schema(url)
+        with postgres_schema.admin(url) as db:
+            db.execute("UPDATE alembic_version SET version_num = '9999_from_the_future'")
+        with pytest.raises(SchemaMismatch, match="newer openrooms"):
+            postgres.check_schema(url)
+
+
+async def test_an_unreachable_database_fails_fast_with_store_unavailable() -> None:
+    store = PostgresStore(f"postgresql://postgres@127.0.0.1:{free_port()}/test")  # nothing listens there
+    try:
+        with pytest.raises(StoreUnavailable):
+            await store.get_room("12345678901234567")
+    finally:
+        await store.close()
+
+
+async def test_purges_started_together_delete_each_room_once(postgres_url: str) -> None:
+    postgres_schema.truncate_all(postgres_url)
+    stores = [PostgresStore.open(postgres_url, pool_size=2) for _ in range(3)]
+    try:
+        for n in range(2500):  # more than one purge batch
+            ended = Room(f"{10**16 + n}", T0, T0, T0 + 1, False)
+            await stores[0].insert_room(ended, [], None)
+        results = await asyncio.gather(*(store.purge(T0 + 2, T0) for store in stores))
+        # Whoever got the purge lock did all the work; the others skipped the round (or found nothing left).
+        assert sum(rooms for rooms, _ in results) == 2500
+        assert await stores[1].list_rooms(0, None, 10) == []
+    finally:
+        for store in stores:
+            await store.close()
+
+
+def test_urls() -> None:
+    assert postgres.redacted("postgresql://u:secret@h:5432/d?x=1") == "postgresql://u:***@h:5432/d?x=1"
+    assert postgres.redacted("postgresql://u@h/d") == "postgresql://u@h/d"
+    assert postgres.sqlalchemy_url("postgres://u@h/d") == "postgresql+psycopg://u@h/d"
+    assert postgres.is_postgres_url("postgresql://h/d") and not postgres.is_postgres_url("sqlite:///x.db")

@@ -1,0 +1,231 @@
+"""The store contract (`store/protocol.py`), asserted identically against SqliteStore and PostgresStore."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from openrooms.service.identity import CommunicationUser
+from openrooms.service.model import CreateRecord, Participant, Role, Room
+from openrooms.service.tokens import SigningKey
+from openrooms.store.protocol import RoomIdTaken, RoomStore, RosterFull, UserIdTaken
+from tests.store.conftest import StoreFactory
+from tests.support import user_id
+
+DAY = 864_000_000_000  # ticks
+T0 = 17_000_000_000_000_000
+
+
+def room(n: int, created_at: int = T0, valid_until: int = T0 + DAY, pstn: bool = False) -> Room:
+    return Room(f"{10**16 + n}", created_at, created_at, valid_until, pstn)
+
+
+def record(request_id: str, room_id: str, created_at: int = T0) -> CreateRecord:
+    response = b'{"id": "%s"}' % room_id.encode()
+    return CreateRecord(request_id, "fingerprint-" + request_id, room_id, response, created_at)
+
+
+async def roster(store: RoomStore, room_id: str) -> dict[str, Role]:
+    participants = await store.list_participants(room_id, None, 10_000)
+    assert participants is not None
+    return {p.raw_id: p.role for p in participants}
+
+
+async def test_a_room_is_stored_with_its_roster(store: RoomStore) -> None:
+    stored = room(1, pstn=True)
+    assert await store.insert_room(stored, [Participant(user_id(1), Role.PRESENTER)], None) is None
+    assert await store.get_room(stored.id) == stored
+    assert await roster(store, stored.id) == {user_id(1): Role.PRESENTER}
+    assert await store.get_room(room(2).id) is None
+    assert await store.list_participants(room(2).id, None, 10) is None
+
+
+async def test_a_room_id_is_never_issued_twice_even_after_deletion(store: RoomStore) -> None:
+    await store.insert_room(room(1), [], None)
+    with pytest.raises(RoomIdTaken):
+        await store.insert_room(room(1, created_at=T0 + 1), [Participant(user_id(2), Role.ATTENDEE)], None)
+    assert await store.get_room(room(1).id) == room(1)
+    assert await roster(store, room(1).id) == {}
+    assert await store.delete_room(room(1).id)
+    with pytest.raises(RoomIdTaken):
+        await store.insert_room(room(1), [], None)
+    assert await store.get_room(room(1).id) is None
+
+
+async def test_a_repeated_create_returns_the_first_record_and_creates_nothing(store: RoomStore) -> None:
+    first = record("req-1", room(1).id)
+    assert await store.insert_room(room(1), [], first) is None
+    assert await store.get_create_record("req-1") == first
+    repeat = record("req-1", room(2).id)
+    assert await store.insert_room(room(2), [Participant(user_id(1), Role.ATTENDEE)], repeat) == first
+    assert await store.get_room(room(2).id) is None
+    # The losing attempt did not claim its id either.
+    assert await store.insert_room(room(2), [], None) is None
+    assert await store.get_create_record("req-unknown") is None
+
+
+async def test_a_failed_create_keeps_no_idempotency_record(store: RoomStore) -> None:
+    await store.insert_room(room(1), [], None)
+    with pytest.raises(RoomIdTaken):
+        await store.insert_room(room(1), [], record("req-1", room(1).id))
+    assert await store.get_create_record("req-1") is None
+
+
+async def test_update_room_changes_only_what_is_given(store: RoomStore) -> None:
+    await store.insert_room(room(1), [], None)
+    updated = await store.update_room(room(1).id, None, True)
+    assert updated == Room(room(1).id, T0, T0, T0 + DAY, True)
+    updated = await store.update_room(room(1).id, (T0 + 5, T0 + 2 * DAY), None)
+    assert updated == Room(room(1).id, T0, T0 + 5, T0 + 2 * DAY, True)
+    assert await store.get_room(room(1).id) == updated
+    assert await store.update_room(room(2).id, None, False) is None
+
+
+async def test_delete_room_removes_it_and_its_roster(store: RoomStore) -> None:
+    await store.insert_room(room(1), [Participant(user_id(1), Role.ATTENDEE)], None)
+    assert await store.delete_room(room(1).id) is True
+    assert await store.delete_room(room(1).id) is False
+    assert await store.list_participants(room(1).id, None, 10) is None
+    assert await store.update_participants(room(1).id, {user_id(2): Role.ATTENDEE}, []) is False
+
+
+async def test_list_rooms_is_newest_first_by_keyset_and_skips_ended_rooms(store: RoomStore) -> None:
+    rooms = [room(n, created_at=T0 + n // 2) for n in range(10)]  # pairs share a created_at: ids break ties
+    ended = room(50, created_at=T0 + 100, valid_until=T0 + 10)
+    for r in [*rooms, ended]:
+        await store.insert_room(r, [], None)
+    expected = sorted(rooms, key=lambda r: (r.created_at, r.id), reverse=True)
+    now = T0 + 10
+    assert await store.list_rooms(now, None, 100) == expected
+    pages, after = [], None
+    while True:
+        page = await store.list_rooms(now, after, 3)
+        if not page:
+            break
+        pages.append(page)
+        after = (page[-1].created_at, page[-1].id)
+    assert [r for page in pages for r in page] == expected
+    assert [len(p) for p in pages] == [3, 3, 3, 1]
+    assert ended in await store.list_rooms(T0 + 9, None, 100)
+
+
+async def test_participants_are_paged_in_byte_order_of_raw_id(store: RoomStore) -> None:
+    # Characters that a locale-aware collation would order differently from bytes.
+    suffixes = ["a-b", "a.b", "a_b", "aB", "ab", "A", "Z", "a0", "_x", "-x"]
+    ids = [user_id(s) for s in suffixes[1:]]
+    await store.insert_room(room(1), [Participant(i, Role.ATTENDEE) for i in ids], None)
+    expected = sorted(ids, key=lambda s: s.encode())
+    got, after = [], None
+    while True:
+        page = await store.list_participants(room(1).id, after, 4)
+        assert page is not None
+        if not page:
+            break
+        got += [p.raw_id for p in page]
+        after = page[-1].raw_id
+    assert got == expected
+
+
+async def test_update_participants_upserts_and_removes(store: RoomStore) -> None:
+    await store.insert_room(room(1), [Participant(user_id(n), Role.ATTENDEE) for n in (1, 2)], None)
+    changed = await store.update_participants(
+        room(1).id, {user_id(2): Role.PRESENTER, user_id(3): Role.CONSUMER}, [user_id(1), user_id(9)]
+    )
+    assert changed is True
+    assert await roster(store, room(1).id) == {user_id(2): Role.PRESENTER, user_id(3): Role.CONSUMER}
+    assert await store.update_participants(room(2).id, {user_id(1): Role.ATTENDEE}, []) is False
+
+
+async def test_a_roster_cannot_grow_past_the_limit_but_can_shrink_over_it(store: RoomStore) -> None:
+    await store.insert_room(room(1), [Participant(user_id(n), Role.ATTENDEE) for n in range(3)], None)
+    with pytest.raises(RosterFull) as full:
+        await store.update_participants(room(1).id, {user_id(3): Role.ATTENDEE, user_id(4): Role.ATTENDEE},
+                                        [user_id(0)], max_participants=3)
+    assert full.value.size == 4
+    assert set(await roster(store, room(1).id)) == {user_id(0), user_id(1), user_id(2)}  # nothing changed
+    # Over a lowered limit: shrinking and re-roling are still allowed.
+    assert await store.update_participants(room(1).id, {user_id(1): Role.PRESENTER}, [user_id(0)], max_participants=1)
+    assert await roster(store, room(1).id) == {user_id(1): Role.PRESENTER, user_id(2): Role.ATTENDEE}
+
+
+async def test_purge_deletes_ended_rooms_and_old_records_only(store: RoomStore) -> None:
+    await store.insert_room(room(1, valid_until=T0 + 10), [Participant(user_id(1), Role.ATTENDEE)],
+                            record("old", room(1).id, created_at=T0))
+    await store.insert_room(room(2, valid_until=T0 + 30), [], record("new", room(2).id, created_at=T0 + 20))
+    assert await store.purge(rooms_valid_before=T0 + 20, records_created_before=T0 + 20) == (1, 1)
+    assert await store.get_room(room(1).id) is None
+    assert await store.get_room(room(2).id) == room(2, valid_until=T0 + 30)
+    assert await store.get_create_record("old") is None
+    assert await store.get_create_record("new") is not None
+    assert await store.purge(rooms_valid_before=T0 + 20, records_created_before=T0 + 20) == (0, 0)
+    with pytest.raises(RoomIdTaken):  # a purged room's id stays issued
+        await store.insert_room(room(1), [], None)
+
+
+async def test_identities(store: RoomStore) -> None:
+    assert await store.ensure_resource_id("first") == "first"
+    assert await store.ensure_resource_id("second") == "first"
+
+    older, newer = SigningKey("AA", "older-key", "older-cert", T0), SigningKey("BB", "newer-key", "newer-cert", T0 + 1)
+    assert await store.get_signing_keys() == []
+    assert await store.ensure_signing_key(older) == older
+    assert await store.ensure_signing_key(newer) == older
+    assert await store.get_signing_keys() == [older]
+
+    user = CommunicationUser(user_id(1), T0)
+    await store.insert_user(user)
+    with pytest.raises(UserIdTaken):
+        await store.insert_user(CommunicationUser(user_id(1), T0 + 1))
+    assert await store.get_user(user_id(1)) == user
+    assert await store.get_user(user_id(2)) is None
+    assert await store.revoke_tokens(user_id(1), T0 + 50) is True
+    assert await store.revoke_tokens(user_id(1), T0 + 40) is True  # never moves back
+    assert await store.get_user(user_id(1)) == CommunicationUser(user_id(1), T0, T0 + 50)
+    assert await store.revoke_tokens(user_id(2), T0) is False
+
+    await store.insert_room(room(1), [Participant(user_id(n), Role.ATTENDEE) for n in (1, 3)], None)
+    await store.insert_room(room(2), [Participant(user_id(1), Role.PRESENTER)], None)
+    assert await store.delete_user(user_id(1)) is True
+    assert await store.delete_user(user_id(1)) is False
+    assert await store.get_user(user_id(1)) is None
+    assert await roster(store, room(1).id) == {user_id(3): Role.ATTENDEE}
+    assert await roster(store, room(2).id) == {}
+
+
+async def test_access_keys(store: RoomStore) -> None:
+    assert await store.get_access_keys() == {}
+    assert await store.set_access_keys({"primary": "p1", "secondary": "s1"}, T0, replace=False) == {
+        "primary": "p1", "secondary": "s1"}
+    assert await store.set_access_keys({"primary": "p2"}, T0 + 1, replace=False) == {"primary": "p1", "secondary": "s1"}
+    assert await store.set_access_keys({"primary": "p2"}, T0 + 1) == {"primary": "p2", "secondary": "s1"}
+    assert await store.get_access_keys() == {"primary": "p2", "secondary": "s1"}
+    await store.ping()
+
+
+async def test_concurrent_roster_changes_from_two_instances_lose_nothing(open_store: StoreFactory) -> None:
+    first, second = open_store(), open_store()
+    await first.insert_room(room(1), [Participant(user_id(n), Role.ATTENDEE) for n in range(0, 40, 2)], None)
+
+    async def change(n: int) -> None:
+        instance = first if n % 2 else second
+        upserts = {user_id(n): Role.PRESENTER} if n % 2 else {}
+        removals = [] if n % 2 else [user_id(n)]
+        assert await instance.update_participants(room(1).id, upserts, removals)
+
+    await asyncio.gather(*(change(n) for n in range(40)))
+    assert await roster(first, room(1).id) == {user_id(n): Role.PRESENTER for n in range(1, 40, 2)}
+
+
+async def test_concurrent_creates_with_one_request_id_make_one_room(open_store: StoreFactory) -> None:
+    instances = [open_store(), open_store()]
+    attempts = [room(n) for n in range(8)]
+    results = await asyncio.gather(
+        *(instances[n % 2].insert_room(r, [], record("same-request", r.id)) for n, r in enumerate(attempts))
+    )
+    winners = [r for r, result in zip(attempts, results, strict=True) if result is None]
+    assert len(winners) == 1
+    stored = await instances[0].get_create_record("same-request")
+    assert stored == record("same-request", winners[0].id)
+    assert all(result == stored for result in results if result is not None)
+    assert [r for r in attempts if await instances[1].get_room(r.id) is not None] == winners
