@@ -7,6 +7,7 @@ worker reports the sum over all of them.
 
 from __future__ import annotations
 
+import functools
 import os
 
 from prometheus_client import (
@@ -34,9 +35,16 @@ STORE_ERRORS = Counter("openrooms_store_errors", "Requests that failed because t
 RATE_LIMITED = Counter("openrooms_rate_limited", "Requests refused with 429, by operation.", ["operation"])
 
 
+@functools.cache
+def _series(operation: str, status: int) -> tuple[Counter, Histogram]:
+    # Looking a labelled series up costs more than updating it; there are few (operation, status) pairs.
+    return REQUESTS.labels(operation, str(status)), LATENCY.labels(operation)
+
+
 def observe(operation: str, status: int, seconds: float) -> None:
-    REQUESTS.labels(operation, str(status)).inc()
-    LATENCY.labels(operation).observe(seconds)
+    requests, latency = _series(operation, status)
+    requests.inc()
+    latency.observe(seconds)
 
 
 def exposition() -> bytes:

@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote
 
 from starlette.exceptions import HTTPException
-from starlette.routing import BaseRoute, Match, Route
+from starlette.routing import BaseRoute, Match, Route, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openrooms.http import errors as wire_errors
@@ -26,6 +26,7 @@ from openrooms.service.clock import Clock
 from openrooms.service.errors import ServiceError
 from openrooms.store.protocol import StoreUnavailable
 
+ROUTE_MATCH_KEY = "openrooms.route_match"
 access_log = logging.getLogger("openrooms.access")
 log = logging.getLogger("openrooms")
 
@@ -60,10 +61,12 @@ class RequestEnvelope:
 
     def _operation(self, scope: Scope) -> str:
         """The name of the route the request is for (its operation), known before routing so that every step
-        (rate limits, metrics, logs) can use it; "unknown" for paths no route serves."""
+        (rate limits, metrics, logs) can use it; "unknown" for paths no route serves. The match is kept in the
+        scope for `PrematchedRouter`, so that routing happens once per request."""
         for route in self._routes:
-            match, _ = route.matches(scope)
+            match, child_scope = route.matches(scope)
             if match is Match.FULL and isinstance(route, Route):
+                scope[ROUTE_MATCH_KEY] = (route, child_scope)
                 return route.name
         return "unknown"
 
@@ -233,3 +236,17 @@ class Authenticate:
             "RequestEntityTooLarge",
             f"The request body is larger than the {self._max_body} bytes this server accepts.",
         )
+
+
+class PrematchedRouter(Router):
+    """Starlette's router, but a request `RequestEnvelope` already matched to a route goes straight to it."""
+
+    async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        prematched = scope.pop(ROUTE_MATCH_KEY, None)
+        if prematched is None:
+            await super().app(scope, receive, send)
+            return
+        route, child_scope = prematched
+        scope.setdefault("router", self)
+        scope.update(child_scope)
+        await route.handle(scope, receive, send)

@@ -7,6 +7,7 @@ client reads back exactly the instant it sent.
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -42,7 +43,14 @@ def parse(text: str) -> int | None:
 
 def format(ticks: int) -> str:
     seconds, fraction = divmod(ticks, TICKS_PER_SECOND)
-    text = (_EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
+    text = _whole_seconds(seconds)
     if fraction:
         text += "." + f"{fraction:07d}".rstrip("0")
     return text + "+00:00"
+
+
+@functools.lru_cache(maxsize=4096)
+def _whole_seconds(seconds: int) -> str:
+    # Cached: the same rooms' timestamps are formatted over and over.
+    t = _EPOCH + timedelta(seconds=seconds)
+    return f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}"
