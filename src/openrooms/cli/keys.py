@@ -44,7 +44,7 @@ def _with_store(location: Path | None, database_url: str | None, action: Callabl
     from openrooms.http.app import open_store
 
     settings = Settings().replace(location=location, database_url=database_url)
-    if not getattr(settings, "database_url", None) and not (settings.database_path and settings.database_path.exists()):
+    if not settings.database_url and not (settings.database_path and settings.database_path.exists()):
         raise _fail(f"no database at {settings.database_path}; start `openrooms serve` there first")
 
     async def run() -> T:

@@ -280,8 +280,6 @@ def _with_access_keys(settings: Settings, access_key: str | None, secondary_key:
     async def settled() -> dict[str, str]:
         store = open_store(settings, migrate_schema=False)
         try:
-            if not hasattr(store, "set_access_keys"):  # a store that cannot keep keys: the flags' keys serve
-                return {"primary": settings.access_key, "secondary": settings.secondary_key}
             defaults = {"primary": settings.access_key, "secondary": settings.secondary_key}
             return await keys.seed(store, defaults, overrides, SystemClock().now())
         finally:

@@ -60,11 +60,8 @@ class KeyRing:
         now = time.monotonic()
         if now - self._read_at >= self._refresh:
             self._read_at = now
-            read = getattr(self._store, "get_access_keys", None)
-            if read is None:  # a store that cannot keep keys: the keys the server started with serve
-                return self._keys
             try:
-                stored = ordered(await read())
+                stored = ordered(await self._store.get_access_keys())
             except StoreUnavailable as exc:
                 # Keep checking against the keys last read: a store hiccup must not lock every client out.
                 log.warning("could not re-read the access keys, using the ones read before: %s", exc)
