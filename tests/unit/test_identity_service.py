@@ -4,7 +4,6 @@ fixed clock: nothing here depends on wall time)."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -21,13 +20,6 @@ START = 1_790_000_000 * TICKS_PER_SECOND + 4_321_000
 MINUTE = 60 * TICKS_PER_SECOND
 RESOURCE = "1b5cc06b-f352-4571-b1e6-d9b259b7c776"
 USER_PART = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-
-
-@pytest.fixture
-async def store() -> AsyncIterator[SqliteStore]:
-    store = SqliteStore.open(None)
-    yield store
-    await store.close()
 
 
 @pytest.fixture

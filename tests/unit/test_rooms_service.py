@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
 from openrooms.service import errors
@@ -21,13 +19,6 @@ ALL_ROLES = (*BASE_ROLES, Role.COLLABORATOR)
 
 def render(room: Room) -> bytes:
     return f"{room.id}|{room.valid_from}|{room.valid_until}".encode()
-
-
-@pytest.fixture
-async def store() -> AsyncIterator[SqliteStore]:
-    store = SqliteStore.open(None)
-    yield store
-    await store.close()
 
 
 @pytest.fixture
