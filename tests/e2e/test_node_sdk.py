@@ -1,7 +1,9 @@
-"""The official JavaScript SDK (`@azure/communication-rooms` 1.2.0 on Node) against a real openrooms server.
+"""The official JavaScript SDKs (`@azure/communication-rooms` 1.2.0 and `@azure/communication-identity` 1.3.1 on
+Node) against a real openrooms server.
 
 The JS side lives in tests/e2e/node (Node's built-in test runner, pinned by its package-lock.json); these tests
-start the server, install the SDK if needed, and run it. Node and npm are required: their absence fails the tests.
+start the server, install the SDKs if needed, and run one test file per server. Node and npm are required: their
+absence fails the tests.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ def _install_sdk() -> None:
         pytest.fail(f"npm ci in {NODE_PROJECT} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
 
 
-def _run_node_tests(server: Server, test_file: str = "rooms.test.mjs") -> None:
+def _run_node_tests(server: Server, test_file: str) -> None:
     node = _tool("node")
     _install_sdk()
     env = {
@@ -76,16 +78,22 @@ def _run_node_tests(server: Server, test_file: str = "rooms.test.mjs") -> None:
     )
 
 
-def test_js_rooms_sdk_over_https(tmp_path: Path) -> None:
-    """The quickstart flow and more, with the connection string and NODE_EXTRA_CA_CERTS as a user sets them."""
+# rooms: the quickstart flow and more; identity: every Identity operation, token parsing and JWKS verification.
+NODE_TEST_FILES = ["rooms.test.mjs", "identity.test.mjs"]
+
+
+@pytest.mark.parametrize("test_file", NODE_TEST_FILES)
+def test_js_sdk_over_https(tmp_path: Path, test_file: str) -> None:
+    """With the connection string and NODE_EXTRA_CA_CERTS as a user sets them."""
     with running_server(tmp_path, "--page-size", str(PAGE_SIZE)) as server:
-        _run_node_tests(server)
+        _run_node_tests(server, test_file)
 
 
-def test_js_rooms_sdk_over_plain_http(tmp_path: Path) -> None:
-    """Over `--no-tls` the SDK needs its `allowInsecureConnection` option, and then works the same."""
+@pytest.mark.parametrize("test_file", NODE_TEST_FILES)
+def test_js_sdk_over_plain_http(tmp_path: Path, test_file: str) -> None:
+    """Over `--no-tls` the SDKs need their `allowInsecureConnection` option, and then work the same."""
     with running_server(tmp_path, "--page-size", str(PAGE_SIZE), tls=False) as server:
-        _run_node_tests(server)
+        _run_node_tests(server, test_file)
 
 
 @pytest.mark.parametrize("server_program", ["granian", "uvicorn"])
