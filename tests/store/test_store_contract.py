@@ -137,6 +137,16 @@ async def test_update_participants_upserts_and_removes(store: RoomStore) -> None
     assert await store.update_participants(room(2).id, {user_id(1): Role.ATTENDEE}, []) is False
 
 
+async def test_get_participant_finds_exactly_that_entry(store: RoomStore) -> None:
+    near = [user_id(10), user_id(1), user_id(100)]  # ids that share prefixes
+    await store.insert_room(room(1), [Participant(raw_id, Role.CONSUMER) for raw_id in near], None)
+    await store.update_participants(room(1).id, {user_id(1): Role.PRESENTER}, [])
+    assert await store.get_participant(room(1).id, user_id(1)) == Participant(user_id(1), Role.PRESENTER)
+    assert await store.get_participant(room(1).id, user_id(10)) == Participant(user_id(10), Role.CONSUMER)
+    assert await store.get_participant(room(1).id, user_id(2)) is None
+    assert await store.get_participant(room(2).id, user_id(1)) is None
+
+
 async def test_a_roster_cannot_grow_past_the_limit_but_can_shrink_over_it(store: RoomStore) -> None:
     await store.insert_room(room(1), [Participant(user_id(n), Role.ATTENDEE) for n in range(3)], None)
     with pytest.raises(RosterFull) as full:

@@ -146,11 +146,7 @@ class RosterStore(Protocol):
 
     async def get_room(self, room_id: str) -> Room | None: ...
 
-    async def list_participants(self, room_id: str, after: str | None, limit: int) -> list[Participant] | None: ...
-
-
-# Roster entries fetched per step of the lookup below; one step nearly always suffices.
-_SEEK_PAGE = 8
+    async def get_participant(self, room_id: str, raw_id: str) -> Participant | None: ...
 
 
 class AdmissionService:
@@ -169,7 +165,7 @@ class AdmissionService:
         room = await self._store.get_room(room_id)
         if room is None:
             raise errors.admission_room_not_found(room_id)
-        participant = await self._roster_entry(room_id, token.raw_id)
+        participant = await self._store.get_participant(room_id, token.raw_id)
         if participant is None:
             raise errors.admission_not_invited(token.raw_id, room_id)
         now = self._clock.now()
@@ -184,22 +180,6 @@ class AdmissionService:
             grant_expires_at=min(room.valid_until, token.expires_at),
         )
 
-    async def _roster_entry(self, room_id: str, raw_id: str) -> Participant | None:
-        """The roster entry of `raw_id`, found by seeking in the roster, which the store keeps in byte order of
-        raw ids: start just before `raw_id` (after its prefix without the last character) and read until past it."""
-        after = raw_id[:-1]
-        while True:
-            page = await self._store.list_participants(room_id, after, _SEEK_PAGE)
-            if page is None:  # the room was deleted since it was read
-                raise errors.admission_room_not_found(room_id)
-            for entry in page:
-                if entry.raw_id == raw_id:
-                    return entry
-                if entry.raw_id.encode() > raw_id.encode():
-                    return None
-            if len(page) < _SEEK_PAGE:
-                return None
-            after = page[-1].raw_id
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

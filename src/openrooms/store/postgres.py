@@ -316,6 +316,14 @@ class PostgresStore:
             rows = await cursor.fetchall()
         return [Participant(raw_id, Role(role)) for raw_id, role in rows]
 
+    async def get_participant(self, room_id: str, raw_id: str) -> Participant | None:
+        async with self._connection() as db:
+            cursor = await db.execute(
+                "SELECT role FROM participants WHERE room_id = %s AND raw_id = %s", (room_id, raw_id)
+            )
+            row = await cursor.fetchone()
+        return None if row is None else Participant(raw_id, Role(row[0]))
+
     async def update_participants(
         self, room_id: str, upserts: Mapping[str, Role], removals: Collection[str],
         max_participants: int | None = None,

@@ -118,6 +118,10 @@ class RoomStore(IdentityStore, AccessKeyStore, Protocol):
         """A room's participants ordered by raw id, strictly after `after`; None if no such room."""
         ...
 
+    async def get_participant(self, room_id: str, raw_id: str) -> Participant | None:
+        """One roster entry; None if the room has no such participant (or there is no such room)."""
+        ...
+
     async def update_participants(
         self, room_id: str, upserts: Mapping[str, Role], removals: Collection[str],
         max_participants: int | None = None,

@@ -219,6 +219,14 @@ class SqliteStore:
         rows = await self._read(query)
         return None if rows is None else [Participant(raw_id, Role(role)) for raw_id, role in rows]
 
+    async def get_participant(self, room_id: str, raw_id: str) -> Participant | None:
+        row = await self._read(
+            lambda db: db.execute(
+                "SELECT role FROM participants WHERE room_id = ? AND raw_id = ?", (room_id, raw_id)
+            ).fetchone()
+        )
+        return None if row is None else Participant(raw_id, Role(row[0]))
+
     async def update_participants(
         self, room_id: str, upserts: Mapping[str, Role], removals: Collection[str],
         max_participants: int | None = None,
