@@ -7,7 +7,7 @@ Authenticated with the user's ACS access token (`Authorization: Bearer <token>`)
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import msgspec
 from starlette.requests import Request
@@ -18,8 +18,9 @@ from openrooms.http import timestamps
 from openrooms.http.context import context_of
 from openrooms.http.wire import decode, json_response
 from openrooms.service import errors
-from openrooms.service.admission import Admission, AdmissionService
+from openrooms.service.admission import Admission, AdmissionService, Reason
 from openrooms.service.errors import ServiceError
+from openrooms.service.model import Role
 
 if TYPE_CHECKING:  # the LiveKit library is loaded only when a LiveKit server is configured
     from openrooms.livekit import LiveKitBridge
@@ -39,29 +40,57 @@ class JoinRequest(msgspec.Struct):
     """No fields yet: the body may be empty or `{}`."""
 
 
-def admission_body(admission: Admission, livekit: LiveKitBridge | None) -> dict[str, Any]:
+class AdmittedParticipant(msgspec.Struct):
+    rawId: str
+    role: Role
+
+
+class CapabilityBody(msgspec.Struct):
+    isPresent: bool
+    reason: Reason
+
+
+class LiveKitGrantBody(msgspec.Struct):
+    """Where and how to connect to the LiveKit media server (only when openrooms is configured with one)."""
+
+    url: str
+    room: str
+    identity: str
+    token: str
+    expiresAt: str
+
+
+class AdmissionBody(msgspec.Struct, omit_defaults=True):
+    roomId: str
+    participant: AdmittedParticipant
+    validFrom: str
+    validUntil: str
+    pstnDialOutEnabled: bool
+    grantExpiresAt: str
+    # Every capability of the matrix (named as the ACS Calling SDK names them), present or not and why.
+    capabilities: dict[str, CapabilityBody]
+    livekit: LiveKitGrantBody | None = None
+
+
+def admission_body(admission: Admission, livekit: LiveKitBridge | None) -> AdmissionBody:
     room = admission.room
-    body: dict[str, Any] = {
-        "roomId": room.id,
-        "participant": {"rawId": admission.participant.raw_id, "role": admission.participant.role.value},
-        "validFrom": timestamps.format(room.valid_from),
-        "validUntil": timestamps.format(room.valid_until),
-        "pstnDialOutEnabled": room.pstn_dial_out_enabled,
-        "grantExpiresAt": timestamps.format(admission.grant_expires_at),
-        "capabilities": {
-            capability.value: {"isPresent": state.is_present, "reason": state.reason.value}
+    body = AdmissionBody(
+        roomId=room.id,
+        participant=AdmittedParticipant(admission.participant.raw_id, admission.participant.role),
+        validFrom=timestamps.format(room.valid_from),
+        validUntil=timestamps.format(room.valid_until),
+        pstnDialOutEnabled=room.pstn_dial_out_enabled,
+        grantExpiresAt=timestamps.format(admission.grant_expires_at),
+        capabilities={
+            capability.value: CapabilityBody(state.is_present, state.reason)
             for capability, state in admission.capabilities.items()
         },
-    }
+    )
     if livekit is not None:
         grant = livekit.grant(admission)
-        body["livekit"] = {
-            "url": grant.url,
-            "room": grant.room,
-            "identity": grant.identity,
-            "token": grant.token,
-            "expiresAt": timestamps.format(grant.expires_at),
-        }
+        body.livekit = LiveKitGrantBody(
+            grant.url, grant.room, grant.identity, grant.token, timestamps.format(grant.expires_at)
+        )
     return body
 
 

@@ -6,6 +6,8 @@ _IssueAccessToken, and the Teams token exchange), plus the JWKS document that ve
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
@@ -14,21 +16,27 @@ from starlette.routing import Route
 from openrooms.http import timestamps
 from openrooms.http.context import context_of
 from openrooms.http.wire import decode, json_response
-from openrooms.service.identity import AccessToken, IdentityService
+from openrooms.service import tokens
+from openrooms.service.identity import MAX_TOKEN_MINUTES, MIN_TOKEN_MINUTES, AccessToken, IdentityService
 
 JWKS_PATH = "/.well-known/jwks.json"
 # Keys are only ever added, so a verifier may cache the set for a while.
 JWKS_CACHE_CONTROL = "public, max-age=300"
+# As documented (the published enum, the token lifetimes allowed); decoded as any string or whole number, so
+# that other values get the service's own answers.
+Scope = Annotated[str, msgspec.Meta(extra_json_schema={"enum": list(tokens.SCOPES)})]
+TokenMinutes = Annotated[int, msgspec.Meta(extra_json_schema={"minimum": MIN_TOKEN_MINUTES,
+                                                               "maximum": MAX_TOKEN_MINUTES})]
 
 
 class CreateIdentityRequest(msgspec.Struct):
-    createTokenWithScopes: list[str] | None = None
-    expiresInMinutes: int | None = None
+    createTokenWithScopes: list[Scope] | None = None
+    expiresInMinutes: TokenMinutes | None = None
 
 
 class IssueAccessTokenRequest(msgspec.Struct):
-    scopes: list[str] | None = None
-    expiresInMinutes: int | None = None
+    scopes: list[Scope] | None = None
+    expiresInMinutes: TokenMinutes | None = None
 
 
 class AccessTokenBody(msgspec.Struct):

@@ -1,16 +1,27 @@
-"""The OpenAPI document of what openrooms serves, generated from the wire Structs of `http.rooms`."""
+"""The OpenAPI document of everything openrooms serves: one generator over a table of operations, with the bodies
+generated from the wire Structs of `http.rooms`, `http.identity` and `http.admission`, and each API's api-versions
+from `http.versions`."""
 
 from __future__ import annotations
 
 import functools
+import re
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
 from openrooms import __version__
-from openrooms.http import rooms, versions
+from openrooms.http import admission, identity, rooms, versions
+from openrooms.http.versions import ApiFamily
+from openrooms.service import ids
+from openrooms.service.admission import JOIN_SCOPES
+
+JSON = "application/json"
+MERGE_PATCH = "application/merge-patch+json"
 
 
+# Response bodies that the handlers build without a Struct of their own, described here.
 class Room(msgspec.Struct):
     id: str
     createdAt: str
@@ -51,75 +62,191 @@ class ErrorResponse(msgspec.Struct):
     error: Error
 
 
-_MODELS = (
-    rooms.CreateRoomRequest, rooms.UpdateRoomRequest, rooms.UpdateParticipantsRequest,
-    Room, RoomsPage, ParticipantsPage, ErrorResponse,
+class TeamsUserExchangeTokenRequest(msgspec.Struct):
+    """The published request body; openrooms refuses every exchange (501) whatever it says."""
+
+    token: str
+    appId: str
+    userId: str
+
+
+class JsonWebKey(msgspec.Struct):
+    kty: str
+    use: str
+    alg: str
+    kid: str
+    x5t: str
+    n: str
+    e: str
+    x5c: list[str]
+
+
+class JsonWebKeySet(msgspec.Struct):
+    keys: list[JsonWebKey]
+
+
+class ServerStatus(msgspec.Struct):
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    method: str
+    path: str  # path parameters are named as in PATH_PARAMETERS
+    operation_id: str
+    summary: str
+    status: int  # the answer when all goes well (for the Teams token exchange: always)
+    response: type | None = None  # a Struct (in components) or a plain type, e.g. `str`
+    response_type: str = JSON
+    body: type | None = None
+    body_type: str = JSON
+    body_required: bool = False  # openrooms reads a missing body as `{}`
+    family: ApiFamily | None = None  # None: no api-version parameter
+    paged: bool = False
+    security: str | None = "hmac"  # a name in SECURITY_SCHEMES; None: served to anyone
+    tag: str = "Server"
+
+
+OPERATIONS = (
+    # Rooms
+    Operation("post", "/rooms", "Rooms_Create", "Create a room.", 201, Room, body=rooms.CreateRoomRequest,
+              family=versions.ROOMS),
+    Operation("get", "/rooms", "Rooms_List", "List the rooms that have not ended.", 200, RoomsPage,
+              family=versions.ROOMS, paged=True),
+    Operation("get", "/rooms/{room_id}", "Rooms_Get", "Get a room.", 200, Room, family=versions.ROOMS),
+    Operation("patch", "/rooms/{room_id}", "Rooms_Update", "Update a room's validity window or settings.", 200,
+              Room, body=rooms.UpdateRoomRequest, body_type=MERGE_PATCH, family=versions.ROOMS),
+    Operation("delete", "/rooms/{room_id}", "Rooms_Delete", "Delete a room.", 204, family=versions.ROOMS),
+    Operation("get", "/rooms/{room_id}/participants", "Participants_List", "List a room's participants.", 200,
+              ParticipantsPage, family=versions.ROOMS, paged=True),
+    Operation("patch", "/rooms/{room_id}/participants", "Participants_Update",
+              "Add, re-role (a role) or remove (null) participants.", 200, body=rooms.UpdateParticipantsRequest,
+              body_type=MERGE_PATCH, family=versions.ROOMS),
+    # Identity
+    Operation("post", "/identities", "CommunicationIdentity_Create",
+              "Create a user, and with createTokenWithScopes an access token for it.", 201,
+              identity.CreateIdentityResponse, body=identity.CreateIdentityRequest, family=versions.IDENTITY),
+    Operation("delete", "/identities/{id}", "CommunicationIdentity_Delete",
+              "Delete a user: its tokens stop verifying and it leaves every room.", 204, family=versions.IDENTITY),
+    Operation("post", "/identities/{id}/:revokeAccessTokens", "CommunicationIdentity_RevokeAccessTokens",
+              "Revoke every access token issued to the user so far.", 204, family=versions.IDENTITY),
+    Operation("post", "/identities/{id}/:issueAccessToken", "CommunicationIdentity_IssueAccessToken",
+              "Issue an access token for the user.", 200, identity.AccessTokenBody,
+              body=identity.IssueAccessTokenRequest, family=versions.IDENTITY),
+    Operation("post", "/teamsUser/:exchangeAccessToken", "CommunicationIdentity_ExchangeTeamsUserAccessToken",
+              "Not supported: exchanging a Teams user's Entra ID token needs Entra ID and Teams.", 501,
+              ErrorResponse, body=TeamsUserExchangeTokenRequest, body_required=True, family=versions.IDENTITY),
+    # Admission (openrooms extension)
+    Operation("post", "/rooms/{room_id}:join", "Rooms_Join",
+              "Admit the token's user to the room's call: its role, capabilities and, with a LiveKit server "
+              "configured, a LiveKit token. The user's ACS access token authenticates, not an access key.", 200,
+              admission.AdmissionBody, body=admission.JoinRequest, family=versions.ADMISSION, security="bearer"),
+    # The server itself
+    Operation("get", "/healthz", "Health", "Up: answers as long as the process serves.", 200, ServerStatus,
+              security=None),
+    Operation("get", "/readyz", "Readiness", "Ready: the store answers (503 in the error envelope when not).", 200,
+              ServerStatus, security=None),
+    Operation("get", "/metrics", "Metrics", "Prometheus metrics (unless served with --no-metrics).", 200, str,
+              response_type="text/plain", security=None),
+    Operation("get", identity.JWKS_PATH, "Jwks", "The public keys that verify the access tokens this server issues.",
+              200, JsonWebKeySet, security=None, tag="Identity"),
+    Operation("get", "/openapi.json", "OpenApi", "This document.", 200, dict[str, Any]),
 )
 
+PATH_PARAMETERS: dict[str, dict[str, Any]] = {
+    "room_id": {"type": "string", "pattern": f"^[0-9]{{{min(ids.ROOM_ID_LENGTHS)},{max(ids.ROOM_ID_LENGTHS)}}}$"},
+    "id": {"type": "string", "pattern": f"^{ids.USER_ID_PATTERN}$",
+           "description": "An ACS user id, as POST /identities answered it."},
+}
+_PATH_PARAMETER = re.compile(r"{(\w+)}")
 
-def _ref(model: type) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{model.__name__}"}
+SECURITY_SCHEMES = {
+    "hmac": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "Authorization",
+        "description": "HMAC-SHA256 with an access key, as the ACS SDKs sign: "
+        "`Authorization: HMAC-SHA256 SignedHeaders=x-ms-date;host;x-ms-content-sha256&Signature=<signature>`, "
+        "where the signature is the base64 HMAC-SHA256, keyed with the base64-decoded access key, of "
+        "`<METHOD>\\n<path and query>\\n<x-ms-date>;<host>;<x-ms-content-sha256>`; `x-ms-date` is the RFC 1123 "
+        "request date (within the server's clock skew, 5 minutes by default) and `x-ms-content-sha256` the base64 "
+        "SHA-256 of the body.",
+    },
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "A user's ACS access token (from POST /identities or /identities/{id}/:issueAccessToken) "
+        f"with one of the scopes {', '.join(JOIN_SCOPES)}.",
+    },
+}
 
 
-def _json(model: type) -> dict[str, Any]:
-    return {"application/json": {"schema": _ref(model)}}
+def _schema(model: type) -> dict[str, Any]:
+    if isinstance(model, type) and issubclass(model, msgspec.Struct):
+        return {"$ref": f"#/components/schemas/{model.__name__}"}
+    return msgspec.json.schema(model)
 
 
-def _operation(op_id: str, ok: int, response: type | None, body: type | None = None,
-               body_type: str = "application/json", paged: bool = False, room_id: bool = False) -> dict[str, Any]:
-    params: list[dict[str, Any]] = [
-        {"name": "api-version", "in": "query", "required": True,
-         "schema": {"type": "string", "enum": [v.name for v in versions.ROOMS.versions]}},
-    ]
-    if room_id:
-        params.append({"name": "room_id", "in": "path", "required": True,
-                       "schema": {"type": "string", "pattern": "^[0-9]{16,18}$"}})
-    if paged:
+def _parameters(op: Operation) -> list[dict[str, Any]]:
+    params: list[dict[str, Any]] = []
+    if op.family is not None:
+        params.append({"name": "api-version", "in": "query", "required": True,
+                       "description": f"An api-version of the {op.family.title} API.",
+                       "schema": {"type": "string", "enum": [v.name for v in op.family.versions]}})
+    params += [{"name": name, "in": "path", "required": True, "schema": PATH_PARAMETERS[name]}
+               for name in _PATH_PARAMETER.findall(op.path)]
+    if op.paged:
         params += [{"name": "maxpagesize", "in": "query", "schema": {"type": "integer", "minimum": 1}},
                    {"name": "skipToken", "in": "query", "schema": {"type": "string"}}]
-    op: dict[str, Any] = {
-        "operationId": op_id,
-        "parameters": params,
+    return params
+
+
+def _operation(op: Operation) -> dict[str, Any]:
+    answer: dict[str, Any] = {"description": op.summary if op.status >= 400 else "Success"}
+    if op.response is not None:
+        answer["content"] = {op.response_type: {"schema": _schema(op.response)}}
+    spec: dict[str, Any] = {
+        "operationId": op.operation_id,
+        "summary": op.summary,
+        "tags": [op.family.title if op.family is not None else op.tag],
+        "parameters": _parameters(op),
         "responses": {
-            str(ok): {"description": "Success", **({"content": _json(response)} if response else {})},
-            "default": {"description": "An ACS error envelope", "content": _json(ErrorResponse)},
+            str(op.status): answer,
+            "default": {"description": "An ACS error envelope", "content": {JSON: {"schema": _schema(ErrorResponse)}}},
         },
     }
-    if body is not None:
-        op["requestBody"] = {"required": False, "content": {body_type: {"schema": _ref(body)}}}
-    return op
+    if op.body is not None:
+        spec["requestBody"] = {"required": op.body_required, "content": {op.body_type: {"schema": _schema(op.body)}}}
+    if op.security != "hmac":  # the document's default
+        spec["security"] = [] if op.security is None else [{op.security: []}]
+    return spec
+
+
+def _models() -> list[type]:
+    models: list[type] = [ErrorResponse]
+    for op in OPERATIONS:
+        models += [m for m in (op.body, op.response) if isinstance(m, type) and issubclass(m, msgspec.Struct)]
+    return list(dict.fromkeys(models))
 
 
 @functools.cache
 def document() -> dict[str, Any]:
-    _, components = msgspec.json.schema_components(_MODELS, ref_template="#/components/schemas/{name}")
-    merge = "application/merge-patch+json"
+    _, components = msgspec.json.schema_components(_models(), ref_template="#/components/schemas/{name}")
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        paths.setdefault(op.path, {})[op.method] = _operation(op)
+    apis = "; ".join(f"{family.title}: {family.supported}" for family in versions.FAMILIES)
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "openrooms",
             "version": __version__,
-            "description": "The Azure Communication Services Rooms API as served by openrooms. Every request "
-            "but GET /healthz is signed with HMAC-SHA256 (see the README). Supported api-versions: "
-            + versions.ROOMS.supported + ".",
+            "description": "The Azure Communication Services Rooms and Identity APIs as served by openrooms, and "
+            "its own extensions. Requests are signed with HMAC-SHA256 (the `hmac` scheme) unless an operation "
+            f"says otherwise. Supported api-versions, per API: {apis}.",
         },
-        "paths": {
-            "/rooms": {
-                "post": _operation("Rooms_Create", 201, Room, rooms.CreateRoomRequest),
-                "get": _operation("Rooms_List", 200, RoomsPage, paged=True),
-            },
-            "/rooms/{room_id}": {
-                "get": _operation("Rooms_Get", 200, Room, room_id=True),
-                "patch": _operation("Rooms_Update", 200, Room, rooms.UpdateRoomRequest, merge, room_id=True),
-                "delete": _operation("Rooms_Delete", 204, None, room_id=True),
-            },
-            "/rooms/{room_id}/participants": {
-                "get": _operation("Participants_List", 200, ParticipantsPage, paged=True, room_id=True),
-                "patch": _operation("Participants_Update", 200, None, rooms.UpdateParticipantsRequest, merge,
-                                    room_id=True),
-            },
-            "/healthz": {"get": {"operationId": "Health", "security": [],
-                                 "responses": {"200": {"description": "The server is up"}}}},
-        },
-        "components": {"schemas": components},
+        "security": [{"hmac": []}],
+        "paths": paths,
+        "components": {"schemas": components, "securitySchemes": SECURITY_SCHEMES},
     }

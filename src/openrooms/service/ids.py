@@ -29,9 +29,8 @@ def check_room_id(room_id: str) -> None:
 # ACS user identifiers: `<prefix><resource GUID>_<user part>`, the prefix naming the cloud.
 USER_PREFIXES = ("8:acs:", "8:spool:", "8:dod-acs:", "8:gcch-acs:")
 _GUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-_USER_ID = re.compile(
-    r"8:(?:acs|spool|dod-acs|gcch-acs):" + _GUID + r"_[A-Za-z0-9][A-Za-z0-9._-]{0,127}",
-)
+USER_ID_PATTERN = r"8:(?:acs|spool|dod-acs|gcch-acs):" + _GUID + r"_[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
+_USER_ID = re.compile(USER_ID_PATTERN)
 
 
 def is_user_id(raw_id: str) -> bool:
