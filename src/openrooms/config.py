@@ -23,6 +23,9 @@ DEV_ACCESS_KEY = base64.b64encode(b"openrooms-development-access-key").decode()
 DEV_SECONDARY_KEY = base64.b64encode(b"openrooms-development-second-key").decode()
 DEFAULT_PORT = 8765
 ENV_PREFIX = "OPENROOMS_"
+# prometheus-client's multiprocess directory, read when prometheus_client is first imported: `serve` sets it
+# before any worker imports it, so that every worker's counters are summed.
+PROMETHEUS_MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def default_location() -> Path:

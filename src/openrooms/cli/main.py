@@ -15,7 +15,7 @@ from openrooms import __version__
 from openrooms.cli.identity import identity_app
 from openrooms.cli.keys import keys_app
 from openrooms.cli.rooms import rooms_app
-from openrooms.config import DEV_ACCESS_KEY, DEV_SECONDARY_KEY, Settings
+from openrooms.config import DEV_ACCESS_KEY, DEV_SECONDARY_KEY, PROMETHEUS_MULTIPROC_ENV, Settings
 
 app = typer.Typer(
     name="openrooms",
@@ -153,8 +153,6 @@ def serve(
         rate_limit=rate_limit,
     )
     settings = _checked(settings)
-    if settings.log_format not in ("text", "json"):
-        raise fail("--log-format is text or json.")
     if settings.metrics:
         _share_metrics_between_workers()
     if settings.database_url:
@@ -168,8 +166,7 @@ def serve(
             SqliteStore.upgrade(settings.database_file)
         except (SchemaMismatch, OSError, sqlite3.Error) as exc:  # e.g. a read-only or full location
             raise fail(f"cannot open the database at {settings.database_path}: {exc}") from None
-    settings = _with_resource_id(settings)
-    settings = _with_access_keys(settings, access_key, secondary_key)
+    settings = _settled_in_store(settings, access_key, secondary_key)
     ca = None
     if settings.tls and settings.cert is None:
         from openrooms.tls import ensure_certificates
@@ -209,6 +206,8 @@ def _checked(settings: Settings) -> Settings:
         raise fail("--in-memory keeps data in one process; it cannot be shared by several --workers.")
     if settings.server not in ("granian", "uvicorn"):
         raise fail("--server is granian or uvicorn.")
+    if settings.log_format not in ("text", "json"):
+        raise fail("--log-format is text or json.")
     if settings.resource_id is not None:
         from openrooms.service.identity import check_resource_id
 
@@ -224,29 +223,36 @@ def _checked(settings: Settings) -> Settings:
     return settings
 
 
-def _with_resource_id(settings: Settings) -> Settings:
-    """Settle the resource id here, so that the banner shows it and every worker uses the same one."""
+def _settled_in_store(settings: Settings, access_key: str | None, secondary_key: str | None) -> Settings:
+    """Settle, in one visit to the store, what every worker must agree on and the banner shows:
+    - the resource id: the configured one, else the stored one (generated and stored on first start);
+    - the access keys: keys given as flags (or OPENROOMS_* variables) replace the stored ones; otherwise the
+      stored keys are used (rotated with `openrooms keys rotate`); with none stored, the development keys are.
+    An in-memory store lives in the worker, so there the settings' own values serve."""
     import asyncio
 
     from openrooms.http.app import open_store
+    from openrooms.service import keys
+    from openrooms.service.clock import SystemClock
     from openrooms.service.identity import new_resource_id
 
-    if settings.resource_id is not None:
-        return settings
     if settings.in_memory:
-        return settings.replace(resource_id=new_resource_id())
+        return settings if settings.resource_id is not None else settings.replace(resource_id=new_resource_id())
+    overrides = {name: value for name, value in (("primary", access_key), ("secondary", secondary_key)) if value}
+    defaults = {"primary": settings.access_key, "secondary": settings.secondary_key}
 
-    async def stored_resource_id() -> str:
+    async def settled() -> Settings:
         store = open_store(settings, migrate_schema=False)
         try:
-            return await store.ensure_resource_id(new_resource_id())
+            resource_id = settings.resource_id or await store.ensure_resource_id(new_resource_id())
+            stored = await keys.seed(store, defaults, overrides, SystemClock().now())
         finally:
             await store.close()
+        return settings.replace(
+            resource_id=resource_id, access_key=stored["primary"], secondary_key=stored["secondary"]
+        )
 
-    return settings.replace(resource_id=asyncio.run(stored_resource_id()))
-
-
-MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's; read when it is first imported
+    return asyncio.run(settled())
 
 
 def _share_metrics_between_workers() -> None:
@@ -256,37 +262,11 @@ def _share_metrics_between_workers() -> None:
     import shutil
     import tempfile
 
-    if os.environ.get(MULTIPROCESS_DIR_ENV):
+    if os.environ.get(PROMETHEUS_MULTIPROC_ENV):
         return
     directory = tempfile.mkdtemp(prefix="openrooms-metrics-")
-    os.environ[MULTIPROCESS_DIR_ENV] = directory
+    os.environ[PROMETHEUS_MULTIPROC_ENV] = directory
     atexit.register(shutil.rmtree, directory, ignore_errors=True)
-
-
-def _with_access_keys(settings: Settings, access_key: str | None, secondary_key: str | None) -> Settings:
-    """Settle the access keys in the store: keys given as flags (or OPENROOMS_* variables) replace the stored
-    ones; otherwise the stored keys are used (rotated with `openrooms keys rotate`); with none stored, the
-    development keys are stored. The banner then prints the key the server really accepts."""
-    import asyncio
-
-    from openrooms.http.app import open_store
-    from openrooms.service import keys
-    from openrooms.service.clock import SystemClock
-
-    if settings.in_memory:
-        return settings
-    overrides = {name: value for name, value in (("primary", access_key), ("secondary", secondary_key)) if value}
-
-    async def settled() -> dict[str, str]:
-        store = open_store(settings, migrate_schema=False)
-        try:
-            defaults = {"primary": settings.access_key, "secondary": settings.secondary_key}
-            return await keys.seed(store, defaults, overrides, SystemClock().now())
-        finally:
-            await store.close()
-
-    stored = asyncio.run(settled())
-    return settings.replace(access_key=stored["primary"], secondary_key=stored["secondary"])
 
 
 def _check_postgres_schema(url: str) -> None:

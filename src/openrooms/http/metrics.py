@@ -19,7 +19,8 @@ from prometheus_client import (
     multiprocess,
 )
 
-MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+from openrooms.config import PROMETHEUS_MULTIPROC_ENV
+
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 REQUESTS = Counter(
@@ -49,7 +50,7 @@ def observe(operation: str, status: int, seconds: float) -> None:
 
 def exposition() -> bytes:
     """The metrics in the Prometheus text format: this process's, or every worker's in multiprocess mode."""
-    if os.environ.get(MULTIPROCESS_DIR_ENV):
+    if os.environ.get(PROMETHEUS_MULTIPROC_ENV):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry)

@@ -2,7 +2,7 @@
 
 The keys live in the store (`access_keys` table), so that `openrooms keys rotate` reaches every worker and
 every instance sharing the database within `REFRESH_SECONDS`, without a restart. The keys a server was
-started with are used until the store has keys of its own (an in-memory store, or a store without them).
+started with are used until the store has keys of its own (an in-memory store starts with none).
 """
 
 from __future__ import annotations

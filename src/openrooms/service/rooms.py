@@ -95,11 +95,12 @@ class RoomsService:
             if earlier is not None:
                 return self._replay(earlier, repeatability)
 
-        self._check_request_size(len(command.participants or {}))
-        if len(command.participants or {}) > self._max_per_room:
-            raise errors.room_roster_full(len(command.participants or {}), self._max_per_room)
+        requested = command.participants or {}
+        self._check_request_size(len(requested))
+        if len(requested) > self._max_per_room:
+            raise errors.room_roster_full(len(requested), self._max_per_room)
         roster = []
-        for raw_id, role in (command.participants or {}).items():
+        for raw_id, role in requested.items():
             ids.check_participant_id(raw_id)
             roster.append(Participant(raw_id, resolve_role(raw_id, role, roles)))
         window = validity.window_for_create(command.valid_from, command.valid_until, now)
