@@ -38,3 +38,13 @@ def test_one_workload_for_two_seconds_reports_every_field_and_no_errors(tmp_path
                                                          "get_room p99 at 32 connections"}
     markdown = (tmp_path / "report.md").read_text()
     assert "| get_room |" in markdown and "## Targets" in markdown
+
+
+def test_the_in_process_measurement_answers_every_operation(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "bench.inprocess"], cwd=REPO, check=True, capture_output=True,
+                          text=True, timeout=180)
+    lines = done.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == [
+        "get_room", "list_rooms", "list_participants", "create_room", "update_room"]
+    assert all(line.endswith("(status 200)") for line in lines if not line.startswith("create_room"))
+    assert next(line for line in lines if line.startswith("create_room")).endswith("(status 201)")

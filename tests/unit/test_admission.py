@@ -13,7 +13,7 @@ import pytest
 from livekit.api import TokenVerifier
 
 from openrooms.http import timestamps, versions
-from openrooms.http.middleware import Credential, credential_for
+from openrooms.http.pipeline import Credential, credential_for
 from openrooms.livekit import LiveKitBridge
 from openrooms.service.admission import (
     PERMISSIONS,

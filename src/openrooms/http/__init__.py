@@ -1,1 +1,1 @@
-"""The protocol layer: ASGI app, middleware, wire formats. The only code that knows api-versions and JSON."""
+"""The protocol layer: ASGI app (the request pipeline), wire formats. The only code that knows api-versions and JSON."""

@@ -1,7 +1,7 @@
 """`POST /rooms/{roomId}:join` on the wire (an openrooms extension, not an ACS operation).
 
 Authenticated with the user's ACS access token (`Authorization: Bearer <token>`), not with an access key: the
-`Authenticate` middleware sends this path here unsigned, and the admission service checks the token.
+request pipeline's credential step sends this path here unsigned, and the admission service checks the token.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The ASGI app. The request pipeline, top to bottom, is the `middleware` list in `create_app`."""
+"""Builds the ASGI app: services, their wire protocols and routes, put into the request pipeline (`pipeline.py`)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,6 @@ import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -20,7 +17,7 @@ from openrooms.config import Settings
 from openrooms.http import auth, metrics, openapi
 from openrooms.http.admission import AdmissionApi
 from openrooms.http.identity import IdentityApi
-from openrooms.http.middleware import ApiVersionCheck, Authenticate, PrematchedRouter, RequestEnvelope
+from openrooms.http.pipeline import Pipeline
 from openrooms.http.ratelimit import RateLimiter
 from openrooms.http.rooms import RoomsApi
 from openrooms.http.wire import json_response
@@ -49,11 +46,7 @@ def open_store(settings: Settings, *, migrate_schema: bool) -> RoomStore:
     return SqliteStore.open(settings.database_path, migrate_schema=migrate_schema)
 
 
-async def _raise_http_exception(request: Request, exc: Exception) -> Response:
-    raise exc  # let RequestEnvelope put routing errors in the ACS envelope like every other error
-
-
-def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clock | None = None) -> Starlette:
+def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clock | None = None) -> Pipeline:
     """Build the app. Without `store`, it opens the configured store and closes it at shutdown."""
     clock = clock or SystemClock()
     owns_store = store is None
@@ -96,7 +89,7 @@ def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clo
         return json_response(openapi.document())
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: Pipeline) -> AsyncIterator[None]:
         purger = asyncio.create_task(_purge_periodically(rooms_service))
         try:
             yield
@@ -116,27 +109,16 @@ def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clo
         *([Route("/metrics", metrics_text, methods=["GET"], name="metrics")] if settings.metrics else []),
         Route("/openapi.json", openapi_document, methods=["GET"]),
     ]
-    app = Starlette(
-        routes=routes,
-        middleware=[
-            # request id, response headers, errors -> ACS envelope, access log, metrics
-            Middleware(RequestEnvelope, routes=routes, metrics=settings.metrics),
-            Middleware(ApiVersionCheck),  # ?api-version= of the API the path belongs to
-            Middleware(  # body (size-limited) + HMAC signature + rate limit; health and metrics pass unsigned
-                Authenticate,
-                authenticator=current_authenticator,
-                clock=clock,
-                max_body_bytes=settings.max_body_bytes,
-                rate_limiter=RateLimiter(settings.rate_limit) if settings.rate_limit > 0 else None,
-            ),
-        ],
-        exception_handlers={HTTPException: _raise_http_exception},
+    # ACS has no trailing-slash redirects: `/rooms/{id}/` is an unknown path, answered in the error envelope.
+    return Pipeline(
+        routes,
+        authenticator=current_authenticator,
+        clock=clock,
+        max_body_bytes=settings.max_body_bytes,
+        rate_limiter=RateLimiter(settings.rate_limit) if settings.rate_limit > 0 else None,
+        metrics=settings.metrics,
         lifespan=lifespan,
     )
-    # RequestEnvelope matches each request to its route already; the router reuses that match. ACS has no
-    # trailing-slash redirects: `/rooms/{id}/` is an unknown path, answered in the error envelope.
-    app.router = PrematchedRouter(routes, redirect_slashes=False, lifespan=lifespan)
-    return app
 
 
 def _livekit_bridge(settings: Settings, clock: Clock) -> LiveKitBridge | None:
@@ -167,7 +149,7 @@ async def _purge_periodically(service: RoomsService) -> None:
             log.exception("purging expired rooms failed; will try again")
 
 
-def app_from_env() -> Starlette:
+def app_from_env() -> Pipeline:
     """Factory for server workers: `serve` passes its settings through OPENROOMS_* variables."""
     from openrooms.cli.logs import configure_logging
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Set
+
 import msgspec
-from starlette.exceptions import HTTPException
 
 from openrooms.service.errors import ErrorDetail, ServiceError
 
@@ -26,14 +27,14 @@ def envelope(error: ServiceError) -> bytes:
     return msgspec.json.encode({"error": body})
 
 
-def from_http_exception(exc: HTTPException) -> ServiceError:
+def unknown_path() -> ServiceError:
     """Routing failures (no such path, method not allowed) in the same envelope as everything else."""
-    if exc.status_code == 404:
-        return ServiceError(404, "NotFound", "The server cannot find the requested resource.")
-    if exc.status_code == 405:
-        return ServiceError(405, "MethodNotAllowed", "The HTTP method is not allowed on this resource.",
-                            headers=dict(exc.headers or {}))
-    return ServiceError(exc.status_code, "BadRequest", exc.detail)
+    return ServiceError(404, "NotFound", "The server cannot find the requested resource.")
+
+
+def method_not_allowed(allowed: Set[str]) -> ServiceError:
+    return ServiceError(405, "MethodNotAllowed", "The HTTP method is not allowed on this resource.",
+                        headers={"Allow": ", ".join(sorted(allowed))})
 
 
 def internal_error(request_id: str) -> ServiceError:

@@ -5,6 +5,7 @@ One handler per operationId of the published spec (Rooms_Create, Rooms_List, ...
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -47,20 +48,38 @@ class UpdateParticipantsRequest(msgspec.Struct):
     participants: dict[str, ParticipantProperties | None] | None = None
 
 
-def room_body(room: Room, version: ApiVersion) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": room.id,
-        "createdAt": timestamps.format(room.created_at),
-        "validFrom": timestamps.format(room.valid_from),
-        "validUntil": timestamps.format(room.valid_until),
-    }
-    if version.pstn_dial_out:
-        body["pstnDialOutEnabled"] = room.pstn_dial_out_enabled
-    return body
+class RoomBody(msgspec.Struct):
+    id: str
+    createdAt: str
+    validFrom: str
+    validUntil: str
+    # Left out (UNSET) at the api-versions that have no dial-out.
+    pstnDialOutEnabled: bool | msgspec.UnsetType = msgspec.UNSET
 
 
-def participant_body(participant: Participant) -> dict[str, str]:
-    return {"rawId": participant.raw_id, "role": participant.role.value}
+class ParticipantBody(msgspec.Struct):
+    rawId: str
+    role: str
+
+
+def room_body(room: Room, version: ApiVersion) -> RoomBody:
+    return _room_body(room, version.pstn_dial_out)
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _room_body(room: Room, pstn_dial_out: bool) -> RoomBody:
+    # Cached: the same rooms are read and listed over and over (a room is an immutable tuple, and so a key).
+    return RoomBody(
+        room.id,
+        timestamps.format(room.created_at),
+        timestamps.format(room.valid_from),
+        timestamps.format(room.valid_until),
+        room.pstn_dial_out_enabled if pstn_dial_out else msgspec.UNSET,
+    )
+
+
+def participant_body(participant: Participant) -> ParticipantBody:
+    return ParticipantBody(participant.raw_id, participant.role)
 
 
 def _version(request: Request) -> ApiVersion:

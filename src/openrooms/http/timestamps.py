@@ -41,16 +41,12 @@ def parse(text: str) -> int | None:
     return ticks
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def format(ticks: int) -> str:
+    # Cached: a room's three timestamps are formatted every time the room is read or listed.
     seconds, fraction = divmod(ticks, TICKS_PER_SECOND)
-    text = _whole_seconds(seconds)
+    t = _EPOCH + timedelta(seconds=seconds)
+    text = f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}"
     if fraction:
         text += "." + f"{fraction:07d}".rstrip("0")
     return text + "+00:00"
-
-
-@functools.lru_cache(maxsize=4096)
-def _whole_seconds(seconds: int) -> str:
-    # Cached: the same rooms' timestamps are formatted over and over.
-    t = _EPOCH + timedelta(seconds=seconds)
-    return f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}"

@@ -30,7 +30,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from openrooms.service.identity import CommunicationUser
-from openrooms.service.model import CreateRecord, Participant, Role, Room
+from openrooms.service.model import ROLES, CreateRecord, Participant, Role, Room
 from openrooms.service.tokens import SigningKey
 from openrooms.store import migrate
 from openrooms.store.protocol import RoomIdTaken, RosterFull, StoreUnavailable, UserIdTaken
@@ -314,7 +314,7 @@ class PostgresStore:
                 (room_id, after or "", limit),
             )
             rows = await cursor.fetchall()
-        return [Participant(raw_id, Role(role)) for raw_id, role in rows]
+        return [Participant(raw_id, ROLES[role]) for raw_id, role in rows]
 
     async def get_participant(self, room_id: str, raw_id: str) -> Participant | None:
         async with self._connection() as db:
@@ -322,7 +322,7 @@ class PostgresStore:
                 "SELECT role FROM participants WHERE room_id = %s AND raw_id = %s", (room_id, raw_id)
             )
             row = await cursor.fetchone()
-        return None if row is None else Participant(raw_id, Role(row[0]))
+        return None if row is None else Participant(raw_id, ROLES[row[0]])
 
     async def update_participants(
         self, room_id: str, upserts: Mapping[str, Role], removals: Collection[str],

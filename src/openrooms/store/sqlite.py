@@ -1,10 +1,11 @@
 """The embedded store: one SQLite file (or memory), WAL, fsync on commit.
 
-Writes go to one writer thread per process (`writer.GroupCommitWriter`), which commits concurrent write
-transactions together under one fsync and acknowledges none before its COMMIT; `synchronous=FULL` makes that
-COMMIT durable, and `BEGIN IMMEDIATE` serialises writers across processes. Reads run on the event loop on their
-own connection: under WAL they never wait for a writer and see only committed data. (An in-memory database
-cannot be shared by two connections, so there reads go through the writer thread too.)
+Writes go through one group-committing writer per process (`writer.GroupCommitWriter`), which commits
+concurrent write transactions together under one fsync and acknowledges none before its COMMIT;
+`synchronous=FULL` makes that COMMIT durable, and a lock file plus `BEGIN IMMEDIATE` serialise writers across
+processes. Reads run on the event loop on their own connection: under WAL they never wait for a writer and see
+only committed data. (An in-memory database cannot be shared by two connections, so there reads go through the
+writer too.)
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.pool import StaticPool
 
 from openrooms.service.identity import CommunicationUser
-from openrooms.service.model import CreateRecord, Participant, Role, Room
+from openrooms.service.model import ROLES, CreateRecord, Participant, Role, Room
 from openrooms.service.tokens import SigningKey
 from openrooms.store import migrate
 from openrooms.store.protocol import RoomIdTaken, RosterFull, StoreUnavailable, UserIdTaken
@@ -87,7 +88,8 @@ class SqliteStore:
             connection.close()
             raise
         reader = None if path is None else _connect(str(path), busy_timeout_ms, wal=True)
-        return cls(GroupCommitWriter(connection), reader)
+        lock = None if path is None else path.with_name(path.name + "-writer.lock")
+        return cls(GroupCommitWriter(connection, lock), reader)
 
     @classmethod
     def upgrade(cls, path: Path, *, busy_timeout_ms: int = 5000) -> None:
@@ -114,7 +116,7 @@ class SqliteStore:
             )
 
     async def close(self) -> None:
-        self._writer.close()
+        await self._writer.close()
         if self._reader is not None:
             self._reader.close()
 
@@ -217,7 +219,7 @@ class SqliteStore:
             ).fetchall()
 
         rows = await self._read(query)
-        return None if rows is None else [Participant(raw_id, Role(role)) for raw_id, role in rows]
+        return None if rows is None else [Participant(raw_id, ROLES[role]) for raw_id, role in rows]
 
     async def get_participant(self, room_id: str, raw_id: str) -> Participant | None:
         row = await self._read(
@@ -225,7 +227,7 @@ class SqliteStore:
                 "SELECT role FROM participants WHERE room_id = ? AND raw_id = ?", (room_id, raw_id)
             ).fetchone()
         )
-        return None if row is None else Participant(raw_id, Role(row[0]))
+        return None if row is None else Participant(raw_id, ROLES[row[0]])
 
     async def update_participants(
         self, room_id: str, upserts: Mapping[str, Role], removals: Collection[str],

@@ -1,31 +1,138 @@
-"""Group commit for SQLite: one thread owns the write connection and commits queued transactions together.
+"""Group commit for SQLite: concurrent write transactions share one COMMIT, and so one fsync.
 
 With `synchronous=FULL` every COMMIT waits for an fsync. Done on the event loop, that wait would stall every
-request of the process; done one transaction at a time, it caps writes at one fsync each. Here the event loop
-hands each write transaction (a function of the connection) to the writer thread and awaits it. The thread
-takes everything queued, runs each transaction in its own SAVEPOINT inside one `BEGIN IMMEDIATE`, and COMMITs
-once: one fsync for the whole batch. A transaction that raises is rolled back to its savepoint alone; its
-exception, like every result, is delivered only after the COMMIT, so nothing is acknowledged before it is
-durable. If the database itself fails (disk full, read-only, locked too long), the whole batch is rolled back and
-every transaction in it fails with `StoreUnavailable`.
+request of the process; done one transaction at a time, it caps writes at one fsync each. So each write
+transaction (a function of the connection) is queued, and one flush at a time takes everything queued:
+
+1. a helper thread takes the write lock: `BEGIN IMMEDIATE`, which may have to wait for another process;
+2. the event loop runs each transaction in its own SAVEPOINT (the statements are quick: pages in memory);
+3. the helper thread COMMITs: the fsync, while the event loop goes on serving (reads have their own
+   connection, and new writes queue up for the next flush);
+4. only then does each transaction's caller get its result or its exception: nothing is acknowledged before
+   it is durable.
+
+The statements run on the event loop's own thread rather than on a writer thread: a writer thread would have
+to win Python's GIL back from the busy event loop after every statement, and spent most of its time waiting
+for it. A transaction that raises is rolled back to its savepoint alone. If the database itself fails (disk full,
+read-only, locked too long), the whole batch is rolled back and every transaction in it fails with
+`StoreUnavailable`.
+
+Several worker processes share one database file, and SQLite lets one of them write at a time. A writer that
+finds the database locked would wait in SQLite's busy handler, which sleeps 1, 2, 5, 10... ms between tries
+however soon the lock is free. So the writers of all processes first take an exclusive `flock` on a lock file
+next to the database: the kernel wakes the next writer the moment the lock is released, and while it waits
+its queue fills, so that it commits a bigger batch in turn.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import queue
+import fcntl
+import os
 import sqlite3
-import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 from openrooms.store.protocol import StoreUnavailable
 
 T = TypeVar("T")
 Transaction = Callable[[sqlite3.Connection], Any]
-_Job = tuple[Transaction, asyncio.Future[Any], asyncio.AbstractEventLoop]
-MAX_BATCH = 128
+_Job = tuple[Transaction, asyncio.Future[Any]]
+_Outcome = tuple[Any, BaseException | None]
+MAX_BATCH = 256
+
+
+class GroupCommitWriter:
+    def __init__(self, connection: sqlite3.Connection, lock_path: Path | None = None) -> None:
+        self._db = connection
+        self._lock_fd = _open_lock(lock_path) if lock_path is not None else None
+        # BEGIN and COMMIT, the two steps that may wait (for another process, for the disk), run here.
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="openrooms-sqlite-commit")
+        self._queue: list[_Job] = []
+        self._flushing: asyncio.Task[None] | None = None
+
+    async def run(self, transaction: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `transaction` in the next group commit; return once it is committed (or raise its error)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.append((transaction, future))
+        if self._flushing is None:
+            self._flushing = loop.create_task(self._flush())
+        return await future
+
+    async def close(self) -> None:
+        if self._flushing is not None and not self._flushing.done():
+            await asyncio.shield(self._flushing)
+        self._thread.shutdown()
+        self._db.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._queue:
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                try:
+                    outcomes = await self._commit(loop, batch)
+                except Exception as exc:  # every waiting request must get an answer
+                    failure = StoreUnavailable(str(exc)) if isinstance(exc, sqlite3.Error) else exc
+                    outcomes = [(None, failure)] * len(batch)
+                for (_, future), (result, error) in zip(batch, outcomes, strict=True):
+                    _settle(future, result, error)
+        finally:
+            self._flushing = None
+
+    async def _commit(self, loop: asyncio.AbstractEventLoop, batch: list[_Job]) -> list[_Outcome]:
+        await loop.run_in_executor(self._thread, self._begin)
+        try:
+            outcomes = self._transact(batch)
+            await loop.run_in_executor(self._thread, self._db.execute, "COMMIT")
+        except BaseException:
+            # A transaction left open would make every later BEGIN fail: roll back, so the store recovers by
+            # itself once the disk or the lock does.
+            if self._db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+            raise
+        finally:
+            self._unlock()
+        return outcomes
+
+    def _begin(self) -> None:
+        """This process's turn among all processes writing the database, then SQLite's write lock."""
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._unlock()
+            raise
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def _transact(self, batch: list[_Job]) -> list[_Outcome]:
+        db = self._db
+        outcomes: list[_Outcome] = []
+        for transaction, _ in batch:
+            db.execute("SAVEPOINT job")
+            try:
+                result = transaction(db)
+            except Exception as exc:
+                if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.IntegrityError):
+                    raise  # the database failed, not this transaction: the whole batch goes
+                db.execute("ROLLBACK TO job")
+                db.execute("RELEASE job")
+                outcomes.append((None, exc))
+            else:
+                db.execute("RELEASE job")
+                outcomes.append((result, None))
+        return outcomes
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -37,71 +144,10 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
         future.set_exception(error)
 
 
-class GroupCommitWriter:
-    def __init__(self, connection: sqlite3.Connection) -> None:
-        self._db = connection
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="openrooms-sqlite-writer", daemon=True)
-        self._thread.start()
-
-    async def run(self, transaction: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `transaction` in the writer thread; return once it is committed (or raise its error)."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._jobs.put((transaction, future, loop))
-        return await future
-
-    def close(self) -> None:
-        self._jobs.put(None)
-        self._thread.join()
-        self._db.close()
-
-    def _run(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            batch = [job]
-            stop = False
-            while len(batch) < MAX_BATCH:
-                try:
-                    more = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stop = True
-                    break
-                batch.append(more)
-            self._commit(batch)
-            if stop:
-                return
-
-    def _commit(self, batch: list[_Job]) -> None:
-        outcomes: list[tuple[Any, BaseException | None]] = []
-        db = self._db
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            for transaction, _, _ in batch:
-                db.execute("SAVEPOINT job")
-                try:
-                    result = transaction(db)
-                except Exception as exc:
-                    if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.IntegrityError):
-                        raise  # the database failed, not this transaction: the whole batch goes
-                    db.execute("ROLLBACK TO job")
-                    db.execute("RELEASE job")
-                    outcomes.append((None, exc))
-                else:
-                    db.execute("RELEASE job")
-                    outcomes.append((result, None))
-            db.execute("COMMIT")
-        except Exception as exc:  # never let the thread die: every waiting request must get an answer
-            # A transaction left open would make every later BEGIN fail: roll back, so the store recovers
-            # by itself once the disk or the lock does.
-            if db.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    db.execute("ROLLBACK")
-            failure = StoreUnavailable(str(exc)) if isinstance(exc, sqlite3.Error) else exc
-            outcomes = [(None, failure)] * len(batch)
-        for (_, future, loop), (result, error) in zip(batch, outcomes, strict=True):
-            loop.call_soon_threadsafe(_settle, future, result, error)
+def _open_lock(path: Path) -> int | None:
+    """The lock file's descriptor; None where it cannot be had (a read-only location: SQLite's own locking,
+    with its busy handler, still keeps writers apart)."""
+    for flags in (os.O_RDWR | os.O_CREAT, os.O_RDONLY):
+        with contextlib.suppress(OSError):
+            return os.open(path, flags | os.O_CLOEXEC, 0o600)
+    return None

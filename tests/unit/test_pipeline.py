@@ -1,0 +1,105 @@
+"""The request pipeline, driven in process: routing errors, the headers every answer carries, the lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from openrooms.config import Settings
+from openrooms.http.app import create_app
+from openrooms.http.pipeline import Pipeline
+from openrooms.service import ids
+from openrooms.store.sqlite import SqliteStore
+from tests.support import sign_headers
+
+HOST = "test"
+V = "api-version=2025-03-13"
+
+
+@pytest.fixture
+async def app() -> AsyncIterator[Pipeline]:
+    store = SqliteStore.open(None)
+    yield create_app(Settings(in_memory=True), store=store)
+    await store.close()
+
+
+async def call(app: Pipeline, method: str, path_and_query: str, body: bytes = b"", **headers: str) -> httpx.Response:
+    signed = {**sign_headers(method, path_and_query, HOST, body), **headers}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{HOST}") as client:
+        return await client.request(method, path_and_query, content=body, headers=signed)
+
+
+async def test_an_unknown_path_is_a_404_in_the_error_envelope(app: Pipeline) -> None:
+    response = await call(app, "GET", f"/nothing/here?{V}")
+    assert response.status_code == 404
+    message = "The server cannot find the requested resource."
+    assert response.json() == {"error": {"code": "NotFound", "message": message}}
+    assert response.headers["x-ms-error-code"] == "NotFound"
+    assert len(response.headers["x-ms-request-id"]) == 32
+
+
+async def test_a_method_the_path_does_not_take_is_a_405_naming_every_method_it_takes(app: Pipeline) -> None:
+    response = await call(app, "PUT", f"/rooms?{V}")
+    assert response.status_code == 405
+    assert response.json()["error"]["code"] == "MethodNotAllowed"
+    assert response.headers["allow"] == "GET, HEAD, POST"
+
+
+async def test_every_answer_carries_the_request_id_and_echoes_the_correlation_ids(app: Pipeline) -> None:
+    ok = await call(app, "POST", f"/rooms?{V}", b"{}", **{"x-ms-client-request-id": "abc", "ms-cv": "cv.1"})
+    failed = await call(app, "GET", "/rooms/1", **{"x-ms-client-request-id": "def"})  # no api-version
+    assert ok.status_code == 201 and failed.status_code == 400
+    assert ok.headers["x-ms-client-request-id"] == "abc" and ok.headers["ms-cv"] == "cv.1"
+    assert failed.headers["x-ms-client-request-id"] == "def" and "ms-cv" not in failed.headers
+    assert ok.headers["x-ms-request-id"] != failed.headers["x-ms-request-id"]
+    assert ok.headers["api-supported-versions"] == failed.headers["api-supported-versions"]
+    assert "2025-03-13" in ok.headers["api-supported-versions"]
+
+
+async def test_credentials_are_checked_before_routing(app: Pipeline) -> None:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{HOST}") as client:
+        response = await client.get(f"/nothing/here?{V}")  # unsigned
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "Denied"
+
+
+async def test_the_lifespan_starts_and_stops_the_app() -> None:
+    store = SqliteStore.open(None)
+    app = create_app(Settings(in_memory=True), store=store)
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await inbox.put({"type": "lifespan.startup"})
+    running = asyncio.create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}}, inbox.get, send))
+    while not sent:
+        await asyncio.sleep(0.01)
+    assert sent == [{"type": "lifespan.startup.complete"}]
+    await inbox.put({"type": "lifespan.shutdown"})
+    await running
+    assert sent[-1] == {"type": "lifespan.shutdown.complete"}
+    await store.close()
+
+
+def test_room_ids_are_17_digits_and_a_forked_worker_draws_its_own() -> None:
+    drawn = [ids.new_room_id() for _ in range(2000)]
+    assert all(len(room_id) == 17 and room_id.isdigit() and room_id[0] != "0" for room_id in drawn)
+    assert len(set(drawn)) == len(drawn)
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through the pipe
+        os.write(writer, ids.new_room_id().encode())
+        os._exit(0)
+    os.close(writer)
+    os.waitpid(child, 0)
+    in_child = os.read(reader, 64).decode()
+    os.close(reader)
+    # Without a fresh draw after fork, the child would repeat the parent's next id from the shared buffer.
+    assert in_child != ids.new_room_id()
