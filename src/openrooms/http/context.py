@@ -15,11 +15,11 @@ SCOPE_KEY = "openrooms"
 
 @dataclass(slots=True)
 class RequestContext:
-    request_id: str  # set by: RequestEnvelope
-    operation: str = "unknown"  # set by: RequestEnvelope (the route's name, e.g. rooms_create)
+    request_id: str  # set by: the pipeline's envelope step
+    operation: str = "unknown"  # set by: the pipeline's route step (the route's name, e.g. rooms_create)
     response_headers: dict[str, str] = field(default_factory=dict)  # added to every response, errors too
-    api_version: ApiVersion | None = None  # set by: ApiVersionCheck (None outside the versioned APIs)
-    body: bytes = b""  # set by: Authenticate, which reads (and limits) the body to check its hash
+    api_version: ApiVersion | None = None  # set by: the api-version step (None outside the versioned APIs)
+    body: bytes = b""  # set by: the credential step, which reads (and limits) the body to check its hash
 
 
 def context_of(scope_or_request: Request | MutableMapping[str, Any]) -> RequestContext:

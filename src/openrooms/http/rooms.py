@@ -84,7 +84,7 @@ def participant_body(participant: Participant) -> ParticipantBody:
 
 def _version(request: Request) -> ApiVersion:
     version = context_of(request).api_version
-    assert version is not None  # ApiVersionCheck sets it for every /rooms path
+    assert version is not None  # the pipeline's api-version step sets it for every /rooms path
     return version
 
 
