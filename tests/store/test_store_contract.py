@@ -239,3 +239,42 @@ async def test_concurrent_creates_with_one_request_id_make_one_room(open_store: 
     assert stored == record("same-request", winners[0].id)
     assert all(result == stored for result in results if result is not None)
     assert [r for r in attempts if await instances[1].get_room(r.id) is not None] == winners
+
+
+async def test_every_read_on_one_instance_sees_what_another_instance_changed(open_store: StoreFactory) -> None:
+    first, second = open_store(), open_store()
+    await first.insert_room(room(1, valid_until=T0 + 10), [Participant(user_id(n), Role.ATTENDEE) for n in range(3)],
+                            None)
+    await first.insert_room(room(2), [Participant(user_id(1), Role.ATTENDEE)], None)
+    assert await first.get_participant(room(2).id, user_id(1)) == Participant(user_id(1), Role.ATTENDEE)
+
+    async def seen_by_first() -> tuple[object, ...]:
+        # Read twice: whatever the first read may keep, the second must still be the truth.
+        reads = []
+        for _ in range(2):
+            reads.append((await first.get_room(room(1).id), await first.get_participant(room(1).id, user_id(1)),
+                          await first.list_participants(room(1).id, None, 2),
+                          await first.list_participants(room(1).id, user_id(0), 2)))
+        assert reads[0] == reads[1]
+        return reads[0]
+
+    assert await seen_by_first() == (room(1, valid_until=T0 + 10), Participant(user_id(1), Role.ATTENDEE),
+                                     [Participant(user_id(n), Role.ATTENDEE) for n in (0, 1)],
+                                     [Participant(user_id(n), Role.ATTENDEE) for n in (1, 2)])
+    await second.update_room(room(1).id, (T0 + 5, T0 + 15), True)
+    await second.update_participants(room(1).id, {user_id(1): Role.PRESENTER}, [user_id(0)])
+    assert await seen_by_first() == (Room(room(1).id, T0, T0 + 5, T0 + 15, True),
+                                     Participant(user_id(1), Role.PRESENTER),
+                                     [Participant(user_id(1), Role.PRESENTER), Participant(user_id(2), Role.ATTENDEE)],
+                                     [Participant(user_id(1), Role.PRESENTER), Participant(user_id(2), Role.ATTENDEE)])
+    assert await second.purge(rooms_valid_before=T0 + 20, records_created_before=T0) == (1, 0)
+    assert await seen_by_first() == (None, None, None, None)
+    assert await first.get_room(room(2).id) == room(2)
+    # A deleted user leaves every room it was in.
+    assert await first.list_participants(room(2).id, None, 10) == [Participant(user_id(1), Role.ATTENDEE)]
+    await second.insert_user(CommunicationUser(user_id(1), T0))
+    assert await second.delete_user(user_id(1))
+    assert await first.list_participants(room(2).id, None, 10) == []
+    assert await first.get_participant(room(2).id, user_id(1)) is None
+    assert await second.delete_room(room(2).id)
+    assert await first.get_room(room(2).id) is None

@@ -16,6 +16,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+import msgspec
 from sqlalchemy import create_engine
 from sqlalchemy.pool import StaticPool
 
@@ -23,6 +24,7 @@ from openrooms.service.identity import CommunicationUser
 from openrooms.service.model import ROLES, CreateRecord, Participant, Role, Room
 from openrooms.service.tokens import SigningKey
 from openrooms.store import migrate
+from openrooms.store.changes import ChangeCounters, Kept
 from openrooms.store.protocol import RoomIdTaken, RosterFull, StoreUnavailable, UserIdTaken
 from openrooms.store.writer import GroupCommitWriter
 
@@ -39,6 +41,26 @@ class SchemaMismatch(Exception):
 
 def _room(row: tuple[str, int, int, int, int]) -> Room:
     return Room(row[0], row[1], row[2], row[3], bool(row[4]))
+
+
+# A page is read as one row, a JSON array built by SQLite, and decoded by msgspec straight into the tuples:
+# a statement step per row would let go of the GIL once per row, and under load every release hands the
+# interpreter to the HTTP server's threads and waits for it back. SQLite aggregates the rows of an ordered
+# subquery in that order.
+_ROOMS = msgspec.json.Decoder(list[Room])
+_PARTICIPANTS = msgspec.json.Decoder(list[Participant])
+
+
+def _rooms_page(where: str) -> str:
+    return (
+        "SELECT json_group_array(json_array(id, created_at, valid_from, valid_until, "
+        "json(iif(pstn_dial_out_enabled, 'true', 'false')))) "
+        f"FROM (SELECT {_ROOM_COLUMNS} FROM rooms WHERE {where} ORDER BY created_at DESC, id DESC LIMIT ?)"
+    )
+
+
+_ROOMS_FIRST_PAGE = _rooms_page("valid_until > ?")
+_ROOMS_PAGE_AFTER = _rooms_page("(created_at, id) < (?, ?) AND valid_until > ?")
 
 
 def _record(row: tuple[str, str, str, bytes, int]) -> CreateRecord:
@@ -72,9 +94,18 @@ def _roster_size(db: sqlite3.Connection, room_id: str) -> int:
 
 
 class SqliteStore:
-    def __init__(self, writer: GroupCommitWriter, reader: sqlite3.Connection | None) -> None:
+    def __init__(
+        self, writer: GroupCommitWriter, reader: sqlite3.Connection | None, changes: ChangeCounters | None = None
+    ) -> None:
         self._writer = writer
         self._reader = reader
+        # Reads kept while their room is unchanged (see `changes`); without counters nothing is kept.
+        self._changes = changes
+        self._changed: set[str] = set()  # rooms the transactions of the current group commit touch
+        self._rooms = Kept(1 << 15)
+        self._participants = Kept(1 << 15)
+        self._pages = Kept(1 << 8)
+        writer.after_commit = self._bump
 
     @classmethod
     def open(cls, path: Path | None, *, migrate_schema: bool = True, busy_timeout_ms: int = 5000) -> SqliteStore:
@@ -88,8 +119,12 @@ class SqliteStore:
             connection.close()
             raise
         reader = None if path is None else _connect(str(path), busy_timeout_ms, wal=True)
-        lock = None if path is None else path.with_name(path.name + "-writer.lock")
-        return cls(GroupCommitWriter(connection, lock), reader)
+        if path is None:
+            return cls(GroupCommitWriter(connection), reader, ChangeCounters.open(None))
+        writer = GroupCommitWriter(connection, path.with_name(path.name + "-writer.lock"))
+        # Counters bumped by writers that do not take turns could go back: without the lock file, keep nothing.
+        changes = ChangeCounters.open(path.with_name(path.name + "-changes")) if writer.locks_across_processes else None
+        return cls(writer, reader, changes)
 
     @classmethod
     def upgrade(cls, path: Path, *, busy_timeout_ms: int = 5000) -> None:
@@ -119,6 +154,8 @@ class SqliteStore:
         await self._writer.close()
         if self._reader is not None:
             self._reader.close()
+        if self._changes is not None:
+            self._changes.close()
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
@@ -136,6 +173,16 @@ class SqliteStore:
     async def _write(self, transaction: Callable[[sqlite3.Connection], T]) -> T:
         return await self._writer.run(transaction)
 
+    def _bump(self) -> None:
+        """The writer's after-commit step: move the counters of the rooms the group commit touched."""
+        if self._changed and self._changes is not None:
+            self._changes.bump(self._changed)
+        self._changed.clear()
+
+    def _counter(self, room_id: str) -> int | None:
+        """The room's change counter, read before a query whose result is to be kept."""
+        return None if self._changes is None else self._changes.read(room_id)
+
     # Rooms ---------------------------------------------------------------------------------------------------
     async def insert_room(
         self, room: Room, participants: Sequence[Participant], record: CreateRecord | None
@@ -145,6 +192,7 @@ class SqliteStore:
                 earlier = _create_record(db, record.request_id)
                 if earlier is not None:
                     return earlier
+            self._changed.add(room.id)
             try:
                 db.execute("INSERT INTO room_ids (id) VALUES (?)", (room.id,))
             except sqlite3.IntegrityError:
@@ -171,69 +219,102 @@ class SqliteStore:
         return await self._read(lambda db: _create_record(db, request_id))
 
     async def get_room(self, room_id: str) -> Room | None:
+        counter = self._counter(room_id)
+        room: Room | None = self._rooms.get(room_id, counter)
+        if room is not None:
+            return room
         row = await self._read(
             lambda db: db.execute(f"SELECT {_ROOM_COLUMNS} FROM rooms WHERE id = ?", (room_id,)).fetchone()
         )
-        return None if row is None else _room(row)
+        if row is None:
+            return None
+        room = _room(row)
+        if counter is not None:
+            self._rooms.put(room_id, counter, room)
+        return room
 
     async def update_room(
         self, room_id: str, window: tuple[int, int] | None, pstn_dial_out_enabled: bool | None
     ) -> Room | None:
         valid_from, valid_until = window or (None, None)
-        row = await self._write(
-            lambda db: db.execute(
+
+        def transaction(db: sqlite3.Connection) -> tuple[str, int, int, int, int] | None:
+            self._changed.add(room_id)
+            row: tuple[str, int, int, int, int] | None = db.execute(
                 "UPDATE rooms SET valid_from = coalesce(?, valid_from), valid_until = coalesce(?, valid_until), "
                 "pstn_dial_out_enabled = coalesce(?, pstn_dial_out_enabled) "
                 f"WHERE id = ? RETURNING {_ROOM_COLUMNS}",
                 (valid_from, valid_until, pstn_dial_out_enabled, room_id),
             ).fetchone()
-        )
+            return row
+
+        row = await self._write(transaction)
         return None if row is None else _room(row)
 
     async def delete_room(self, room_id: str) -> bool:
-        return await self._write(lambda db: db.execute("DELETE FROM rooms WHERE id = ?", (room_id,)).rowcount > 0)
+        def transaction(db: sqlite3.Connection) -> bool:
+            self._changed.add(room_id)
+            return db.execute("DELETE FROM rooms WHERE id = ?", (room_id,)).rowcount > 0
+
+        return await self._write(transaction)
 
     async def list_rooms(self, valid_after: int, after: tuple[int, str] | None, limit: int) -> list[Room]:
-        def query(db: sqlite3.Connection) -> list[tuple[str, int, int, int, int]]:
+        def query(db: sqlite3.Connection) -> str:
             if after is None:
-                return db.execute(
-                    f"SELECT {_ROOM_COLUMNS} FROM rooms WHERE valid_until > ? "
-                    "ORDER BY created_at DESC, id DESC LIMIT ?",
-                    (valid_after, limit),
-                ).fetchall()
-            return db.execute(
-                f"SELECT {_ROOM_COLUMNS} FROM rooms WHERE (created_at, id) < (?, ?) AND valid_until > ? "
-                "ORDER BY created_at DESC, id DESC LIMIT ?",
-                (after[0], after[1], valid_after, limit),
-            ).fetchall()
+                page: str = db.execute(_ROOMS_FIRST_PAGE, (valid_after, limit)).fetchone()[0]
+            else:
+                page = db.execute(_ROOMS_PAGE_AFTER, (after[0], after[1], valid_after, limit)).fetchone()[0]
+            return page
 
-        return [_room(row) for row in await self._read(query)]
+        return _ROOMS.decode(await self._read(query))
 
     async def list_participants(self, room_id: str, after: str | None, limit: int) -> list[Participant] | None:
-        def query(db: sqlite3.Connection) -> list[tuple[str, str]] | None:
-            if not _room_exists(db, room_id):
-                return None
-            return db.execute(
-                "SELECT raw_id, role FROM participants WHERE room_id = ? AND raw_id > ? ORDER BY raw_id LIMIT ?",
+        def query(db: sqlite3.Connection) -> tuple[int | None, str]:
+            # One statement: whether the room exists, and the page.
+            row: tuple[int | None, str] = db.execute(
+                "SELECT (SELECT 1 FROM rooms WHERE id = ?1), (SELECT json_group_array(json_array(raw_id, role)) "
+                "FROM (SELECT raw_id, role FROM participants WHERE room_id = ?1 AND raw_id > ?2 "
+                "ORDER BY raw_id LIMIT ?3))",
                 (room_id, after or "", limit),
-            ).fetchall()
+            ).fetchone()
+            return row
 
-        rows = await self._read(query)
-        return None if rows is None else [Participant(raw_id, ROLES[role]) for raw_id, role in rows]
+        counter = self._counter(room_id)
+        key = (room_id, after, limit)
+        kept: list[Participant] | None = self._pages.get(key, counter)
+        if kept is not None:
+            return list(kept)
+        exists, page = await self._read(query)
+        if exists is None:
+            return None
+        participants = _PARTICIPANTS.decode(page)
+        if counter is not None:
+            self._pages.put(key, counter, participants)
+        return list(participants)
 
     async def get_participant(self, room_id: str, raw_id: str) -> Participant | None:
+        counter = self._counter(room_id)
+        participant: Participant | None = self._participants.get((room_id, raw_id), counter)
+        if participant is not None:
+            return participant
         row = await self._read(
             lambda db: db.execute(
                 "SELECT role FROM participants WHERE room_id = ? AND raw_id = ?", (room_id, raw_id)
             ).fetchone()
         )
-        return None if row is None else Participant(raw_id, ROLES[row[0]])
+        if row is None:
+            return None
+        participant = Participant(raw_id, ROLES[row[0]])
+        if counter is not None:
+            self._participants.put((room_id, raw_id), counter, participant)
+        return participant
 
     async def update_participants(
         self, room_id: str, upserts: Mapping[str, Role], removals: Collection[str],
         max_participants: int | None = None,
     ) -> bool:
         def transaction(db: sqlite3.Connection) -> bool:
+            self._changed.add(room_id)
             if not _room_exists(db, room_id):
                 return False
             before = _roster_size(db, room_id) if max_participants is not None else 0
@@ -257,13 +338,16 @@ class SqliteStore:
     async def purge(self, rooms_valid_before: int, records_created_before: int) -> tuple[int, int]:
         # In batches, so that a large purge never holds the write lock for long.
         rooms = 0
+        def batch(db: sqlite3.Connection) -> int:
+            ids = db.execute(
+                "DELETE FROM rooms WHERE id IN (SELECT id FROM rooms WHERE valid_until < ? LIMIT ?) RETURNING id",
+                (rooms_valid_before, _PURGE_BATCH),
+            ).fetchall()
+            self._changed.update(room_id for (room_id,) in ids)
+            return len(ids)
+
         while True:
-            deleted = await self._write(
-                lambda db: db.execute(
-                    "DELETE FROM rooms WHERE id IN (SELECT id FROM rooms WHERE valid_until < ? LIMIT ?)",
-                    (rooms_valid_before, _PURGE_BATCH),
-                ).rowcount
-            )
+            deleted = await self._write(batch)
             rooms += deleted
             if deleted < _PURGE_BATCH:
                 break
@@ -343,7 +427,8 @@ class SqliteStore:
         def transaction(db: sqlite3.Connection) -> bool:
             if db.execute("DELETE FROM identities WHERE raw_id = ?", (raw_id,)).rowcount == 0:
                 return False
-            db.execute("DELETE FROM participants WHERE raw_id = ?", (raw_id,))
+            left = db.execute("DELETE FROM participants WHERE raw_id = ? RETURNING room_id", (raw_id,)).fetchall()
+            self._changed.update(room_id for (room_id,) in left)
             return True
 
         return await self._write(transaction)

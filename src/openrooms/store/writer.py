@@ -8,7 +8,9 @@ transaction (a function of the connection) is queued, and one flush at a time ta
 2. the event loop runs each transaction in its own SAVEPOINT (the statements are quick: pages in memory);
 3. the helper thread COMMITs: the fsync, while the event loop goes on serving (reads have their own
    connection, and new writes queue up for the next flush);
-4. only then does each transaction's caller get its result or its exception: nothing is acknowledged before
+4. the `after_commit` step runs while the write lock is still held (the SQLite store bumps its change
+   counters there, see `changes`);
+5. only then does each transaction's caller get its result or its exception: nothing is acknowledged before
    it is durable.
 
 The statements run on the event loop's own thread rather than on a writer thread: a writer thread would have
@@ -53,6 +55,13 @@ class GroupCommitWriter:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="openrooms-sqlite-commit")
         self._queue: list[_Job] = []
         self._flushing: asyncio.Task[None] | None = None
+        # Called after each group's COMMIT (or its failure) while this process still holds the write lock.
+        self.after_commit: Callable[[], None] | None = None
+
+    @property
+    def locks_across_processes(self) -> bool:
+        """Whether writers of other processes take turns with this one through the lock file."""
+        return self._lock_fd is not None
 
     async def run(self, transaction: Callable[[sqlite3.Connection], T]) -> T:
         """Run `transaction` in the next group commit; return once it is committed (or raise its error)."""
@@ -99,6 +108,8 @@ class GroupCommitWriter:
                     self._db.execute("ROLLBACK")
             raise
         finally:
+            if self.after_commit is not None:
+                self.after_commit()
             self._unlock()
         return outcomes
 

@@ -1,0 +1,99 @@
+"""Rooms read once and kept for as long as nothing changes them, in every process that serves one database.
+
+A SQLite read lets go of Python's GIL while SQLite works, twice for a single row. Under load the HTTP server's
+threads are waiting for the GIL, so each release hands it over and the read waits to get it back: a get room
+costs several times what its query costs. So the SQLite store keeps what it reads of a room (the room, one
+participant, a page of its roster) in memory, each with the room's *change counter* as it stood before the query.
+
+The counters live in a small file next to the database (`openrooms.db-changes`), mapped into every process that
+opens the database: 65,536 64-bit counters, a room's counter picked by a CRC of its id. Each write transaction
+notes the rooms it touches. After the COMMIT, still holding the writers' lock, the writer adds one to their
+counters. A kept read is good while its room's counter still has the value read before the query:
+
+- the counter is read before the query and bumped only after the COMMIT: a read that missed a change was kept
+  with a value that the change's bump moves;
+- only the writer holding the lock bumps, so bumps never interleave and a counter only grows: once moved, it
+  never comes back to the kept value.
+
+Rooms that share a counter only cost each other a read. Rooms are not kept as absent, so creating one needs
+no bump, though it gets one. A change made to the file by anything but openrooms while a server runs is not
+seen until that server restarts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import mmap
+import os
+import zlib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+SLOTS = 1 << 16
+_COUNTER = 8  # bytes
+
+
+class ChangeCounters:
+    """The shared counters: in a file (every process that maps it sees every bump) or, for a database in
+    memory, in this process alone."""
+
+    def __init__(self, region: mmap.mmap) -> None:
+        self._region = region
+        self._counts = memoryview(region).cast("Q")
+
+    @classmethod
+    def open(cls, path: Path | None) -> ChangeCounters | None:
+        """The counters of the database at `path` (None: in memory); None where the file cannot be had."""
+        if path is None:
+            return cls(mmap.mmap(-1, SLOTS * _COUNTER))
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # one process at a time sets the file up
+            # Blocks of its own for every page, not a sparse file: a bump into a page that a full disk cannot
+            # back would kill the process (SIGBUS). Extending the file adds zeros; what is there stays.
+            os.posix_fallocate(fd, 0, SLOTS * _COUNTER)
+            return cls(mmap.mmap(fd, SLOTS * _COUNTER))
+        except OSError:
+            return None
+        finally:
+            # Unlocked by hand: the mapping keeps a duplicate of the descriptor, and with it the flock.
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def read(self, room_id: str) -> int:
+        return self._counts[zlib.crc32(room_id.encode()) & (SLOTS - 1)]
+
+    def bump(self, room_ids: Iterable[str]) -> None:
+        """Only under the writers' lock, after the COMMIT of the changes to these rooms."""
+        counts = self._counts
+        for slot in {zlib.crc32(room_id.encode()) & (SLOTS - 1) for room_id in room_ids}:
+            counts[slot] += 1
+
+    def close(self) -> None:
+        self._counts.release()
+        with contextlib.suppress(BufferError):
+            self._region.close()
+
+
+class Kept:
+    """Reads kept with the counter value read before them; emptied whole when full."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._entries: dict[Any, tuple[int, Any]] = {}
+
+    def get(self, key: Any, counter: int | None) -> Any:
+        """The value kept for `key` if it was read at `counter` (None: no counters, nothing kept), else None."""
+        entry = self._entries.get(key)
+        return entry[1] if entry is not None and entry[0] == counter else None
+
+    def put(self, key: Any, counter: int, value: Any) -> None:
+        if len(self._entries) >= self._limit:
+            self._entries.clear()
+        self._entries[key] = (counter, value)
