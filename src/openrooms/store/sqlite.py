@@ -201,10 +201,11 @@ class SqliteStore:
                 f"INSERT INTO rooms ({_ROOM_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
                 (room.id, room.created_at, room.valid_from, room.valid_until, room.pstn_dial_out_enabled),
             )
-            db.executemany(
-                "INSERT INTO participants (room_id, raw_id, role) VALUES (?, ?, ?)",
-                [(room.id, p.raw_id, p.role.value) for p in participants],
-            )
+            if participants:
+                db.executemany(
+                    "INSERT INTO participants (room_id, raw_id, role) VALUES (?, ?, ?)",
+                    [(room.id, p.raw_id, p.role.value) for p in participants],
+                )
             if record is not None:
                 db.execute(
                     "INSERT INTO create_requests (request_id, fingerprint, room_id, response, created_at) "
