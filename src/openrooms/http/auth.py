@@ -28,7 +28,10 @@ def denied(message: str) -> ServiceError:
 
 
 def content_hash(body: bytes) -> str:
-    return base64.b64encode(hashlib.sha256(body).digest()).decode()
+    return base64.b64encode(hashlib.sha256(body).digest()).decode() if body else _EMPTY_BODY_HASH
+
+
+_EMPTY_BODY_HASH = base64.b64encode(hashlib.sha256(b"").digest()).decode()  # every GET's and DELETE's
 
 
 def sign(key: bytes, string_to_sign: str) -> str:

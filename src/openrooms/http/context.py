@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
 
-from openrooms.http.versions import ApiVersion
+from openrooms.http.versions import ApiFamily, ApiVersion
 
 SCOPE_KEY = "openrooms"
 
@@ -17,8 +17,9 @@ SCOPE_KEY = "openrooms"
 class RequestContext:
     request_id: str  # set by: the pipeline's envelope step
     operation: str = "unknown"  # set by: the pipeline's route step (the route's name, e.g. rooms_create)
-    response_headers: dict[str, str] = field(default_factory=dict)  # added to every response, errors too
-    api_version: ApiVersion | None = None  # set by: the api-version step (None outside the versioned APIs)
+    # set by: the api-version step (None outside the versioned APIs); every answer names the family's versions
+    api_family: ApiFamily | None = None
+    api_version: ApiVersion | None = None  # set by: the api-version step
     body: bytes = b""  # set by: the credential step, which reads (and limits) the body to check its hash
 
 

@@ -159,7 +159,7 @@ class Pipeline:
         # -- 3. api-version
         family = family_for_path(path)
         if family is not None:
-            ctx.response_headers["api-supported-versions"] = family.supported
+            ctx.api_family = family
             ctx.api_version = family.resolve(_api_version_param(scope["query_string"]))
         # -- 4. credential
         credential = credential_for(method, path)
@@ -236,7 +236,7 @@ class Pipeline:
 
 def _common_headers(ctx: RequestContext, headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
     """What every answer carries, errors too: the request id, the client's correlation ids echoed."""
-    common = [(name.lower().encode(), value.encode()) for name, value in ctx.response_headers.items()]
+    common = [] if ctx.api_family is None else [ctx.api_family.supported_header]
     common.append((b"x-ms-request-id", ctx.request_id.encode()))
     client_request_id = headers.get("x-ms-client-request-id")
     if client_request_id:

@@ -25,19 +25,22 @@ class ApiFamily:
     versions: tuple[ApiVersion, ...]
     # Set: the family owns only the paths under its prefixes that end with this (an action like `:join`).
     path_suffix: str | None = None
+    supported: str = field(init=False, compare=False)  # the versions, as the api-supported-versions header lists them
+    supported_header: tuple[bytes, bytes] = field(init=False, repr=False, compare=False)
     _by_name: dict[str, ApiVersion] = field(init=False, repr=False, compare=False)
+    _under: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        supported = ", ".join(v.name for v in self.versions)
+        object.__setattr__(self, "supported", supported)
+        object.__setattr__(self, "supported_header", (b"api-supported-versions", supported.encode()))
         object.__setattr__(self, "_by_name", {v.name.lower(): v for v in self.versions})
+        object.__setattr__(self, "_under", tuple(prefix + "/" for prefix in self.path_prefixes))
 
     def owns(self, path: str) -> bool:
         if self.path_suffix is not None and not path.endswith(self.path_suffix):
             return False
-        return any(path == prefix or path.startswith(prefix + "/") for prefix in self.path_prefixes)
-
-    @property
-    def supported(self) -> str:
-        return ", ".join(v.name for v in self.versions)
+        return path.startswith(self._under) or path in self.path_prefixes
 
     def resolve(self, requested: str | None) -> ApiVersion:
         if not requested:

@@ -38,9 +38,26 @@ def timestamp(value: str | None, target: str) -> int | None:
     return ticks
 
 
+_CONTENT_TYPE = (b"content-type", JSON.encode())
+
+
+class JsonResponse(Response):
+    """A JSON answer, its headers written straight out (Starlette's Response would check and re-encode them)."""
+
+    media_type = JSON
+
+    def __init__(self, content: bytes, status_code: int = 200, headers: dict[str, str] | None = None) -> None:
+        self.status_code = status_code
+        self.body = content
+        self.background = None
+        self.raw_headers = [(b"content-length", str(len(content)).encode()), _CONTENT_TYPE]
+        if headers:
+            self.raw_headers += [(name.lower().encode("latin-1"), value.encode("latin-1"))
+                                 for name, value in headers.items()]
+
+
 def json_response(body: bytes | Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    content = body if isinstance(body, bytes) else msgspec.json.encode(body)
-    return Response(content, status_code=status, headers=headers, media_type=JSON)
+    return JsonResponse(body if isinstance(body, bytes) else msgspec.json.encode(body), status, headers)
 
 
 def query_int(value: str | None, name: str) -> int | None:
