@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 import json
 import re
+import time
 from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from openrooms.config import DEV_ACCESS_KEY, DEV_SECONDARY_KEY, Settings
+from openrooms.http import metrics
 from openrooms.http.app import create_app
 from openrooms.store.protocol import StoreUnavailable
 from openrooms.store.sqlite import SqliteStore
@@ -43,6 +45,11 @@ def test_metrics_count_every_worker_s_requests_by_operation_and_status(tmp_path:
         for _ in range(7):
             assert server.request("GET", f"/rooms/1234567890123456?{V}").status_code == 404
         assert server.request("GET", f"/rooms?{V}", sign=False).status_code == 401
+        # Each worker writes its counts out within a second of counting them.
+        deadline = time.monotonic() + 10
+        while requests_total(server, "rooms_create", 201) < 30 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(metrics.FLUSH_SECONDS + 0.5)
         for _ in range(5):  # every scrape, whichever worker answers it, reports the same totals
             assert requests_total(server, "rooms_create", 201) == 30
             assert requests_total(server, "rooms_get", 404) == 7

@@ -99,6 +99,7 @@ def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clo
                 await purger
             if owns_store:
                 await room_store.close()
+            metrics.flush()
 
     routes = [  # the busiest first: a request is matched against them in this order
         *rooms_api.routes(),

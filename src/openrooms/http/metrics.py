@@ -7,7 +7,9 @@ worker reports the sum over all of them.
 
 from __future__ import annotations
 
-import functools
+import asyncio
+import bisect
+import collections
 import os
 
 from prometheus_client import (
@@ -22,6 +24,7 @@ from prometheus_client import (
 from openrooms.config import PROMETHEUS_MULTIPROC_ENV
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 REQUESTS = Counter(
     "openrooms_requests", "HTTP requests answered, by operation and status code.", ["operation", "status"]
@@ -30,26 +33,61 @@ LATENCY = Histogram(
     "openrooms_request_duration_seconds",
     "Time from receiving a request to the start of its response, by operation.",
     ["operation"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    buckets=_BUCKETS,
 )
 STORE_ERRORS = Counter("openrooms_store_errors", "Requests that failed because the store was unavailable.")
 RATE_LIMITED = Counter("openrooms_rate_limited", "Requests refused with 429, by operation.", ["operation"])
 
 
-@functools.cache
-def _series(operation: str, status: int) -> tuple[Counter, Histogram]:
-    # Looking a labelled series up costs more than updating it; there are few (operation, status) pairs.
-    return REQUESTS.labels(operation, str(status)), LATENCY.labels(operation)
+FLUSH_SECONDS = 1.0
+
+# Counted here, written to prometheus-client's values in batches (`flush`): each write to one of its values
+# takes a lock and, with several workers, the process id (a system call) and a write to a shared file; written
+# one request at a time, that is three of each per request.
+_counts: collections.Counter[tuple[str, int]] = collections.Counter()
+_latencies: dict[str, list[float]] = {}  # by operation: [sum of seconds, count per bucket..., count over the last]
+_flush_timer: asyncio.TimerHandle | None = None
 
 
 def observe(operation: str, status: int, seconds: float) -> None:
-    requests, latency = _series(operation, status)
-    requests.inc()
-    latency.observe(seconds)
+    global _flush_timer
+    _counts[(operation, status)] += 1
+    tally = _latencies.get(operation)
+    if tally is None:
+        tally = _latencies[operation] = [0.0] * (len(_BUCKETS) + 2)
+    tally[0] += seconds
+    tally[1 + bisect.bisect_left(_BUCKETS, seconds)] += 1  # the first bucket with seconds <= its bound
+    if _flush_timer is None:
+        try:
+            _flush_timer = asyncio.get_running_loop().call_later(FLUSH_SECONDS, flush)
+        except RuntimeError:  # no event loop: write it out now
+            flush()
+
+
+def flush() -> None:
+    """Write what this process counted since the last flush to the metrics."""
+    global _flush_timer
+    if _flush_timer is not None:
+        _flush_timer.cancel()
+        _flush_timer = None
+    for (operation, status), count in _counts.items():
+        REQUESTS.labels(operation, str(status)).inc(count)
+    _counts.clear()
+    for operation, tally in _latencies.items():
+        series = LATENCY.labels(operation)
+        # prometheus-client has no call that adds many observations at once; these are the values its
+        # Histogram.observe adds to: the sum, and the one bucket an observation falls in (+Inf the last).
+        series._sum.inc(tally[0])
+        for bucket, observed in zip(series._buckets, tally[1:], strict=True):
+            if observed:
+                bucket.inc(observed)
+    _latencies.clear()
 
 
 def exposition() -> bytes:
-    """The metrics in the Prometheus text format: this process's, or every worker's in multiprocess mode."""
+    """The metrics in the Prometheus text format: this process's, or every worker's in multiprocess mode (each
+    worker's as of its last flush, at most `FLUSH_SECONDS` ago)."""
+    flush()
     if os.environ.get(PROMETHEUS_MULTIPROC_ENV):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import functools
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
-from urllib.parse import parse_qsl, quote
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -36,6 +35,7 @@ from openrooms.http.auth import HmacAuthenticator
 from openrooms.http.context import SCOPE_KEY, RequestContext
 from openrooms.http.ratelimit import RateLimiter
 from openrooms.http.versions import family_for_path
+from openrooms.http.wire import query_of
 from openrooms.service import errors as service_errors
 from openrooms.service.clock import Clock
 from openrooms.service.errors import ServiceError
@@ -63,12 +63,6 @@ def credential_for(method: str, path: str) -> Credential:
     if method == "POST" and is_join_path(path):
         return Credential.USER_TOKEN
     return Credential.ACCESS_KEY
-
-
-@functools.lru_cache(maxsize=1024)
-def _api_version_param(query_string: bytes) -> str | None:
-    # Cached: nearly every request of a client carries the same query string. A repeated parameter: the last.
-    return dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)).get("api-version")
 
 
 # The request headers any step reads (the operations read theirs from the Request); the rest are not decoded.
@@ -160,7 +154,7 @@ class Pipeline:
         family = family_for_path(path)
         if family is not None:
             ctx.api_family = family
-            ctx.api_version = family.resolve(_api_version_param(scope["query_string"]))
+            ctx.api_version = family.resolve(query_of(scope["query_string"]).get("api-version"))
         # -- 4. credential
         credential = credential_for(method, path)
         if credential is not Credential.NONE:

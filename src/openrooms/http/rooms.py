@@ -20,7 +20,7 @@ from openrooms.http import timestamps
 from openrooms.http.auth import undoubled_host
 from openrooms.http.context import context_of
 from openrooms.http.versions import ApiVersion
-from openrooms.http.wire import decode, json_response, query_int, timestamp
+from openrooms.http.wire import decode, json_response, query_int, query_of, timestamp
 from openrooms.service import errors
 from openrooms.service.clock import TICKS_PER_SECOND
 from openrooms.service.model import CreateRoom, Page, Participant, Repeatability, Room, UpdateRoom
@@ -194,17 +194,22 @@ class RoomsApi:
 
     @staticmethod
     def _paging(request: Request) -> tuple[str | None, int | None]:
-        query = request.query_params
+        query = query_of(request.scope["query_string"])
         return query.get("skipToken"), query_int(query.get("maxpagesize"), "maxpagesize")
 
     def _page_body(self, request: Request, version: ApiVersion, page: Page[Any], items: list[Any]) -> dict[str, Any]:
         body: dict[str, Any] = {"value": items}
         if page.next_cursor is not None:
             query = {"api-version": version.name, "skipToken": page.next_cursor}
-            if "maxpagesize" in request.query_params:
-                query["maxpagesize"] = request.query_params["maxpagesize"]
-            # The client follows nextLink as is: a doubled port would make it an invalid URL.
-            host = undoubled_host(request.headers.get("host", request.url.netloc))
-            origin = self._public_url or f"{request.url.scheme}://{host}"
-            body["nextLink"] = f"{origin}{request.url.path}?{urlencode(query)}"
+            sent = query_of(request.scope["query_string"])
+            if "maxpagesize" in sent:
+                query["maxpagesize"] = sent["maxpagesize"]
+            body["nextLink"] = f"{self._origin(request)}{request.scope['path']}?{urlencode(query)}"
         return body
+
+    def _origin(self, request: Request) -> str:
+        if self._public_url:
+            return self._public_url
+        host = request.headers.get("host") or request.url.netloc
+        # The client follows nextLink as is: a doubled port would make it an invalid URL.
+        return f"{request.scope['scheme']}://{undoubled_host(host)}"

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl
 
 import msgspec
 from starlette.responses import Response
@@ -58,6 +62,13 @@ class JsonResponse(Response):
 
 def json_response(body: bytes | Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return JsonResponse(body if isinstance(body, bytes) else msgspec.json.encode(body), status, headers)
+
+
+@functools.lru_cache(maxsize=1024)
+def query_of(query_string: bytes) -> Mapping[str, str]:
+    """A request's query parameters (a repeated one: its last value), as Starlette's `query_params` reads them.
+    Cached: a client sends the same query string request after request."""
+    return MappingProxyType(dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)))
 
 
 def query_int(value: str | None, name: str) -> int | None:

@@ -54,7 +54,7 @@ _PARTICIPANTS = msgspec.json.Decoder(list[Participant])
 def _rooms_page(where: str) -> str:
     return (
         "SELECT json_group_array(json_array(id, created_at, valid_from, valid_until, "
-        "json(iif(pstn_dial_out_enabled, 'true', 'false')))) "
+        "iif(pstn_dial_out_enabled, json('true'), json('false')))) "
         f"FROM (SELECT {_ROOM_COLUMNS} FROM rooms WHERE {where} ORDER BY created_at DESC, id DESC LIMIT ?)"
     )
 
