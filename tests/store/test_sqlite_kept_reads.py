@@ -31,11 +31,13 @@ async def test_a_read_is_kept_until_openrooms_changes_the_room(tmp_path: Path) -
         assert await store.get_room(ROOM.id) == ROOM
         assert await store.get_participant(ROOM.id, user_id(1)) == Participant(user_id(1), Role.ATTENDEE)
         assert await store.list_participants(ROOM.id, None, 10) == [Participant(user_id(1), Role.ATTENDEE)]
+        assert await store.list_rooms(T0, None, 10) == [ROOM]
         # Changed by hand, without moving the room's counter: the kept reads are what the store answers.
         change_behind_the_stores_back(path)
         assert await store.get_room(ROOM.id) == ROOM
         assert await store.get_participant(ROOM.id, user_id(1)) == Participant(user_id(1), Role.ATTENDEE)
         assert await store.list_participants(ROOM.id, None, 10) == [Participant(user_id(1), Role.ATTENDEE)]
+        assert await store.list_rooms(T0, None, 10) == [ROOM]
         # A change through any store on the file moves the counter, and every read is fresh again.
         other = SqliteStore.open(path)
         try:
@@ -43,13 +45,20 @@ async def test_a_read_is_kept_until_openrooms_changes_the_room(tmp_path: Path) -
         finally:
             await other.close()
         assert await store.get_room(ROOM.id) == ROOM._replace(pstn_dial_out_enabled=True)
+        assert await store.list_rooms(T0, None, 10) == [ROOM]  # a roster change leaves the list of rooms kept
+        other = SqliteStore.open(path)
+        try:
+            await other.update_room(ROOM.id, None, True)
+        finally:
+            await other.close()
+        assert await store.list_rooms(T0, None, 10) == [ROOM._replace(pstn_dial_out_enabled=True)]
         assert await store.list_participants(ROOM.id, None, 10) == [Participant(user_id(1), Role.CONSUMER),
                                                                     Participant(user_id(2), Role.PRESENTER)]
     finally:
         await store.close()
     counters = (tmp_path / "openrooms.db-changes").stat()
-    assert counters.st_size == SLOTS * 8
-    assert counters.st_blocks * 512 >= SLOTS * 8  # allocated, not sparse: a full disk cannot fail a bump
+    assert counters.st_size == (SLOTS + 1) * 8
+    assert counters.st_blocks * 512 >= (SLOTS + 1) * 8  # allocated, not sparse: a full disk cannot fail a bump
 
 
 async def test_a_rolled_back_change_leaves_nothing_stale(tmp_path: Path) -> None:
@@ -85,11 +94,13 @@ def test_counters_are_shared_by_every_mapping_of_the_file_and_only_grow(tmp_path
     assert first is not None and second is not None
     try:
         assert first.read("a") == second.read("a") == 0
-        first.bump(["a", "a", "b"])  # one bump per counter, however often a room is named
+        first.bump(["a", "a", "b"], listing=False)  # one bump per counter, however often a room is named
         assert second.read("a") == 1
-        second.bump(["a"])
+        assert second.read_listing() == 0
+        second.bump(["a"], listing=True)
         assert first.read("a") == 2
         assert first.read("b") == 1
+        assert first.read_listing() == 1
     finally:
         first.close()
         second.close()

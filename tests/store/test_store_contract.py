@@ -278,3 +278,28 @@ async def test_every_read_on_one_instance_sees_what_another_instance_changed(ope
     assert await first.get_participant(room(2).id, user_id(1)) is None
     assert await second.delete_room(room(2).id)
     assert await first.get_room(room(2).id) is None
+
+
+async def test_a_list_on_one_instance_sees_what_another_instance_changed_and_what_time_ended(
+    open_store: StoreFactory,
+) -> None:
+    first, second = open_store(), open_store()
+    await first.insert_room(room(1, created_at=T0, valid_until=T0 + 100), [], None)
+    await first.insert_room(room(2, created_at=T0 + 1, valid_until=T0 + 50), [], None)
+
+    async def listed(now: int) -> list[str]:
+        pages = [[r.id for r in await first.list_rooms(now, None, 10)] for _ in range(2)]
+        assert pages[0] == pages[1]
+        return pages[0]
+
+    assert await listed(T0 + 10) == [room(2).id, room(1).id]
+    assert await listed(T0 + 50) == [room(1).id]  # room 2 ended: no write, and still gone from the list
+    assert await listed(T0 + 10) == [room(2).id, room(1).id]
+    await second.insert_room(room(3, created_at=T0 + 2, valid_until=T0 + 100), [], None)
+    assert await listed(T0 + 10) == [room(3).id, room(2).id, room(1).id]
+    await second.update_room(room(3).id, (T0 + 2, T0 + 20), None)
+    assert await listed(T0 + 30) == [room(2).id, room(1).id]
+    await second.delete_room(room(1).id)
+    assert await listed(T0 + 10) == [room(3).id, room(2).id]
+    await second.purge(rooms_valid_before=T0 + 60, records_created_before=T0)
+    assert await listed(T0 + 10) == []

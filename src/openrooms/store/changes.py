@@ -3,10 +3,12 @@
 A SQLite read lets go of Python's GIL while SQLite works, twice for a single row. Under load the HTTP server's
 threads are waiting for the GIL, so each release hands it over and the read waits to get it back: a get room
 costs several times what its query costs. So the SQLite store keeps what it reads of a room (the room, one
-participant, a page of its roster) in memory, each with the room's *change counter* as it stood before the query.
+participant, a page of its roster) in memory, each with the room's *change counter* as it stood before the query,
+and pages of the list of rooms with the counter of the list.
 
 The counters live in a small file next to the database (`openrooms.db-changes`), mapped into every process that
-opens the database: 65,536 64-bit counters, a room's counter picked by a CRC of its id. Each write transaction
+opens the database: 65,536 64-bit counters, a room's counter picked by a CRC of its id, and one more for the
+list of rooms as a whole (moved by any change to a room itself, not to its roster). Each write transaction
 notes the rooms it touches. After the COMMIT, still holding the writers' lock, the writer adds one to their
 counters. A kept read is good while its room's counter still has the value read before the query:
 
@@ -32,7 +34,8 @@ from pathlib import Path
 from typing import Any
 
 SLOTS = 1 << 16
-_COUNTER = 8  # bytes
+_LISTING = SLOTS  # the counter after the rooms': the list of rooms
+_SIZE = (SLOTS + 1) * 8  # bytes
 
 
 class ChangeCounters:
@@ -47,7 +50,7 @@ class ChangeCounters:
     def open(cls, path: Path | None) -> ChangeCounters | None:
         """The counters of the database at `path` (None: in memory); None where the file cannot be had."""
         if path is None:
-            return cls(mmap.mmap(-1, SLOTS * _COUNTER))
+            return cls(mmap.mmap(-1, _SIZE))
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError:
@@ -56,8 +59,8 @@ class ChangeCounters:
             fcntl.flock(fd, fcntl.LOCK_EX)  # one process at a time sets the file up
             # Blocks of its own for every page, not a sparse file: a bump into a page that a full disk cannot
             # back would kill the process (SIGBUS). Extending the file adds zeros; what is there stays.
-            os.posix_fallocate(fd, 0, SLOTS * _COUNTER)
-            return cls(mmap.mmap(fd, SLOTS * _COUNTER))
+            os.posix_fallocate(fd, 0, _SIZE)
+            return cls(mmap.mmap(fd, _SIZE))
         except OSError:
             return None
         finally:
@@ -69,11 +72,17 @@ class ChangeCounters:
     def read(self, room_id: str) -> int:
         return self._counts[zlib.crc32(room_id.encode()) & (SLOTS - 1)]
 
-    def bump(self, room_ids: Iterable[str]) -> None:
-        """Only under the writers' lock, after the COMMIT of the changes to these rooms."""
+    def read_listing(self) -> int:
+        return self._counts[_LISTING]
+
+    def bump(self, room_ids: Iterable[str], *, listing: bool) -> None:
+        """Only under the writers' lock, after the COMMIT of the changes to these rooms (and, with `listing`,
+        to the list of rooms)."""
         counts = self._counts
         for slot in {zlib.crc32(room_id.encode()) & (SLOTS - 1) for room_id in room_ids}:
             counts[slot] += 1
+        if listing:
+            counts[_LISTING] += 1
 
     def close(self) -> None:
         self._counts.release()

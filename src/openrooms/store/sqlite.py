@@ -48,6 +48,7 @@ def _room(row: tuple[str, int, int, int, int]) -> Room:
 # interpreter to the HTTP server's threads and waits for it back. SQLite aggregates the rows of an ordered
 # subquery in that order.
 _ROOMS = msgspec.json.Decoder(list[Room])
+_FOREVER = 1 << 63
 _PARTICIPANTS = msgspec.json.Decoder(list[Participant])
 
 
@@ -102,9 +103,11 @@ class SqliteStore:
         # Reads kept while their room is unchanged (see `changes`); without counters nothing is kept.
         self._changes = changes
         self._changed: set[str] = set()  # rooms the transactions of the current group commit touch
+        self._listing_changed = False  # and whether any changed a room itself (not only its roster)
         self._rooms = Kept(1 << 15)
         self._participants = Kept(1 << 15)
         self._pages = Kept(1 << 8)
+        self._listings = Kept(1 << 8)
         writer.after_commit = self._bump
 
     @classmethod
@@ -175,9 +178,10 @@ class SqliteStore:
 
     def _bump(self) -> None:
         """The writer's after-commit step: move the counters of the rooms the group commit touched."""
-        if self._changed and self._changes is not None:
-            self._changes.bump(self._changed)
+        if (self._changed or self._listing_changed) and self._changes is not None:
+            self._changes.bump(self._changed, listing=self._listing_changed)
         self._changed.clear()
+        self._listing_changed = False
 
     def _counter(self, room_id: str) -> int | None:
         """The room's change counter, read before a query whose result is to be kept."""
@@ -193,6 +197,7 @@ class SqliteStore:
                 if earlier is not None:
                     return earlier
             self._changed.add(room.id)
+            self._listing_changed = True
             try:
                 db.execute("INSERT INTO room_ids (id) VALUES (?)", (room.id,))
             except sqlite3.IntegrityError:
@@ -241,6 +246,7 @@ class SqliteStore:
 
         def transaction(db: sqlite3.Connection) -> tuple[str, int, int, int, int] | None:
             self._changed.add(room_id)
+            self._listing_changed = True
             row: tuple[str, int, int, int, int] | None = db.execute(
                 "UPDATE rooms SET valid_from = coalesce(?, valid_from), valid_until = coalesce(?, valid_until), "
                 "pstn_dial_out_enabled = coalesce(?, pstn_dial_out_enabled) "
@@ -255,6 +261,7 @@ class SqliteStore:
     async def delete_room(self, room_id: str) -> bool:
         def transaction(db: sqlite3.Connection) -> bool:
             self._changed.add(room_id)
+            self._listing_changed = True
             return db.execute("DELETE FROM rooms WHERE id = ?", (room_id,)).rowcount > 0
 
         return await self._write(transaction)
@@ -267,7 +274,17 @@ class SqliteStore:
                 page = db.execute(_ROOMS_PAGE_AFTER, (after[0], after[1], valid_after, limit)).fetchone()[0]
             return page
 
-        return _ROOMS.decode(await self._read(query))
+        # A page stays right while no room changes and until the first of its rooms ends: time only ever takes
+        # rooms out of the list, and none of the rooms after the page can move into it before one of its own.
+        counter = None if self._changes is None else self._changes.read_listing()
+        kept: tuple[int, int, list[Room]] | None = self._listings.get((after, limit), counter)
+        if kept is not None and kept[0] <= valid_after < kept[1]:
+            return list(kept[2])
+        rooms = _ROOMS.decode(await self._read(query))
+        if counter is not None:
+            ends = min((room.valid_until for room in rooms), default=_FOREVER)
+            self._listings.put((after, limit), counter, (valid_after, ends, rooms))
+        return list(rooms)
 
     async def list_participants(self, room_id: str, after: str | None, limit: int) -> list[Participant] | None:
         def query(db: sqlite3.Connection) -> tuple[int | None, str]:
@@ -345,6 +362,7 @@ class SqliteStore:
                 (rooms_valid_before, _PURGE_BATCH),
             ).fetchall()
             self._changed.update(room_id for (room_id,) in ids)
+            self._listing_changed = True
             return len(ids)
 
         while True:
