@@ -86,10 +86,6 @@ def _create_record(db: sqlite3.Connection, request_id: str) -> CreateRecord | No
     return None if row is None else _record(row)
 
 
-def _room_exists(db: sqlite3.Connection, room_id: str) -> bool:
-    return db.execute("SELECT 1 FROM rooms WHERE id = ?", (room_id,)).fetchone() is not None
-
-
 def _roster_size(db: sqlite3.Connection, room_id: str) -> int:
     return int(db.execute("SELECT count(*) FROM participants WHERE room_id = ?", (room_id,)).fetchone()[0])
 
@@ -333,19 +329,26 @@ class SqliteStore:
     ) -> bool:
         def transaction(db: sqlite3.Connection) -> bool:
             self._changed.add(room_id)
-            if not _room_exists(db, room_id):
+            # Whether the room exists and its roster's size, in one statement (each one lets go of the GIL).
+            exists, before = db.execute(
+                "SELECT (SELECT 1 FROM rooms WHERE id = ?1), "
+                "iif(?2, (SELECT count(*) FROM participants WHERE room_id = ?1), 0)",
+                (room_id, max_participants is not None and bool(upserts)),
+            ).fetchone()
+            if exists is None:
                 return False
-            before = _roster_size(db, room_id) if max_participants is not None else 0
-            db.executemany(
-                "INSERT INTO participants (room_id, raw_id, role) VALUES (?, ?, ?) "
-                "ON CONFLICT (room_id, raw_id) DO UPDATE SET role = excluded.role",
-                [(room_id, raw_id, role.value) for raw_id, role in upserts.items()],
-            )
-            db.executemany(
-                "DELETE FROM participants WHERE room_id = ? AND raw_id = ?",
-                [(room_id, raw_id) for raw_id in removals],
-            )
-            if max_participants is not None:
+            if upserts:
+                db.executemany(
+                    "INSERT INTO participants (room_id, raw_id, role) VALUES (?, ?, ?) "
+                    "ON CONFLICT (room_id, raw_id) DO UPDATE SET role = excluded.role",
+                    [(room_id, raw_id, role.value) for raw_id, role in upserts.items()],
+                )
+            if removals:
+                db.executemany(
+                    "DELETE FROM participants WHERE room_id = ? AND raw_id = ?",
+                    [(room_id, raw_id) for raw_id in removals],
+                )
+            if max_participants is not None and upserts:  # only additions can grow a roster
                 after = _roster_size(db, room_id)
                 if after > max_participants and after > before:
                     raise RosterFull(after)  # the writer rolls this transaction back
