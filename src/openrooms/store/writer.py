@@ -5,8 +5,7 @@ request of the process; done one transaction at a time, it caps writes at one fs
 transaction (a function of the connection) is queued, and one flush at a time takes everything queued:
 
 1. a helper thread takes the write lock: `BEGIN IMMEDIATE`, which may have to wait for another process;
-2. the event loop runs the transactions (the statements are quick: pages in memory); one that raises is undone
-   alone (`_transact`);
+2. the event loop runs each transaction in its own SAVEPOINT (the statements are quick: pages in memory);
 3. the helper thread COMMITs: the fsync, while the event loop goes on serving (reads have their own
    connection, and new writes queue up for the next flush);
 4. the `after_commit` step runs while the write lock is still held (the SQLite store bumps its change
@@ -16,8 +15,9 @@ transaction (a function of the connection) is queued, and one flush at a time ta
 
 The statements run on the event loop's own thread rather than on a writer thread: a writer thread would have
 to win Python's GIL back from the busy event loop after every statement, and spent most of its time waiting
-for it. If the database itself fails (disk full, read-only, locked too long), the whole batch is rolled back
-and every transaction in it fails with `StoreUnavailable`.
+for it. A transaction that raises is rolled back to its savepoint alone. If the database itself fails (disk full,
+read-only, locked too long), the whole batch is rolled back and every transaction in it fails with
+`StoreUnavailable`.
 
 Several worker processes share one database file, and SQLite lets one of them write at a time. A writer that
 finds the database locked would wait in SQLite's busy handler, which sleeps 1, 2, 5, 10... ms between tries
@@ -119,11 +119,7 @@ class GroupCommitWriter:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         try:
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute("SAVEPOINT batch")
         except BaseException:
-            if self._db.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    self._db.execute("ROLLBACK")
             self._unlock()
             raise
 
@@ -132,38 +128,20 @@ class GroupCommitWriter:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def _transact(self, batch: list[_Job]) -> list[_Outcome]:
-        """Run the batch's transactions; one that raises leaves no trace, the others are kept.
-
-        Every statement lets go of the GIL, and under load each release costs a hand-over to the HTTP server's
-        threads and back, so a savepoint around every transaction would add two to each. Instead the batch
-        runs bare until a transaction raises; then everything is rolled back to the start of the batch, the
-        transactions before it are run again (on the same data, to the same results), and the rest of the batch
-        runs one savepoint each. No transaction runs more than twice.
-        """
         db = self._db
         outcomes: list[_Outcome] = []
-        careful = False
-        for position, (transaction, _) in enumerate(batch):
-            if careful:
-                db.execute("SAVEPOINT job")
+        for transaction, _ in batch:
+            db.execute("SAVEPOINT job")
             try:
                 result = transaction(db)
             except Exception as exc:
                 if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.IntegrityError):
                     raise  # the database failed, not this transaction: the whole batch goes
-                if careful:
-                    db.execute("ROLLBACK TO job")
-                    db.execute("RELEASE job")
-                else:
-                    db.execute("ROLLBACK TO batch")
-                    for (earlier, _), (kept, _) in zip(batch[:position], outcomes, strict=True):
-                        if earlier(db) != kept:
-                            raise RuntimeError("a transaction gave another result when run again") from None
-                    careful = True
+                db.execute("ROLLBACK TO job")
+                db.execute("RELEASE job")
                 outcomes.append((None, exc))
             else:
-                if careful:
-                    db.execute("RELEASE job")
+                db.execute("RELEASE job")
                 outcomes.append((result, None))
         return outcomes
 
