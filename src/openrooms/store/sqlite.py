@@ -48,8 +48,8 @@ def _room(row: tuple[str, int, int, int, int]) -> Room:
 # interpreter to the HTTP server's threads and waits for it back. SQLite aggregates the rows of an ordered
 # subquery in that order.
 _ROOMS = msgspec.json.Decoder(list[Room])
-_FOREVER = 1 << 63
 _PARTICIPANTS = msgspec.json.Decoder(list[Participant])
+_FOREVER = 1 << 63  # ticks: when a page with no rooms on it ends
 
 
 def _rooms_page(where: str) -> str:
