@@ -56,6 +56,38 @@ async def test_purges_started_together_delete_each_room_once(postgres_url: str) 
             await store.close()
 
 
+async def test_a_connection_is_checked_before_use_unless_a_request_just_used_it(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checks = 0
+    real_check = postgres.AsyncConnectionPool.check_connection
+
+    async def counted(connection: object) -> None:
+        nonlocal checks
+        checks += 1
+        await real_check(connection)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(postgres.AsyncConnectionPool, "check_connection", counted)
+    store = PostgresStore.open(postgres_url, pool_size=1)
+    try:
+        for _ in range(5):
+            assert await store.get_room("12345678901234567") is None
+        assert checks == 1  # the first use only: each later one follows a use moments before
+        monkeypatch.setattr(postgres, "RECENTLY_USED", 0.0)
+        for _ in range(3):
+            assert await store.get_room("12345678901234567") is None
+        assert checks == 4
+        # A call that failed does not vouch for its connection: the next use checks it.
+        monkeypatch.setattr(postgres, "RECENTLY_USED", 60.0)
+        with pytest.raises(postgres.psycopg.errors.UndefinedTable):
+            async with store._connection() as db:
+                await db.execute("SELECT * FROM no_such_table")
+        assert await store.get_room("12345678901234567") is None
+        assert checks == 5
+    finally:
+        await store.close()
+
+
 def test_urls() -> None:
     assert postgres.redacted("postgresql://u:secret@h:5432/d?x=1") == "postgresql://u:***@h:5432/d?x=1"
     assert postgres.redacted("postgresql://u@h/d") == "postgresql://u@h/d"

@@ -8,8 +8,9 @@ room ids are claimed in the `room_ids` ledger.
 
 Failures never hang a request: connecting, waiting for a pooled connection, each statement and each lock wait
 have time limits, and any of them (or a lost connection) becomes `StoreUnavailable`, which the HTTP layer
-answers with 503. The pool checks a connection before handing it out and reconnects in the background, so an
-instance recovers by itself when the database is back.
+answers with 503. The pool checks a connection before handing it out, unless a request used it without error
+in the last `RECENTLY_USED` seconds (a check is a round trip of its own: under load it doubled the cost of a get
+room), and reconnects in the background, so an instance recovers by itself when the database is back.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+import weakref
 from collections.abc import AsyncIterator, Collection, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -47,6 +50,7 @@ CALL_TIMEOUT = 15.0
 # After this long failing to reconnect, the pool stops trying in the background; a waiting request starts a
 # new attempt. Short, so that recovery after an outage does not wait out a long back-off.
 RECONNECT_TIMEOUT = 5.0
+RECENTLY_USED = 2.0  # seconds
 # Server-side limits, in ms. A URL's own `options=-c ...` come after these, so they win.
 SESSION_OPTIONS = "-c statement_timeout=10000 -c lock_timeout=5000 -c idle_in_transaction_session_timeout=30000"
 
@@ -182,12 +186,13 @@ class PostgresStore:
             max_size=max(1, pool_size),
             timeout=POOL_WAIT,
             reconnect_timeout=RECONNECT_TIMEOUT,
-            check=AsyncConnectionPool.check_connection,
+            check=self._check_unless_recently_used,
             open=False,
             name="openrooms",
         )
         self._opened = False
         self._open_lock = asyncio.Lock()
+        self._last_used: weakref.WeakKeyDictionary[AsyncConnection[Any], float] = weakref.WeakKeyDictionary()
 
     @classmethod
     def open(cls, url: str, *, pool_size: int = DEFAULT_POOL_SIZE, check: bool = True) -> PostgresStore:
@@ -211,12 +216,18 @@ class PostgresStore:
         try:
             async with asyncio.timeout(CALL_TIMEOUT), self._pool.connection() as connection:
                 yield connection
+                self._last_used[connection] = time.monotonic()
         except TimeoutError as exc:
             log.warning("store call timed out after %ss", CALL_TIMEOUT)
             raise StoreUnavailable("the database did not answer in time") from exc
         except (psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction) as exc:
             log.warning("store call failed: %s: %s", type(exc).__name__, str(exc).strip())
             raise StoreUnavailable(_reason(exc)) from exc
+
+    async def _check_unless_recently_used(self, connection: AsyncConnection[Any]) -> None:
+        used = self._last_used.pop(connection, None)
+        if used is None or time.monotonic() - used >= RECENTLY_USED:
+            await AsyncConnectionPool.check_connection(connection)
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[AsyncConnection[Any]]:
