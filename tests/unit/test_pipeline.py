@@ -68,6 +68,39 @@ async def test_credentials_are_checked_before_routing(app: Pipeline) -> None:
     assert response.json()["error"]["code"] == "Denied"
 
 
+@pytest.mark.parametrize(("http_version", "length", "waits_for_body"), [
+    ("1.1", None, False),  # HTTP/1 without Content-Length or Transfer-Encoding: no body (RFC 9112, 6.3)
+    ("1.1", "0", False),
+    ("2", None, True),  # HTTP/2 says where a body ends in its frames, not its headers
+    ("1.1", "2", True),
+])
+async def test_the_body_is_waited_for_only_when_the_request_has_one(
+    app: Pipeline, http_version: str, length: str | None, waits_for_body: bool
+) -> None:
+    body = b"{}" if length == "2" else b""
+    path, _, query = f"/rooms?{V}".partition("?")
+    headers = {"host": HOST, **sign_headers("POST", f"{path}?{query}", HOST, body)}
+    if length is not None:
+        headers["content-length"] = length
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": http_version, "method": "POST",
+             "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": query.encode(),
+             "root_path": "", "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+             "client": ("127.0.0.1", 1), "server": (HOST, 80)}
+    received: list[bool] = []
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        received.append(True)
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    assert sent[0]["status"] == 201
+    assert bool(received) is waits_for_body
+
+
 async def test_the_lifespan_starts_and_stops_the_app() -> None:
     store = SqliteStore.open(None)
     app = create_app(Settings(in_memory=True), store=store)

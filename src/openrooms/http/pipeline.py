@@ -67,8 +67,8 @@ def credential_for(method: str, path: str) -> Credential:
 
 # The request headers any step reads (the operations read theirs from the Request); the rest are not decoded.
 _READ_HEADERS = tuple((name.encode(), name) for name in (
-    "authorization", "x-ms-content-sha256", "x-ms-date", "date", "host", "content-length", "x-ms-client-request-id",
-    "ms-cv",
+    "authorization", "x-ms-content-sha256", "x-ms-date", "date", "host", "content-length", "transfer-encoding",
+    "x-ms-client-request-id", "ms-cv",
 ))
 
 
@@ -158,7 +158,7 @@ class Pipeline:
         # -- 4. credential
         credential = credential_for(method, path)
         if credential is not Credential.NONE:
-            ctx.body = await self._read_body(headers, receive)
+            ctx.body = await self._read_body(scope, headers, receive)
             if credential is Credential.ACCESS_KEY:
                 await self._authenticate(scope, headers, ctx)
         # -- 5. operation
@@ -186,8 +186,11 @@ class Pipeline:
                 metrics.RATE_LIMITED.labels(ctx.operation).inc()
                 raise service_errors.too_many_requests(ctx.operation, wait)
 
-    async def _read_body(self, headers: dict[str, str], receive: Receive) -> bytes:
+    async def _read_body(self, scope: Scope, headers: dict[str, str], receive: Receive) -> bytes:
         declared = headers.get("content-length", "")
+        if declared == "0" or (not declared and "transfer-encoding" not in headers
+                               and scope.get("http_version") in ("1.0", "1.1")):
+            return b""  # no body to wait for (an HTTP/1 request without either header has none: RFC 9112, 6.3)
         if declared.isdigit() and int(declared) > self._max_body:
             raise self._too_large()
         chunks: list[bytes] = []
