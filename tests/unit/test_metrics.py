@@ -44,3 +44,19 @@ async def test_observations_are_written_out_within_the_flush_interval() -> None:
     assert requests_total("timed_op", 204) == counted  # not yet
     await asyncio.sleep(metrics.FLUSH_SECONDS + 0.2)
     assert requests_total("timed_op", 204) == counted + 1
+
+
+def test_counts_are_written_out_from_a_later_event_loop_too() -> None:
+    async def count_and_leave() -> None:  # the loop closes before its flush timer fires
+        metrics.observe("loop_op", 200, 0.002)
+
+    metrics.flush()
+    asyncio.run(count_and_leave())
+    counted = requests_total("loop_op", 200)
+
+    async def count_and_wait() -> None:
+        metrics.observe("loop_op", 200, 0.002)
+        await asyncio.sleep(metrics.FLUSH_SECONDS + 0.2)
+
+    asyncio.run(count_and_wait())
+    assert requests_total("loop_op", 200) == counted + 2

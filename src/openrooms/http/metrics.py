@@ -47,21 +47,24 @@ FLUSH_SECONDS = 1.0
 _counts: collections.Counter[tuple[str, int]] = collections.Counter()
 _latencies: dict[str, list[float]] = {}  # by operation: [sum of seconds, count per bucket..., count over the last]
 _flush_timer: asyncio.TimerHandle | None = None
+_flush_loop: asyncio.AbstractEventLoop | None = None  # the loop the timer runs on (a closed one never fires it)
 
 
 def observe(operation: str, status: int, seconds: float) -> None:
-    global _flush_timer
+    global _flush_timer, _flush_loop
     _counts[(operation, status)] += 1
     tally = _latencies.get(operation)
     if tally is None:
         tally = _latencies[operation] = [0.0] * (len(_BUCKETS) + 2)
     tally[0] += seconds
     tally[1 + bisect.bisect_left(_BUCKETS, seconds)] += 1  # the first bucket with seconds <= its bound
-    if _flush_timer is None:
-        try:
-            _flush_timer = asyncio.get_running_loop().call_later(FLUSH_SECONDS, flush)
-        except RuntimeError:  # no event loop: write it out now
-            flush()
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # no event loop: write it out now
+        flush()
+        return
+    if _flush_timer is None or loop is not _flush_loop:
+        _flush_timer, _flush_loop = loop.call_later(FLUSH_SECONDS, flush), loop
 
 
 def flush() -> None:
