@@ -70,7 +70,7 @@ class ChangeCounters:
             os.close(fd)
 
     def read(self, room_id: str) -> int:
-        return self._counts[zlib.crc32(room_id.encode()) & (SLOTS - 1)]
+        return self._counts[_slot(room_id)]
 
     def read_listing(self) -> int:
         return self._counts[_LISTING]
@@ -79,7 +79,7 @@ class ChangeCounters:
         """Only under the writers' lock, after the COMMIT of the changes to these rooms (and, with `listing`,
         to the list of rooms)."""
         counts = self._counts
-        for slot in {zlib.crc32(room_id.encode()) & (SLOTS - 1) for room_id in room_ids}:
+        for slot in {_slot(room_id) for room_id in room_ids}:
             counts[slot] += 1
         if listing:
             counts[_LISTING] += 1
@@ -88,6 +88,10 @@ class ChangeCounters:
         self._counts.release()
         with contextlib.suppress(BufferError):
             self._region.close()
+
+
+def _slot(room_id: str) -> int:
+    return zlib.crc32(room_id.encode()) & (SLOTS - 1)
 
 
 class Kept:
