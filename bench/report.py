@@ -60,12 +60,18 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
 
 def _throughput_rows(rows: dict[str, dict[str, Any]]) -> list[list[Any]]:
     return [[name, r["requests_per_second"], r.get("baseline_rps", "-"),
-             f"{r['ratio_to_baseline']:.3f}x" if "ratio_to_baseline" in r else "-", r["p50_ms"], r["p99_ms"],
-             r["errors"], r["server_cpu_cores"], r["server_peak_rss_mb"], r["generator_cpu_cores"]]
+             f"{r['ratio_to_baseline']:.3f}x" if "ratio_to_baseline" in r else "-", _rounds(r), r["p50_ms"],
+             r["p99_ms"], r["errors"], r["server_cpu_cores"], r["server_peak_rss_mb"], r["generator_cpu_cores"]]
             for name, r in rows.items() if isinstance(r, dict)]
 
 
-THROUGHPUT_HEADERS = ["workload", "req/s", "baseline req/s", "ratio", "p50 ms", "p99 ms", "errors",
+def _rounds(row: dict[str, Any]) -> str:
+    if "ratio_to_baseline_rounds" in row:
+        return ", ".join(f"{ratio:.2f}" for ratio in row["ratio_to_baseline_rounds"])
+    return ", ".join(f"{rps:,.0f}" for rps in row.get("requests_per_second_rounds", []))
+
+
+THROUGHPUT_HEADERS = ["workload", "req/s", "baseline req/s", "ratio", "every round", "p50 ms", "p99 ms", "errors",
                       "server CPU (cores)", "server peak RSS MB", "wrk CPU (cores)"]
 
 
@@ -78,7 +84,10 @@ def markdown(doc: dict[str, Any]) -> str:
         f"wrk, 1 thread, {s['connections']} keep-alive connections, {s['seconds_per_run']} s per run after "
         f"{s['warmup_seconds']} s of warm-up, plain HTTP; every request is a distinct pre-signed HMAC request "
         "from a pool of 4,000. The baseline is a bare ASGI app on the same granian with the same worker count, "
-        "answering the same requests with bodies of the same shape (no auth, no store). Server CPU is from "
+        "answering the same requests with bodies of the same shape (no auth, no store). "
+        f"Each workload runs {s.get('rounds', 1)} time(s) against openrooms and the baseline in turn, both "
+        "servers up; a row is the round with the median ratio (\"every round\" lists all of them; without a "
+        "baseline, the median throughput and every round's req/s). Server CPU is from "
         "/proc of the server's process tree, in cores (1.00 = one core busy); wrk CPU likewise. Server and wrk "
         "share the machine.\n",
         "## Targets\n",
@@ -121,11 +130,14 @@ def markdown(doc: dict[str, Any]) -> str:
                 f"API): {sc['small_rooms']:,} rooms / {sc['small_participants']:,} roster entries in "
                 f"{sc['small_preload_seconds']} s; {sc['large_rooms']:,} rooms / {sc['large_participants']:,} roster "
                 f"entries in {sc['large_preload_seconds']} s ({sc['large_database_mb']:,} MB). 1 worker.\n",
+                "Both servers run at once; each workload runs against one and then the other, "
+                f"{s.get('rounds', 1)} time(s), and a row is the round with the median p50 ratio.\n",
                 _table(["workload", "req/s small", "req/s large", "p50 ms small", "p50 ms large", "p50 ratio",
-                        "p99 ms small", "p99 ms large", "p99 ratio", "errors"],
+                        "every round", "p99 ms small", "p99 ms large", "p99 ratio", "errors"],
                        [[w, r["small"]["requests_per_second"], r["large"]["requests_per_second"], r["small"]["p50_ms"],
-                         r["large"]["p50_ms"], f"{r['p50_ratio']}x", r["small"]["p99_ms"], r["large"]["p99_ms"],
-                         f"{r['p99_ratio']}x", r["small"]["errors"] + r["large"]["errors"]]
+                         r["large"]["p50_ms"], f"{r['p50_ratio']}x",
+                         ", ".join(f"{x:.2f}" for x in r.get("p50_ratio_rounds", [])), r["small"]["p99_ms"],
+                         r["large"]["p99_ms"], f"{r['p99_ratio']}x", r["small"]["errors"] + r["large"]["errors"]]
                         for w, r in sc["workloads"].items()]),
                 f"Server peak RSS: {sc['small_server_peak_rss_mb']} MB with {sc['small_rooms']:,} rooms, "
                 f"{sc['large_server_peak_rss_mb']} MB with {sc['large_rooms']:,} rooms.\n"]

@@ -35,6 +35,7 @@ console = Console(stderr=True, width=170, log_path=False)
 @dataclasses.dataclass
 class Settings:
     seconds: float
+    rounds: int
     warmup: float
     connections: int
     workloads: list[str]
@@ -76,8 +77,9 @@ class Suite:
             yield server
 
     # -- load -----------------------------------------------------------------------------------------------
-    def drive(self, server: RunningServer, pool: list[bytes], label: str) -> LoadResult:
+    def drive(self, server: RunningServer, pool: list[bytes], label: str, number: int = 1) -> LoadResult:
         path = write_pool(self.s.work / f"{label}.pool", pool)
+        label += f" #{number}" if self.s.rounds > 1 else ""
         if self.s.warmup > 0:
             measure.run_wrk(server, path, seconds=self.s.warmup, connections=self.s.connections)
         result = measure.run_wrk(server, path, seconds=self.s.seconds, connections=self.s.connections)
@@ -95,30 +97,35 @@ class Suite:
 
     def throughput(self, section: str, workers: int, workloads: list[str], database_url: str | None = None,
                    baseline: bool = True) -> dict[str, dict[str, Any]]:
-        """Each workload against openrooms, then the same pools against the baseline."""
+        """Each workload against openrooms and the baseline in turn, `rounds` times (both servers stay up).
+
+        Runs taken minutes apart on a shared machine can differ by a fifth, so each ratio is of two runs taken
+        back to back, and the row of a workload is its round with the median ratio (with no baseline: the
+        median throughput); every run is also kept in "runs"."""
         store = "postgresql" if database_url else "sqlite"
-        pools: dict[str, list[bytes]] = {}
         rows: dict[str, dict[str, Any]] = {}
-        with self.openrooms(section, workers, database_url) as server:
+        with contextlib.ExitStack() as servers:
+            server = servers.enter_context(self.openrooms(section, workers, database_url))
+            base = servers.enter_context(self.baseline(workers)) if baseline else None
             client = Client(server.host, server.port)
             fixture = seed(client, self.s.seed_rooms)
             client.close()
             host = f"{server.host}:{server.port}"
             for workload in workloads:
-                pools[workload] = Pools(fixture, host).pool(WORKLOADS[workload][0])
-                result = self.drive(server, pools[workload], f"{section}-{workload}")
-                rows[workload] = self.record(section, workload, "openrooms", workers, store, result)
+                pool = Pools(fixture, host).pool(WORKLOADS[workload][0])
+                rounds = []
+                for number in range(1, self.s.rounds + 1):
+                    ours = self.drive(server, pool, f"{section}-{workload}", number)
+                    row = self.record(section, workload, "openrooms", workers, store, ours, round=number)
+                    if base is not None:
+                        theirs = self.drive(base, pool, f"baseline-{workers}-{workload}", number)
+                        self.record(section, workload, "baseline", workers, "none", theirs, round=number)
+                        row = {**row, "baseline_rps": theirs.requests_per_second,
+                               "ratio_to_baseline": round(ours.requests_per_second / theirs.requests_per_second, 3)}
+                    rounds.append(row)
+                rows[workload] = _median_round(rounds)
             if section == "sqlite-1-worker":
                 self.sections["paged_scan"] = self.paged_scan(server, self.s.scan_seconds)
-        if baseline:
-            with self.baseline(workers) as server:
-                console.log(f"[bold]baseline[/]: bare ASGI app on granian --workers {workers}")
-                for workload in workloads:
-                    result = self.drive(server, pools[workload], f"baseline-{workers}-{workload}")
-                    base = self.record(section, workload, "baseline", workers, "none", result)
-                    rows[workload]["baseline_rps"] = base["requests_per_second"]
-                    rows[workload]["ratio_to_baseline"] = round(
-                        rows[workload]["requests_per_second"] / base["requests_per_second"], 3)
         return rows
 
     # -- paged scan -----------------------------------------------------------------------------------------
@@ -158,39 +165,57 @@ class Suite:
 
     # -- scale ----------------------------------------------------------------------------------------------
     def scale(self) -> dict[str, Any]:
+        """1k and 1M rooms, both servers up, each workload against one and then the other, `rounds` times."""
         sizes = {"small": (1000, 10_000), "large": (self.s.scale_rooms, self.s.scale_participants)}
         workloads = ["get_room", "list_rooms_first_page", "list_participants_1000", "create_room"]
         out: dict[str, Any] = {"workloads": {}}
+        ids: dict[str, list[str]] = {}
         for label, (rooms, participants) in sizes.items():
             location = self.s.work / f"scale-{label}"
             shutil.rmtree(location, ignore_errors=True)
             console.log(f"[bold]scale[/]: bulk preload of {rooms:,} rooms and {participants:,} roster entries "
                         "(direct SQLite inserts, bypassing the API)")
             started = time.monotonic()
-            ids = preload.preload(location, rooms, participants, quiet=not console.is_terminal)
+            ids[label] = preload.preload(location, rooms, participants, quiet=not console.is_terminal)
             out[f"{label}_preload_seconds"] = round(time.monotonic() - started, 1)
             out[f"{label}_database_mb"] = round((location / "openrooms.db").stat().st_size / 2**20)
-            with self.openrooms(f"scale-{label}", 1, location=location) as server:
+            out[f"{label}_rooms"], out[f"{label}_participants"] = rooms, participants
+        with contextlib.ExitStack() as stack:
+            servers: dict[str, RunningServer] = {}
+            fixtures: dict[str, Fixture] = {}
+            for label in sizes:
+                server = servers[label] = stack.enter_context(
+                    self.openrooms(f"scale-{label}", 1, location=self.s.work / f"scale-{label}"))
                 client = Client(server.host, server.port)
-                fixture = Fixture(ids, big_room(client))
+                fixtures[label] = Fixture(ids[label], big_room(client))
                 client.close()
-                host = f"{server.host}:{server.port}"
-                peak = 0.0
-                for workload in workloads:
-                    pool = Pools(fixture, host).pool(WORKLOADS[workload][0])
-                    result = self.drive(server, pool, f"scale-{label}-{workload}")
-                    self.record("scale", workload, "openrooms", 1, f"sqlite {rooms} rooms", result, rooms=rooms)
-                    out["workloads"].setdefault(workload, {})[label] = dataclasses.asdict(result)
-                    peak = max(peak, result.server_peak_rss_mb)
-                if label == "large":
-                    scan = self.paged_scan(server, 1800)  # the whole table, however long
-                    out["paged_scan"] = scan
-                    peak = max(peak, scan["server_peak_rss_mb"])
-                out[f"{label}_server_peak_rss_mb"] = peak
-            out[f"{label}_rooms"] = rooms
-            out[f"{label}_participants"] = participants
-            if label == "large":
-                shutil.rmtree(location, ignore_errors=True)  # gigabytes
+            peak = dict.fromkeys(sizes, 0.0)
+            for workload in workloads:
+                pools = {label: Pools(fixtures[label], f"{servers[label].host}:{servers[label].port}").pool(
+                    WORKLOADS[workload][0]) for label in sizes}
+                rounds = []
+                for number in range(1, self.s.rounds + 1):
+                    results = {}
+                    for label, (rooms, _) in sizes.items():
+                        result = results[label] = self.drive(servers[label], pools[label],
+                                                             f"scale-{label}-{workload}", number)
+                        self.record("scale", workload, "openrooms", 1, f"sqlite {rooms} rooms", result, rooms=rooms,
+                                    round=number)
+                        peak[label] = max(peak[label], result.server_peak_rss_mb)
+                    rounds.append(results)
+                # the round with the median p50 ratio, as the throughput tables pick theirs
+                ranked = sorted(rounds, key=lambda r: r["large"].p50_ms / r["small"].p50_ms)
+                median = ranked[(len(ranked) - 1) // 2]
+                out["workloads"][workload] = {
+                    **{label: dataclasses.asdict(median[label]) for label in sizes},
+                    "p50_ratio_rounds": [round(r["large"].p50_ms / r["small"].p50_ms, 3) for r in rounds],
+                }
+            scan = self.paged_scan(servers["large"], 1800)  # the whole table, however long
+            out["paged_scan"] = scan
+            peak["large"] = max(peak["large"], scan["server_peak_rss_mb"])
+            for label in sizes:
+                out[f"{label}_server_peak_rss_mb"] = peak[label]
+        shutil.rmtree(self.s.work / "scale-large", ignore_errors=True)  # gigabytes
         for by_size in out["workloads"].values():
             small, large = by_size["small"], by_size["large"]
             by_size["p50_ratio"] = round(large["p50_ms"] / small["p50_ms"], 3)
@@ -277,7 +302,7 @@ class Suite:
                 "wrk": wrk_version.splitlines()[0] if wrk_version else "",
                 "commit": commit + (" + uncommitted changes in src/" if dirty else ""),
             },
-            "settings": {"seconds_per_run": self.s.seconds, "warmup_seconds": self.s.warmup,
+            "settings": {"seconds_per_run": self.s.seconds, "rounds": self.s.rounds, "warmup_seconds": self.s.warmup,
                          "connections": self.s.connections, "wrk_threads": 1, "seed_rooms": self.s.seed_rooms,
                          "tls": False},
             "workloads": {name: what for name, (_, what) in WORKLOADS.items() if name in self.s.workloads},
@@ -291,9 +316,22 @@ class Suite:
 CORE = ["get_room", "create_room", "mixed"]
 
 
+def _median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round with the median ratio to the baseline (or throughput), with every round's number beside it."""
+    key = "ratio_to_baseline" if "ratio_to_baseline" in rounds[0] else "requests_per_second"
+    ranked = sorted(rounds, key=lambda row: row[key])
+    row = dict(ranked[(len(ranked) - 1) // 2])
+    row.pop("round", None)
+    row[f"{key}_rounds"] = [r[key] for r in rounds]
+    return row
+
+
 def parse(argv: list[str] | None = None) -> tuple[Settings, Path]:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--seconds", type=float, default=6, help="measured seconds per run (default 6)")
+    parser.add_argument("--seconds", type=float, default=4, help="measured seconds per run (default 4)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="runs of each workload, openrooms and baseline back to back (default 3; the median "
+                             "round is reported)")
     parser.add_argument("--warmup", type=float, default=1, help="warm-up seconds before each run (default 1)")
     parser.add_argument("--connections", type=int, default=32, help="keep-alive connections (default 32)")
     parser.add_argument("--workload", action="append", choices=list(WORKLOADS), help="only these (repeatable)")
@@ -315,7 +353,7 @@ def parse(argv: list[str] | None = None) -> tuple[Settings, Path]:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     settings = Settings(
-        seconds=args.seconds, warmup=args.warmup, connections=args.connections,
+        seconds=args.seconds, rounds=max(1, args.rounds), warmup=args.warmup, connections=args.connections,
         workloads=args.workload or list(WORKLOADS), seed_rooms=args.seed_rooms, baseline=not args.no_baseline,
         workers=[int(w) for w in args.workers.split(",") if w], postgres_url=args.postgres_url, scale=args.scale,
         scale_rooms=args.scale_rooms, scale_participants=args.scale_participants, scan_seconds=args.scan_seconds,

@@ -17,10 +17,11 @@ FIELDS = ("requests_per_second", "p50_ms", "p99_ms", "errors", "server_cpu_cores
 
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (`make bench` installs it)")
-def test_one_workload_for_two_seconds_reports_every_field_and_no_errors(tmp_path: Path) -> None:
+def test_one_workload_for_two_rounds_reports_every_field_and_no_errors(tmp_path: Path) -> None:
     subprocess.run(
         [sys.executable, "-m", "bench", "--seconds", "2", "--warmup", "0", "--workload", "get_room",
-         "--workers", "1", "--seed-rooms", "20", "--scan-seconds", "2", "--no-store-limit", "--output", str(tmp_path)],
+         "--workers", "1", "--rounds", "2", "--seed-rooms", "20", "--scan-seconds", "2", "--no-store-limit",
+         "--output", str(tmp_path)],
         cwd=REPO, check=True, capture_output=True, timeout=180,
     )
     report = json.loads((tmp_path / "report.json").read_text())
@@ -31,8 +32,15 @@ def test_one_workload_for_two_seconds_reports_every_field_and_no_errors(tmp_path
     assert row["requests_per_second"] > 0 and row["baseline_rps"] > 0
     assert 0 < row["p50_ms"] <= row["p99_ms"]
     assert row["server_cpu_cores"] > 0 and row["server_peak_rss_mb"] > 0
-    baseline = [r for r in report["runs"] if r["target"] == "baseline"]
-    assert len(baseline) == 1 and baseline[0]["errors"] == 0
+    # Two rounds, openrooms then the baseline each time; the row is the lower of the two rounds' ratios
+    runs = [(r["target"], r["round"]) for r in report["runs"] if r["workload"] == "get_room"]
+    assert runs == [("openrooms", 1), ("baseline", 1), ("openrooms", 2), ("baseline", 2)]
+    assert all(r["errors"] == 0 for r in report["runs"])
+    ours = [r["requests_per_second"] for r in report["runs"] if r["target"] == "openrooms"]
+    theirs = [r["requests_per_second"] for r in report["runs"] if r["target"] == "baseline"]
+    ratios = [round(a / b, 3) for a, b in zip(ours, theirs, strict=True)]
+    assert row["ratio_to_baseline_rounds"] == ratios
+    assert row["ratio_to_baseline"] == min(ratios) and row["baseline_rps"] == theirs[ratios.index(min(ratios))]
     assert report["paged_scan"]["rooms"] >= 21  # the seeded rooms and the 1,000-participant room
     assert {t["target"] for t in report["targets"]} >= {"get_room vs baseline (1 worker)",
                                                          "get_room p99 at 32 connections"}
