@@ -16,9 +16,9 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from rich.console import Console
 
@@ -27,6 +27,7 @@ from bench.measure import LoadResult, RunningServer
 from bench.wire import Client, write_pool
 from bench.workloads import WORKLOADS, WRITES, Fixture, Pools, big_room, seed
 
+T = TypeVar("T")
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
 console = Console(stderr=True, width=170, log_path=False)
@@ -204,8 +205,7 @@ class Suite:
                         peak[label] = max(peak[label], result.server_peak_rss_mb)
                     rounds.append(results)
                 # the round with the median p50 ratio, as the throughput tables pick theirs
-                ranked = sorted(rounds, key=lambda r: r["large"].p50_ms / r["small"].p50_ms)
-                median = ranked[(len(ranked) - 1) // 2]
+                median = _median(rounds, key=lambda r: r["large"].p50_ms / r["small"].p50_ms)
                 out["workloads"][workload] = {
                     **{label: dataclasses.asdict(median[label]) for label in sizes},
                     "p50_ratio_rounds": [round(r["large"].p50_ms / r["small"].p50_ms, 3) for r in rounds],
@@ -316,11 +316,15 @@ class Suite:
 CORE = ["get_room", "create_room", "mixed"]
 
 
+def _median(items: Sequence[T], key: Callable[[T], float]) -> T:
+    """The item with the median key (of an even number of items, the lower of the middle two)."""
+    return sorted(items, key=key)[(len(items) - 1) // 2]
+
+
 def _median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """The round with the median ratio to the baseline (or throughput), with every round's number beside it."""
     key = "ratio_to_baseline" if "ratio_to_baseline" in rounds[0] else "requests_per_second"
-    ranked = sorted(rounds, key=lambda row: row[key])
-    row = dict(ranked[(len(ranked) - 1) // 2])
+    row = dict(_median(rounds, key=lambda r: r[key]))
     row.pop("round", None)
     row[f"{key}_rounds"] = [r[key] for r in rounds]
     return row
