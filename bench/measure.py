@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from openrooms.config import event_loop
+
 BENCH_DIR = Path(__file__).resolve().parent
 ROTATE_LUA = BENCH_DIR / "rotate.lua"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -154,9 +156,10 @@ def openrooms_command(port: int, location: Path, workers: int, database_url: str
 
 
 def baseline_command(port: int, workers: int) -> list[str]:
-    # the same server and settings `openrooms serve` uses: granian, ASGI, N workers, no access log
+    # the same server and settings `openrooms serve` uses: granian, ASGI, N workers, its event loop, no access log
     return [sys.executable, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
-            "--workers", str(workers), "--log-level", "warning", "--no-access-log", "bench.baseline_app:app"]
+            "--workers", str(workers), "--loop", event_loop(), "--log-level", "warning", "--no-access-log",
+            "bench.baseline_app:app"]
 
 
 @dataclass

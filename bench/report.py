@@ -80,7 +80,8 @@ def markdown(doc: dict[str, Any]) -> str:
     out = [
         "# openrooms benchmark report\n",
         f"{doc['generated_at']}, {doc['total_seconds']} s. {m['cpus']} CPUs, {m['platform']}, Python {m['python']}, "
-        f"SQLite {m['sqlite']}, {m['granian']}, {m['wrk']}; openrooms at {m['commit']}.\n",
+        f"SQLite {m['sqlite']}, {m['granian']} (event loop: {m.get('event_loop', 'asyncio')}), {m['wrk']}; "
+        f"openrooms at {m['commit']}.\n",
         f"wrk, 1 thread, {s['connections']} keep-alive connections, {s['seconds_per_run']} s per run after "
         f"{s['warmup_seconds']} s of warm-up, plain HTTP; every request is a distinct pre-signed HMAC request "
         "from a pool of 4,000. The baseline is a bare ASGI app on the same granian with the same worker count, "

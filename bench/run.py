@@ -298,7 +298,7 @@ class Suite:
             "machine": {
                 "cpus": __import__("os").cpu_count(), "platform": platform.platform(),
                 "python": platform.python_version(), "sqlite": sqlite3.sqlite_version,
-                "granian": granian.stdout.strip() or granian.stderr.strip(),
+                "granian": granian.stdout.strip() or granian.stderr.strip(), "event_loop": measure.event_loop(),
                 "wrk": wrk_version.splitlines()[0] if wrk_version else "",
                 "commit": commit + (" + uncommitted changes in src/" if dirty else ""),
             },

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import importlib.util
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -26,6 +27,13 @@ ENV_PREFIX = "OPENROOMS_"
 # prometheus-client's multiprocess directory, read when prometheus_client is first imported: `serve` sets it
 # before any worker imports it, so that every worker's counters are summed.
 PROMETHEUS_MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def event_loop() -> str:
+    """The event loop `serve`'s workers run on: uvloop, which comes with openrooms (except on Windows), else
+    asyncio's own. Named rather than left to the server's "auto", which would take any other loop that happens
+    to be installed."""
+    return "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
 
 
 def default_location() -> Path:

@@ -15,7 +15,7 @@ from openrooms import __version__
 from openrooms.cli.identity import identity_app
 from openrooms.cli.keys import keys_app
 from openrooms.cli.rooms import rooms_app
-from openrooms.config import DEV_ACCESS_KEY, DEV_SECONDARY_KEY, PROMETHEUS_MULTIPROC_ENV, Settings
+from openrooms.config import DEV_ACCESS_KEY, DEV_SECONDARY_KEY, PROMETHEUS_MULTIPROC_ENV, Settings, event_loop
 
 app = typer.Typer(
     name="openrooms",
@@ -307,6 +307,8 @@ def _print_banner(settings: Settings, ca: Path | None) -> None:
     else:
         lines.append(f"  database           {settings.database_path or 'in memory (lost at exit)'}")
     lines.append(f"  resource id        {settings.resource_id}  (users are 8:acs:{settings.resource_id}_...)")
+    workers = f"{settings.workers} worker{'s' if settings.workers != 1 else ''}"
+    lines.append(f"  server             {settings.server}, {workers}, event loop {event_loop()}")
     if settings.livekit_url:
         lines.append(f"  LiveKit            {settings.livekit_url} (join answers carry LiveKit tokens)")
     if settings.access_key == DEV_ACCESS_KEY or settings.secondary_key == DEV_SECONDARY_KEY:
@@ -324,16 +326,16 @@ def _run_server(settings: Settings) -> None:
             target, factory=True, host=settings.host, port=settings.port, workers=settings.workers,
             ssl_certfile=str(settings.cert) if settings.tls else None,
             ssl_keyfile=str(settings.key) if settings.tls else None,
-            access_log=False, log_level="warning", server_header=False,
+            access_log=False, log_level="warning", server_header=False, loop=event_loop(),
         )
         return
-    from granian.constants import Interfaces
+    from granian.constants import Interfaces, Loops
     from granian.log import LogLevels
     from granian.server import Server
 
     Server(
         target, address=settings.host, port=settings.port, interface=Interfaces.ASGI, workers=settings.workers,
-        factory=True, log_level=LogLevels.warning, log_access=False,
+        factory=True, loop=Loops(event_loop()), log_level=LogLevels.warning, log_access=False,
         ssl_cert=settings.cert if settings.tls else None, ssl_key=settings.key if settings.tls else None,
     ).serve()
 
