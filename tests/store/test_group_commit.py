@@ -91,3 +91,30 @@ async def test_a_failing_database_fails_the_whole_batch(tmp_path: Path) -> None:
     finally:
         await writer.close()
     assert stored(path) == [2]
+
+
+async def test_a_writer_that_does_not_take_turns_is_waited_for_off_the_event_loop(tmp_path: Path) -> None:
+    # The sqlite3 shell, say: it holds SQLite's write lock without the lock file. The group commit waits for it
+    # (up to the connection's busy timeout, here 30 s), but on its helper thread: the event loop goes on serving.
+    path = tmp_path / "db"
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("CREATE TABLE t (n INTEGER PRIMARY KEY)")
+    writer = GroupCommitWriter(db, path.with_name("lock"))
+    foreign = sqlite3.connect(path, isolation_level=None)
+    foreign.execute("BEGIN IMMEDIATE")
+    try:
+        write = asyncio.create_task(writer.run(lambda db: db.execute("INSERT INTO t (n) VALUES (1)")))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await asyncio.sleep(0.2)
+        assert loop.time() - started < 10  # not stalled for the busy timeout
+        assert not write.done()  # still waiting for the lock
+        foreign.execute("ROLLBACK")
+        await write
+        assert stored(path) == [1]
+        await writer.run(lambda db: db.execute("INSERT INTO t (n) VALUES (2)"))  # and the next BEGIN, unlocked
+        assert stored(path) == [1, 2]
+    finally:
+        foreign.close()
+        await writer.close()
