@@ -28,7 +28,7 @@ test: $(BIN)/.installed $(NODE_TESTS)/node_modules/.installed
 	$(BIN)/pytest -q
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
 # Benchmarks (see README, "Benchmarks"): BENCH_ARGS=--scale adds the 1M-room run (minutes).

@@ -5,6 +5,7 @@ HTTP server (granian) with the same worker count, it is the ceiling that every w
 from __future__ import annotations
 
 import json
+from typing import Any
 
 _ROOM = {
     "id": "99412345678901234",
@@ -30,8 +31,8 @@ PARTICIPANT_PAGE = json.dumps(
 _EMPTY = b"{}"
 
 
-def _has_body(scope) -> bool:  # type: ignore[no-untyped-def]
-    headers = dict(scope["headers"])
+def _has_body(scope: dict[str, Any]) -> bool:
+    headers: dict[bytes, bytes] = dict(scope["headers"])
     length = headers.get(b"content-length")
     if length is not None:
         return length != b"0"

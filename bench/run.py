@@ -26,6 +26,7 @@ from bench import measure, preload, report, store_limit
 from bench.measure import LoadResult, RunningServer
 from bench.wire import Client, write_pool
 from bench.workloads import WORKLOADS, WRITES, Fixture, Pools, big_room, seed
+from openrooms.config import event_loop
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parent.parent
@@ -241,7 +242,7 @@ class Suite:
                 conn.execute("CREATE DATABASE openrooms_bench")
             params = conninfo_to_dict(self.s.postgres_url)
             params["dbname"] = "openrooms_bench"
-            info = conninfo_to_dict(make_conninfo(**params))
+            info = conninfo_to_dict(make_conninfo("", **params))
             url = (f"postgresql://{info.get('user', 'postgres')}@{info.get('host', '127.0.0.1')}:"
                    f"{info.get('port', 5432)}/openrooms_bench")
             subprocess.run([str(Path(sys.executable).with_name("openrooms")), "db", "upgrade", "--database-url", url],
@@ -268,7 +269,8 @@ class Suite:
             url, why = self.postgres_database()
             if url:
                 try:
-                    rows = self.throughput("postgresql-1-worker", 1, pg_workloads, database_url=url, baseline=False)
+                    rows: dict[str, Any] = self.throughput("postgresql-1-worker", 1, pg_workloads, database_url=url,
+                                                       baseline=False)
                 except RuntimeError as exc:  # e.g. the server does not start against PostgreSQL
                     last = [ln for ln in str(exc).splitlines() if ln.strip()][-1]
                     console.log(f"[red]PostgreSQL run failed[/]: {last}")
@@ -298,7 +300,7 @@ class Suite:
             "machine": {
                 "cpus": __import__("os").cpu_count(), "platform": platform.platform(),
                 "python": platform.python_version(), "sqlite": sqlite3.sqlite_version,
-                "granian": granian.stdout.strip() or granian.stderr.strip(), "event_loop": measure.event_loop(),
+                "granian": granian.stdout.strip() or granian.stderr.strip(), "event_loop": event_loop(),
                 "wrk": wrk_version.splitlines()[0] if wrk_version else "",
                 "commit": commit + (" + uncommitted changes in src/" if dirty else ""),
             },

@@ -94,7 +94,7 @@ class Pools:
         return [self._req("PATCH", path, _body({"participants": {user: {"role": "Presenter"}}})),
                 self._req("PATCH", path, _body({"participants": {user: None}}))]
 
-    def mixed(self) -> list[bytes]:
+    def mixed(self) -> bytes | list[bytes]:
         """70% reads (get 40, list participants 15, list rooms 15), 30% writes (create, update, roster 10 each)."""
         weights: list[tuple[Callable[[], bytes | list[bytes]], int]] = [
             (self.get_room, 40), (self.list_participants, 15), (self.list_rooms, 15),
