@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 from email.utils import formatdate, parsedate_to_datetime
 
 import pytest
@@ -30,6 +32,34 @@ def test_vectors() -> None:
         key, f"PATCH\n/rooms/r1/participants?api-version=2025-03-13\n{DATE};127.0.0.1:18765;{auth.content_hash(body)}"
     ) == "HH/oFcFxY9Il0MhmrLTujxQlbNKTvND5QTe7GhFuFPU="
     assert auth.sign(auth.decode_key("pw=="), "banana") == "88EC05aAS9iXnaimtNO78JLjiPtfWryQB/5QYEzEsu8="
+
+
+@pytest.mark.parametrize("key_length", [0, 1, 32, 63, 64, 65, 200])
+def test_prehashed_key_signs_as_the_standard_hmac(key_length: int) -> None:
+    """The key's padded blocks are hashed ahead of time; what it signs is the standard library's HMAC-SHA256,
+    for keys shorter than, as long as and longer than SHA-256's block (which RFC 2104 hashes first)."""
+    secret = bytes(range(256))[:key_length]
+    key = auth.HmacKey(secret)
+    for message in (b"", b"GET\n/rooms?api-version=2025-03-13\n" + DATE.encode(), b"x" * 1000):
+        expected = base64.b64encode(hmac.new(secret, message, hashlib.sha256).digest()).decode()
+        assert key.sign(message) == expected
+        assert key.sign(message) == expected  # the kept state is copied, never consumed
+
+
+def test_rotated_keys_take_over() -> None:
+    authenticator = auth.HmacAuthenticator([auth.decode_key(OTHER_KEY)], skew_seconds=300)
+    headers = signed("/rooms?api-version=2025-03-13", "127.0.0.1:18765")
+
+    def check_now() -> int:
+        return authenticator.authenticate(method="POST", raw_path="/rooms", query="api-version=2025-03-13",
+                                          headers=headers, body=b"", now=DATE_TICKS)
+
+    with pytest.raises(ServiceError):
+        check_now()
+    authenticator.keys = [auth.decode_key(OTHER_KEY), auth.decode_key(KEY)]
+    assert check_now() == 1
+    authenticator.keys = [auth.decode_key(KEY)]
+    assert check_now() == 0
 
 
 def signed(path: str, host: str, body: bytes = b"", key: str = KEY, date: str = DATE) -> dict[str, str]:

@@ -70,10 +70,6 @@ def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clo
     # The keys in the store win over the settings' (`openrooms keys rotate` changes them while serving).
     keyring = KeyRing(room_store, [settings.access_key, settings.secondary_key])
 
-    async def current_authenticator() -> auth.HmacAuthenticator:
-        authenticator.keys = await keyring.keys()
-        return authenticator
-
     async def healthz(request: Request) -> Response:
         return json_response({"status": "ok"})
 
@@ -113,7 +109,8 @@ def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clo
     # ACS has no trailing-slash redirects: `/rooms/{id}/` is an unknown path, answered in the error envelope.
     return Pipeline(
         routes,
-        authenticator=current_authenticator,
+        authenticator=authenticator,
+        keyring=keyring,
         clock=clock,
         max_body_bytes=settings.max_body_bytes,
         rate_limiter=RateLimiter(settings.rate_limit) if settings.rate_limit > 0 else None,

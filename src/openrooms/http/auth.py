@@ -35,7 +35,30 @@ _EMPTY_BODY_HASH = base64.b64encode(hashlib.sha256(b"").digest()).decode()  # ev
 
 
 def sign(key: bytes, string_to_sign: str) -> str:
-    return base64.b64encode(hmac.new(key, string_to_sign.encode(), hashlib.sha256).digest()).decode()
+    return HmacKey(key).sign(string_to_sign.encode())
+
+
+class HmacKey:
+    """An access key, ready to sign: HMAC-SHA256 (RFC 2104) with the key's two padded blocks hashed once, ahead.
+
+    Signing a request then costs two copies of a hash state. `hmac.new` would set up an OpenSSL HMAC context
+    per request instead, and under load that costs the event loop a tenth of get room's throughput.
+    """
+
+    __slots__ = ("_inner", "_outer")
+    _BLOCK = 64  # SHA-256's block size
+
+    def __init__(self, secret: bytes) -> None:
+        block = (hashlib.sha256(secret).digest() if len(secret) > self._BLOCK else secret).ljust(self._BLOCK, b"\0")
+        self._inner = hashlib.sha256(bytes(byte ^ 0x36 for byte in block))
+        self._outer = hashlib.sha256(bytes(byte ^ 0x5C for byte in block))
+
+    def sign(self, message: bytes) -> str:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return base64.b64encode(outer.digest()).decode()
 
 
 def decode_key(access_key: str) -> bytes:
@@ -96,9 +119,22 @@ def _date_ticks(date: str) -> int:
 
 class HmacAuthenticator:
     def __init__(self, keys: Sequence[bytes], *, skew_seconds: int, public_hosts: Sequence[str] = ()) -> None:
-        self.keys = keys  # replaced when the access keys are rotated
+        self._keys: Sequence[bytes] = ()
+        self._signing_keys: list[HmacKey] = []
+        self.keys = keys
         self._skew = skew_seconds * TICKS_PER_SECOND
         self._public_hosts = tuple(public_hosts)
+
+    @property
+    def keys(self) -> Sequence[bytes]:
+        return self._keys
+
+    @keys.setter
+    def keys(self, keys: Sequence[bytes]) -> None:
+        """Set per request (the access keys may have been rotated); the signing keys are made only on a change."""
+        if keys is not self._keys and list(keys) != list(self._keys):
+            self._signing_keys = [HmacKey(key) for key in keys]
+        self._keys = keys
 
     def authenticate(
         self,
@@ -132,9 +168,9 @@ class HmacAuthenticator:
         host = headers.get("host", "")
         for path in _paths(raw_path, query):
             for signed_host in _hosts(host, self._public_hosts):
-                string_to_sign = f"{method}\n{path}\n{date};{signed_host};{sent_hash}"
-                for index, key in enumerate(self.keys):
-                    if hmac.compare_digest(sign(key, string_to_sign), signature):
+                string_to_sign = f"{method}\n{path}\n{date};{signed_host};{sent_hash}".encode()
+                for index, key in enumerate(self._signing_keys):
+                    if hmac.compare_digest(key.sign(string_to_sign), signature):
                         return index
         raise denied(_RESOURCE_PROVIDER_DENIED)
 

@@ -19,7 +19,7 @@ import enum
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -39,6 +39,7 @@ from openrooms.http.wire import query_of
 from openrooms.service import errors as service_errors
 from openrooms.service.clock import Clock
 from openrooms.service.errors import ServiceError
+from openrooms.service.keys import KeyRing
 from openrooms.store.protocol import StoreUnavailable
 
 access_log = logging.getLogger("openrooms.access")
@@ -84,12 +85,13 @@ def _request_id() -> str:
 
 class Pipeline:
     def __init__(
-        self, routes: Sequence[Route], *, authenticator: Callable[[], Awaitable[HmacAuthenticator]], clock: Clock,
+        self, routes: Sequence[Route], *, authenticator: HmacAuthenticator, keyring: KeyRing, clock: Clock,
         max_body_bytes: int, rate_limiter: RateLimiter | None, metrics: bool, lifespan: Lifespan,
     ) -> None:
         self.routes = list(routes)  # the busiest first: a request is matched against them in this order
         self._table = [(route.path_regex, frozenset(route.methods or ()), route) for route in self.routes]
-        self._authenticator = authenticator  # awaited per request: the keys may have been rotated
+        self._authenticator = authenticator
+        self._keyring = keyring  # asked per request: the keys may have been rotated
         self._clock = clock
         self._max_body = max_body_bytes
         self._rate_limiter = rate_limiter
@@ -160,7 +162,8 @@ class Pipeline:
         if credential is not Credential.NONE:
             ctx.body = await self._read_body(scope, headers, receive)
             if credential is Credential.ACCESS_KEY:
-                await self._authenticate(scope, headers, ctx)
+                self._authenticator.keys = self._keyring.current() or await self._keyring.keys()
+                self._authenticate(scope, headers, ctx)
         # -- 5. operation
         if route is None:
             raise wire_errors.method_not_allowed(allowed) if allowed else wire_errors.unknown_path()
@@ -169,10 +172,9 @@ class Pipeline:
         return response
 
     # -- 4. credential ----------------------------------------------------------------------------------------
-    async def _authenticate(self, scope: Scope, headers: dict[str, str], ctx: RequestContext) -> None:
+    def _authenticate(self, scope: Scope, headers: dict[str, str], ctx: RequestContext) -> None:
         raw_path = scope.get("raw_path")
-        authenticator = await self._authenticator()
-        key_index = authenticator.authenticate(
+        key_index = self._authenticator.authenticate(
             method=scope["method"],
             raw_path=raw_path.decode("latin-1") if raw_path else quote(scope["path"]),
             query=scope["query_string"].decode("latin-1"),

@@ -41,12 +41,16 @@ def parse(text: str) -> int | None:
     return ticks
 
 
-@functools.lru_cache(maxsize=1 << 16)
 def format(ticks: int) -> str:
-    # Cached: a room's three timestamps are formatted every time the room is read or listed.
     seconds, fraction = divmod(ticks, TICKS_PER_SECOND)
-    t = _EPOCH + timedelta(seconds=seconds)
-    text = f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}"
     if fraction:
-        text += "." + f"{fraction:07d}".rstrip("0")
-    return text + "+00:00"
+        return f"{_whole_seconds(seconds)}.{fraction:07d}".rstrip("0") + "+00:00"
+    return _whole_seconds(seconds) + "+00:00"
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _whole_seconds(seconds: int) -> str:
+    # Cached by the second: the rooms created in one second share it, as do their validFrom and their default
+    # validUntil (180 days on), and the calendar arithmetic costs more than the rest of a room's body.
+    t = _EPOCH + timedelta(seconds=seconds)
+    return f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}"

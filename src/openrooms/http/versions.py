@@ -105,4 +105,7 @@ FAMILIES = (ADMISSION, ROOMS, IDENTITY)
 
 
 def family_for_path(path: str) -> ApiFamily | None:
-    return next((family for family in FAMILIES if family.owns(path)), None)
+    for family in FAMILIES:
+        if family.owns(path):
+            return family
+    return None

@@ -56,6 +56,11 @@ class KeyRing:
         self._refresh = refresh_seconds
         self._read_at = float("-inf")
 
+    def current(self) -> list[bytes] | None:
+        """The keys, or None once they are due to be re-read (then `keys`): a request's check needs no await
+        while they are fresh."""
+        return self._keys if time.monotonic() - self._read_at < self._refresh else None
+
     async def keys(self) -> list[bytes]:
         now = time.monotonic()
         if now - self._read_at >= self._refresh:
