@@ -62,6 +62,16 @@ def test_rotated_keys_take_over() -> None:
     assert check_now() == 0
 
 
+@pytest.mark.parametrize("header", ["authorization", "x-ms-content-sha256"])
+def test_non_ascii_signature_or_hash_is_denied(header: str) -> None:
+    """A header decoded as latin-1 may carry any character; the constant-time comparison must still answer 401."""
+    headers = signed(ENCODED, "127.0.0.1:18765")
+    headers[header] = headers[header][:-4] + "\u00e9\u00e9=="
+    with pytest.raises(ServiceError) as denied:
+        check(headers)
+    assert denied.value.status == 401
+
+
 def signed(path: str, host: str, body: bytes = b"", key: str = KEY, date: str = DATE) -> dict[str, str]:
     digest = auth.content_hash(body)
     signature = auth.sign(auth.decode_key(key), f"POST\n{path}\n{date};{host};{digest}")

@@ -54,11 +54,15 @@ class HmacKey:
         self._outer = hashlib.sha256(bytes(byte ^ 0x5C for byte in block))
 
     def sign(self, message: bytes) -> str:
+        return self.signature(message).decode()
+
+    def signature(self, message: bytes) -> bytes:
+        """The signature as the Authorization header carries it: base64 of the HMAC, as bytes."""
         inner = self._inner.copy()
         inner.update(message)
         outer = self._outer.copy()
         outer.update(inner.digest())
-        return base64.b64encode(outer.digest()).decode()
+        return base64.b64encode(outer.digest())
 
 
 def decode_key(access_key: str) -> bytes:
@@ -157,7 +161,8 @@ class HmacAuthenticator:
         sent_hash = headers.get("x-ms-content-sha256")
         if sent_hash is None:
             raise denied("The request carries no x-ms-content-sha256 header.")
-        if not hmac.compare_digest(sent_hash, content_hash(body)):
+        # Compared as bytes: compare_digest refuses strings with non-ASCII characters, which a header may carry.
+        if not hmac.compare_digest(sent_hash.encode(), content_hash(body).encode()):
             raise denied("Request 'x-ms-content-sha256' differs from generated content hash.")
         date = headers.get("x-ms-date") or headers.get("date")
         if not date:
@@ -181,9 +186,9 @@ class HmacAuthenticator:
 
     def _signed_by(self, string_to_sign: str, signature: str) -> int | None:
         """Which key (0: primary, 1: secondary) signs `string_to_sign` as `signature`; None: neither."""
-        message = string_to_sign.encode()
+        message, sent = string_to_sign.encode(), signature.encode()
         for index, key in enumerate(self._signing_keys):
-            if hmac.compare_digest(key.sign(message), signature):
+            if hmac.compare_digest(key.signature(message), sent):
                 return index
         return None
 
