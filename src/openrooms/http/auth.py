@@ -157,7 +157,7 @@ class HmacAuthenticator:
                 "The request is not authenticated: it carries no Authorization header. Sign it with an access key "
                 "from the connection string, as the Azure Communication SDKs do."
             )
-        signature = _signature(authorization)
+        signature = _signature(authorization).encode()
         sent_hash = headers.get("x-ms-content-sha256")
         if sent_hash is None:
             raise denied("The request carries no x-ms-content-sha256 header.")
@@ -184,11 +184,12 @@ class HmacAuthenticator:
                     return index
         raise denied(_RESOURCE_PROVIDER_DENIED)
 
-    def _signed_by(self, string_to_sign: str, signature: str) -> int | None:
-        """Which key (0: primary, 1: secondary) signs `string_to_sign` as `signature`; None: neither."""
-        message, sent = string_to_sign.encode(), signature.encode()
+    def _signed_by(self, string_to_sign: str, signature: bytes) -> int | None:
+        """Which key (0: primary, 1: secondary) signs `string_to_sign` as `signature`; None: neither.
+        Compared as bytes: compare_digest refuses strings with non-ASCII characters, which a header may carry."""
+        message = string_to_sign.encode()
         for index, key in enumerate(self._signing_keys):
-            if hmac.compare_digest(key.signature(message), sent):
+            if hmac.compare_digest(key.signature(message), signature):
                 return index
         return None
 
