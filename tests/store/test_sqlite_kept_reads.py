@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
 import sqlite3
+from collections.abc import Awaitable
 from pathlib import Path
 
 import pytest
 
 from openrooms.service.model import Participant, Role, Room
 from openrooms.store.changes import SLOTS, ChangeCounters
-from openrooms.store.protocol import RosterFull
+from openrooms.store.protocol import RosterFull, StoreUnavailable
 from openrooms.store.sqlite import SqliteStore
 from tests.support import user_id
 
@@ -104,3 +107,116 @@ def test_counters_are_shared_by_every_mapping_of_the_file_and_only_grow(tmp_path
     finally:
         first.close()
         second.close()
+
+
+async def test_the_store_that_makes_a_change_keeps_it_without_reading_it_back(tmp_path: Path) -> None:
+    path = tmp_path / "openrooms.db"
+    store = SqliteStore.open(path)
+    try:
+        await store.insert_room(ROOM, [Participant(user_id(1), Role.ATTENDEE)], None)
+        assert await store.list_rooms(T0, None, 10) == [ROOM]
+        updated = await store.update_room(ROOM.id, (T0, T0 + 2 * 10**12), None)
+        assert updated == ROOM._replace(valid_until=T0 + 2 * 10**12)
+        newer = Room("10000000000000002", T0 + 1, T0 + 1, T0 + 10**12, False)
+        await store.insert_room(newer, [], None)
+        assert await store.update_participants(ROOM.id, {user_id(2): Role.PRESENTER}, [])
+        # Changed by hand, without moving any counter: what the store answers was kept when it wrote, not read.
+        change_behind_the_stores_back(path)
+        assert await store.get_room(ROOM.id) == updated
+        assert await store.get_room(newer.id) == newer
+        assert await store.list_rooms(T0, None, 10) == [newer, updated]
+        assert await store.list_rooms(T0, None, 1) == [newer]  # not kept before: read, and so the change shows
+        # A roster change leaves the room kept, but its roster is read again.
+        assert await store.list_participants(ROOM.id, None, 10) == [Participant(user_id(1), Role.CONSUMER),
+                                                                    Participant(user_id(2), Role.CONSUMER)]
+    finally:
+        await store.close()
+
+
+async def test_a_group_whose_commit_fails_keeps_nothing_of_it(tmp_path: Path) -> None:
+    store = SqliteStore.open(tmp_path / "openrooms.db")
+    try:
+        await store.insert_room(ROOM, [], None)
+        assert await store.get_room(ROOM.id) == ROOM
+        assert await store.list_rooms(T0, None, 10) == [ROOM]
+        newer = Room("10000000000000002", T0 + 1, T0 + 1, T0 + 10**12, False)
+        # One transaction of the group fails the database itself: the whole group is rolled back.
+        results = await asyncio.gather(
+            store.update_room(ROOM.id, None, True),
+            store.insert_room(newer, [], None),
+            store._write(lambda db: db.execute("INSERT INTO no_such_table VALUES (1)")),
+            return_exceptions=True,
+        )
+        assert all(isinstance(result, StoreUnavailable) for result in results)
+        assert await store.get_room(ROOM.id) == ROOM
+        assert await store.get_room(newer.id) is None
+        assert await store.list_rooms(T0, None, 10) == [ROOM]
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("seed", range(6))
+async def test_kept_reads_always_match_the_database_whichever_store_changes_it(tmp_path: Path, seed: int) -> None:
+    """Two stores (two server processes) on one file make random changes in concurrent groups, some of them
+    failing, with reads in between; every read of either store must equal the database's committed state."""
+    rng = random.Random(seed)
+    path = tmp_path / "openrooms.db"
+    stores = [SqliteStore.open(path), SqliteStore.open(path)]
+    ids: list[str] = []
+    next_id = 10_000_000_000_000_000
+    span = 10**10
+
+    def new_room() -> Room:
+        nonlocal next_id
+        next_id += rng.choice([1, 1, 7])
+        created = T0 + rng.randrange(40) * span  # often the same instant: ties are ordered by id
+        return Room(str(next_id), created, created, T0 + rng.randrange(1, 60) * span, rng.random() < 0.5)
+
+    def change(store: SqliteStore) -> Awaitable[object]:
+        pick = rng.random()
+        if pick < 0.3 or not ids:
+            room = new_room()
+            ids.append(room.id)
+            taken = Room(rng.choice(ids), T0, T0, T0 + span, False)
+            return store.insert_room(taken if rng.random() < 0.1 else room, [], None)  # some ids are taken
+        room_id = rng.choice(ids)
+        if pick < 0.55:
+            return store.update_room(room_id, (T0, T0 + rng.randrange(1, 60) * span), rng.choice([None, True]))
+        if pick < 0.65:
+            return store.delete_room(room_id)
+        if pick < 0.8:  # a roster change, failing when the roster is full
+            return store.update_participants(room_id, {user_id(rng.randrange(5)): Role.ATTENDEE}, [],
+                                             max_participants=3)
+        if pick < 0.85:
+            return store.purge(T0 + rng.randrange(20) * span, 0)
+        if pick < 0.9:  # fails the database: the whole group is rolled back
+            return store._write(lambda db: db.execute("INSERT INTO no_such_table VALUES (1)"))
+        return read(store)
+
+    def read(store: SqliteStore) -> Awaitable[object]:
+        if rng.random() < 0.5 and ids:
+            return store.get_room(rng.choice(ids))
+        return store.list_rooms(T0 + rng.randrange(30) * span, None, rng.choice([1, 3, 10, 100]))
+
+    def committed() -> dict[str, Room]:
+        with sqlite3.connect(path) as db:
+            rows = db.execute("SELECT id, created_at, valid_from, valid_until, pstn_dial_out_enabled FROM rooms")
+            return {row[0]: Room(row[0], row[1], row[2], row[3], bool(row[4])) for row in rows}
+
+    try:
+        for _ in range(60):
+            await asyncio.gather(*(change(rng.choice(stores)) for _ in range(rng.randrange(1, 12))),
+                                 return_exceptions=True)
+            truth = committed()
+            newest_first = sorted(truth.values(), key=lambda room: (room.created_at, room.id), reverse=True)
+            for store in stores:
+                for room_id in rng.sample(ids, min(len(ids), 20)):
+                    assert await store.get_room(room_id) == truth.get(room_id)
+                for step in range(0, 30, 3):
+                    valid_after = T0 + step * span
+                    for limit in (1, 3, 10, 100):
+                        expected = [room for room in newest_first if room.valid_until > valid_after][:limit]
+                        assert await store.list_rooms(valid_after, None, limit) == expected
+    finally:
+        for store in stores:
+            await store.close()

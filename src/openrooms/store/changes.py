@@ -20,6 +20,12 @@ counters. A kept read is good while its room's counter still has the value read 
 Rooms that share a counter only cost each other a read. Rooms are not kept as absent, so creating one needs
 no bump, though it gets one. A change made to the file by anything but openrooms while a server runs is not
 seen until that server restarts.
+
+The process that made a change need not read it back: its writer knows what the group commit left. Still
+holding the lock, it keeps the rooms the group wrote (their rows as written) at their bumped counters, moves a
+kept room whose roster alone changed to its bumped counter, and merges the group's rooms into the kept first
+pages of the list (`advance_page`). Nothing else can change them between the COMMIT and the bump: the lock
+is held. A group whose COMMIT failed only bumps.
 """
 
 from __future__ import annotations
@@ -29,9 +35,11 @@ import fcntl
 import mmap
 import os
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from openrooms.service.model import Room
 
 SLOTS = 1 << 16
 _LISTING = SLOTS  # the counter after the rooms': the list of rooms
@@ -110,3 +118,31 @@ class Kept:
         if len(self._entries) >= self._limit:
             self._entries.clear()
         self._entries[key] = (counter, value)
+
+    def at(self, counter: int) -> list[tuple[Any, Any]]:
+        """The keys and values kept at `counter` (for entries that all follow one counter, like the list's)."""
+        return [(key, entry[1]) for key, entry in self._entries.items() if entry[0] == counter]
+
+
+def _order(room: Room) -> tuple[int, str]:
+    return room.created_at, room.id
+
+
+def advance_page(
+    page: Sequence[Room], limit: int, valid_after: int, written: Mapping[str, Room | None]
+) -> list[Room] | None:
+    """A first page of the list of rooms (newest first, at most `limit` of those valid after `valid_after`) as
+    it is once the rooms in `written` are as given there (None: deleted); None where that cannot be told without
+    reading the database.
+
+    The rooms after a full page are not known here, but they rank below its last room, and the rooms written
+    are known: if at least `limit` of the known rooms rank with the page's last room or above it, none of the
+    unknown ones can be among the first `limit`."""
+    known = [room for room in page if room.id not in written]
+    known += [room for room in written.values() if room is not None and room.valid_until > valid_after]
+    if len(page) >= limit:
+        last = _order(page[-1])
+        if sum(1 for room in known if _order(room) >= last) < limit:
+            return None
+    known.sort(key=_order, reverse=True)
+    return known[:limit]

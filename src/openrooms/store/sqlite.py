@@ -24,7 +24,7 @@ from openrooms.service.identity import CommunicationUser
 from openrooms.service.model import ROLES, CreateRecord, Participant, Role, Room
 from openrooms.service.tokens import SigningKey
 from openrooms.store import migrate
-from openrooms.store.changes import ChangeCounters, Kept
+from openrooms.store.changes import ChangeCounters, Kept, advance_page
 from openrooms.store.protocol import RoomIdTaken, RosterFull, StoreUnavailable, UserIdTaken
 from openrooms.store.writer import GroupCommitWriter
 
@@ -98,8 +98,11 @@ class SqliteStore:
         self._reader = reader
         # Reads kept while their room is unchanged (see `changes`); without counters nothing is kept.
         self._changes = changes
-        self._changed: set[str] = set()  # rooms the transactions of the current group commit touch
-        self._listing_changed = False  # and whether any changed a room itself (not only its roster)
+        # What the current group commit's transactions changed, each noted as its last step (a transaction that
+        # fails is rolled back and changes nothing): the rooms' rows as written (None: deleted), and the rooms
+        # whose roster alone changed. Every transaction that changes a room or a roster must note it.
+        self._written: dict[str, Room | None] = {}
+        self._roster_only: set[str] = set()
         self._rooms = Kept(1 << 15)
         self._participants = Kept(1 << 15)
         self._pages = Kept(1 << 8)
@@ -172,12 +175,41 @@ class SqliteStore:
     async def _write(self, transaction: Callable[[sqlite3.Connection], T]) -> T:
         return await self._writer.run(transaction)
 
-    def _bump(self) -> None:
-        """The writer's after-commit step: move the counters of the rooms the group commit touched."""
-        if (self._changed or self._listing_changed) and self._changes is not None:
-            self._changes.bump(self._changed, listing=self._listing_changed)
-        self._changed.clear()
-        self._listing_changed = False
+    def _bump(self, committed: bool) -> None:
+        """The writer's after-commit step, under the write lock: move the counters of the rooms the group commit
+        touched and, where it committed, keep what it wrote at the new counters."""
+        changes = self._changes
+        if changes is not None and (self._written or self._roster_only):
+            if committed:
+                rooms, pages = self._kept_after_commit(changes)
+            changes.bump(self._written.keys() | self._roster_only, listing=bool(self._written))
+            if committed:
+                for room in rooms:
+                    self._rooms.put(room.id, changes.read(room.id), room)
+                listing = changes.read_listing()
+                for key, page in pages:
+                    self._listings.put(key, listing, page)
+        self._written.clear()
+        self._roster_only.clear()
+
+    def _kept_after_commit(
+        self, changes: ChangeCounters
+    ) -> tuple[list[Room], list[tuple[tuple[None, int], tuple[int, int, list[Room]]]]]:
+        """Before the bump: the rooms and the first pages of the list to keep once it is done."""
+        rooms = [room for room in self._written.values() if room is not None]
+        for room_id in self._roster_only - self._written.keys():
+            room = self._rooms.get(room_id, changes.read(room_id))
+            if room is not None:
+                rooms.append(room)
+        pages = []
+        if self._written:  # the list changes only with the rooms themselves, not with their rosters
+            for key, (valid_after, _, page) in self._listings.at(changes.read_listing()):
+                after, limit = key
+                advanced = None if after is not None else advance_page(page, limit, valid_after, self._written)
+                if advanced is not None:
+                    ends = min((room.valid_until for room in advanced), default=_FOREVER)
+                    pages.append((key, (valid_after, ends, advanced)))
+        return rooms, pages
 
     def _counter(self, room_id: str) -> int | None:
         """The room's change counter, read before a query whose result is to be kept."""
@@ -192,8 +224,6 @@ class SqliteStore:
                 earlier = _create_record(db, record.request_id)
                 if earlier is not None:
                     return earlier
-            self._changed.add(room.id)
-            self._listing_changed = True
             try:
                 db.execute("INSERT INTO room_ids (id) VALUES (?)", (room.id,))
             except sqlite3.IntegrityError:
@@ -213,6 +243,7 @@ class SqliteStore:
                     "VALUES (?, ?, ?, ?, ?)",
                     (record.request_id, record.fingerprint, record.room_id, record.response, record.created_at),
                 )
+            self._written[room.id] = room
             return None
 
         return await self._write(transaction)
@@ -241,14 +272,14 @@ class SqliteStore:
         valid_from, valid_until = window or (None, None)
 
         def transaction(db: sqlite3.Connection) -> tuple[str, int, int, int, int] | None:
-            self._changed.add(room_id)
-            self._listing_changed = True
             row: tuple[str, int, int, int, int] | None = db.execute(
                 "UPDATE rooms SET valid_from = coalesce(?, valid_from), valid_until = coalesce(?, valid_until), "
                 "pstn_dial_out_enabled = coalesce(?, pstn_dial_out_enabled) "
                 f"WHERE id = ? RETURNING {_ROOM_COLUMNS}",
                 (valid_from, valid_until, pstn_dial_out_enabled, room_id),
             ).fetchone()
+            if row is not None:
+                self._written[room_id] = _room(row)
             return row
 
         row = await self._write(transaction)
@@ -256,9 +287,10 @@ class SqliteStore:
 
     async def delete_room(self, room_id: str) -> bool:
         def transaction(db: sqlite3.Connection) -> bool:
-            self._changed.add(room_id)
-            self._listing_changed = True
-            return db.execute("DELETE FROM rooms WHERE id = ?", (room_id,)).rowcount > 0
+            deleted = db.execute("DELETE FROM rooms WHERE id = ?", (room_id,)).rowcount > 0
+            if deleted:
+                self._written[room_id] = None
+            return deleted
 
         return await self._write(transaction)
 
@@ -328,7 +360,6 @@ class SqliteStore:
         max_participants: int | None = None,
     ) -> bool:
         def transaction(db: sqlite3.Connection) -> bool:
-            self._changed.add(room_id)
             # Whether the room exists and its roster's size, in one statement (each one lets go of the GIL).
             exists, before = db.execute(
                 "SELECT (SELECT 1 FROM rooms WHERE id = ?1), "
@@ -352,6 +383,7 @@ class SqliteStore:
                 after = _roster_size(db, room_id)
                 if after > max_participants and after > before:
                     raise RosterFull(after)  # the writer rolls this transaction back
+            self._roster_only.add(room_id)
             return True
 
         return await self._write(transaction)
@@ -364,8 +396,7 @@ class SqliteStore:
                 "DELETE FROM rooms WHERE id IN (SELECT id FROM rooms WHERE valid_until < ? LIMIT ?) RETURNING id",
                 (rooms_valid_before, _PURGE_BATCH),
             ).fetchall()
-            self._changed.update(room_id for (room_id,) in ids)
-            self._listing_changed = True
+            self._written.update((room_id, None) for (room_id,) in ids)
             return len(ids)
 
         while True:
@@ -450,7 +481,7 @@ class SqliteStore:
             if db.execute("DELETE FROM identities WHERE raw_id = ?", (raw_id,)).rowcount == 0:
                 return False
             left = db.execute("DELETE FROM participants WHERE raw_id = ? RETURNING room_id", (raw_id,)).fetchall()
-            self._changed.update(room_id for (room_id,) in left)
+            self._roster_only.update(room_id for (room_id,) in left)
             return True
 
         return await self._write(transaction)

@@ -8,8 +8,8 @@ transaction (a function of the connection) is queued, and one flush at a time ta
 2. the event loop runs each transaction in its own SAVEPOINT (the statements are quick: pages in memory);
 3. the helper thread COMMITs: the fsync, while the event loop goes on serving (reads have their own
    connection, and new writes queue up for the next flush);
-4. the `after_commit` step runs while the write lock is still held (the SQLite store bumps its change
-   counters there, see `changes`);
+4. the `after_commit` step runs while the write lock is still held, told whether the COMMIT succeeded (the
+   SQLite store bumps its change counters there and moves its kept reads forward, see `changes`);
 5. only then does each transaction's caller get its result or its exception: nothing is acknowledged before
    it is durable.
 
@@ -55,8 +55,9 @@ class GroupCommitWriter:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="openrooms-sqlite-commit")
         self._queue: list[_Job] = []
         self._flushing: asyncio.Task[None] | None = None
-        # Called after each group's COMMIT (or its failure) while this process still holds the write lock.
-        self.after_commit: Callable[[], None] | None = None
+        # Called after each group's COMMIT (True) or its failure (False) while this process still holds the write
+        # lock.
+        self.after_commit: Callable[[bool], None] | None = None
 
     @property
     def locks_across_processes(self) -> bool:
@@ -97,9 +98,11 @@ class GroupCommitWriter:
 
     async def _commit(self, loop: asyncio.AbstractEventLoop, batch: list[_Job]) -> list[_Outcome]:
         await loop.run_in_executor(self._thread, self._begin)
+        committed = False
         try:
             outcomes = self._transact(batch)
             await loop.run_in_executor(self._thread, self._db.execute, "COMMIT")
+            committed = True
         except BaseException:
             # A transaction left open would make every later BEGIN fail: roll back, so the store recovers by
             # itself once the disk or the lock does.
@@ -109,7 +112,7 @@ class GroupCommitWriter:
             raise
         finally:
             if self.after_commit is not None:
-                self.after_commit()
+                self.after_commit(committed)
             self._unlock()
         return outcomes
 
