@@ -84,6 +84,26 @@ def participant_json(participant: Participant) -> bytes:
     return msgspec.json.encode(ParticipantBody(participant.raw_id, participant.role))
 
 
+# A page's items, joined. Cached as well: while nothing changes, the same page is asked for again and again, and
+# hashing its tuple of items costs a fifth of looking each item up.
+@functools.lru_cache(maxsize=256)
+def _rooms_json(rooms: tuple[Room, ...], pstn_dial_out: bool) -> bytes:
+    return b",".join([_room_json(room, pstn_dial_out) for room in rooms])
+
+
+@functools.lru_cache(maxsize=256)
+def _participants_json(participants: tuple[Participant, ...]) -> bytes:
+    return b",".join([participant_json(participant) for participant in participants])
+
+
+@functools.lru_cache(maxsize=1024)
+def _next_link(origin: str, path: str, version: str, cursor: str, max_page_size: str | None) -> bytes:
+    query = {"api-version": version, "skipToken": cursor}
+    if max_page_size is not None:
+        query["maxpagesize"] = max_page_size
+    return msgspec.json.encode(f"{origin}{path}?{urlencode(query)}")
+
+
 def _version(request: Request) -> ApiVersion:
     version = context_of(request).api_version
     assert version is not None  # the pipeline's api-version step sets it for every /rooms path
@@ -158,8 +178,7 @@ class RoomsApi:
     async def rooms_list(self, request: Request) -> Response:
         version = _version(request)
         page = await self._service.rooms_list(*self._paging(request))
-        pstn_dial_out = version.pstn_dial_out
-        items = [_room_json(room, pstn_dial_out) for room in page.items]
+        items = _rooms_json(tuple(page.items), version.pstn_dial_out)
         return json_response(self._page_body(request, version, page, items))
 
     async def rooms_get(self, request: Request) -> Response:
@@ -184,7 +203,7 @@ class RoomsApi:
     async def participants_list(self, request: Request) -> Response:
         version = _version(request)
         page = await self._service.participants_list(request.path_params["room_id"], *self._paging(request))
-        return json_response(self._page_body(request, version, page, [participant_json(p) for p in page.items]))
+        return json_response(self._page_body(request, version, page, _participants_json(tuple(page.items))))
 
     async def participants_update(self, request: Request) -> Response:
         version = _version(request)
@@ -201,17 +220,13 @@ class RoomsApi:
         query = query_of(request.scope["query_string"])
         return query.get("skipToken"), query_int(query.get("maxpagesize"), "maxpagesize")
 
-    def _page_body(self, request: Request, version: ApiVersion, page: Page[Any], items: list[bytes]) -> bytes:
-        """`{"value": [...], "nextLink": ...}`, the items given as their JSON."""
-        body = b'{"value":[' + b",".join(items) + b"]"
-        if page.next_cursor is not None:
-            query = {"api-version": version.name, "skipToken": page.next_cursor}
-            sent = query_of(request.scope["query_string"])
-            if "maxpagesize" in sent:
-                query["maxpagesize"] = sent["maxpagesize"]
-            link = f"{self._origin(request)}{request.scope['path']}?{urlencode(query)}"
-            body += b',"nextLink":' + msgspec.json.encode(link)
-        return body + b"}"
+    def _page_body(self, request: Request, version: ApiVersion, page: Page[Any], items: bytes) -> bytes:
+        """`{"value": [...], "nextLink": ...}`, the items given as their JSON, joined."""
+        if page.next_cursor is None:
+            return b'{"value":[' + items + b"]}"
+        link = _next_link(self._origin(request), request.scope["path"], version.name, page.next_cursor,
+                          query_of(request.scope["query_string"]).get("maxpagesize"))
+        return b'{"value":[' + items + b'],"nextLink":' + link + b"}"
 
     def _origin(self, request: Request) -> str:
         if self._public_url:
