@@ -138,11 +138,18 @@ def advance_page(
     The rooms after a full page are not known here, but they rank below its last room, and the rooms written
     are known: if at least `limit` of the known rooms rank with the page's last room or above it, none of the
     unknown ones can be among the first `limit`."""
-    known = [room for room in page if room.id not in written]
-    known += [room for room in written.values() if room is not None and room.valid_until > valid_after]
-    if len(page) >= limit:
-        last = _order(page[-1])
-        if sum(1 for room in known if _order(room) >= last) < limit:
-            return None
-    known.sort(key=_order, reverse=True)
+    known = [room for room in page if room.id not in written]  # still newest first
+    last = _order(page[-1]) if page and len(page) >= limit else None  # a full page's last room
+    for room in written.values():
+        if room is None or room.valid_until <= valid_after:
+            continue
+        order = _order(room)
+        if last is not None and order < last:
+            continue  # it could only fill a gap, and rooms that are not known here might come first
+        at = 0  # new rooms come first: look for the place from the front
+        while at < len(known) and _order(known[at]) > order:
+            at += 1
+        known.insert(at, room)
+    if last is not None and len(known) < limit:
+        return None
     return known[:limit]
