@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import Request
@@ -21,6 +21,9 @@ class RequestContext:
     api_family: ApiFamily | None = None
     api_version: ApiVersion | None = None  # set by: the api-version step
     body: bytes = b""  # set by: the credential step, which reads (and limits) the body to check its hash
+    # set by: the envelope step; the request headers the steps and operations read (`pipeline._READ_HEADERS`),
+    # by lower-case name, a repeated header's last value
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 def context_of(scope_or_request: Request | MutableMapping[str, Any]) -> RequestContext:

@@ -66,10 +66,10 @@ def credential_for(method: str, path: str) -> Credential:
     return Credential.ACCESS_KEY
 
 
-# The request headers any step reads (the operations read theirs from the Request); the rest are not decoded.
+# The request headers any step or the rooms operations read (`RequestContext.headers`); the rest are not decoded.
 _READ_HEADERS = tuple((name.encode(), name) for name in (
     "authorization", "x-ms-content-sha256", "x-ms-date", "date", "host", "content-length", "transfer-encoding",
-    "x-ms-client-request-id", "ms-cv",
+    "x-ms-client-request-id", "ms-cv", "repeatability-request-id", "repeatability-first-sent",
 ))
 
 
@@ -123,7 +123,7 @@ class Pipeline:
         started = time.perf_counter()
         route, path_params, allowed = self._route(scope["method"], scope["path"])
         headers = _headers_read(scope)
-        ctx = RequestContext(request_id=_request_id(), operation=route.name if route else "unknown")
+        ctx = RequestContext(request_id=_request_id(), operation=route.name if route else "unknown", headers=headers)
         scope[SCOPE_KEY] = ctx
         status = 0
         try:

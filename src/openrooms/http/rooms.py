@@ -111,12 +111,13 @@ def _version(request: Request) -> ApiVersion:
 
 
 def _repeatability(request: Request, version: ApiVersion, body: bytes) -> Repeatability | None:
-    request_id = request.headers.get("repeatability-request-id")
+    headers = context_of(request).headers
+    request_id = headers.get("repeatability-request-id")
     if request_id is None:
         return None
     if not 0 < len(request_id) <= 128:
         raise errors.bad_request("Repeatability-Request-ID must be 1 to 128 characters.", "Repeatability-Request-ID")
-    first_sent = request.headers.get("repeatability-first-sent")
+    first_sent = headers.get("repeatability-first-sent")
     try:
         sent = parsedate_to_datetime(first_sent) if first_sent else None
     except (TypeError, ValueError):
@@ -231,6 +232,6 @@ class RoomsApi:
     def _origin(self, request: Request) -> str:
         if self._public_url:
             return self._public_url
-        host = request.headers.get("host") or request.url.netloc
+        host = context_of(request).headers.get("host") or request.url.netloc
         # The client follows nextLink as is: a doubled port would make it an invalid URL.
         return f"{request.scope['scheme']}://{undoubled_host(host)}"
