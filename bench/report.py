@@ -153,4 +153,9 @@ def _scan(scan: dict[str, Any]) -> str:
             f"{scan['pages']:,} pages, {scan['seconds']} s{bound}; "
             f"{scan['ms_per_page_first_10pct']} ms/page over the first 10% of pages (after the first), "
             f"{scan['ms_per_page_last_10pct']} ms/page over the last 10% "
-            f"(**{scan['last_to_first_ratio']}x**).\n")
+            f"(**{scan['last_to_first_ratio']}x**).{_tenths(scan)}\n")
+
+
+def _tenths(scan: dict[str, Any]) -> str:
+    tenths = scan.get("ms_per_page_by_tenth")
+    return f" Each tenth of the scan in turn, ms/page: {', '.join(str(t) for t in tenths)}." if tenths else ""

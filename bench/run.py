@@ -160,6 +160,10 @@ class Suite:
             "seconds": round(time.perf_counter() - started, 2),
             "ms_per_page_first_10pct": round(first * 1000, 3), "ms_per_page_last_10pct": round(last * 1000, 3),
             "last_to_first_ratio": round(last / first, 3), "server_peak_rss_mb": round(rss.peak / 2**20, 1),
+            # the whole curve: a scan that is linear overall has flat tenths after the first few
+            "ms_per_page_by_tenth": [round(sum(part) / len(part) * 1000, 3)
+                                     for part in (steady[n * len(steady) // 10:(n + 1) * len(steady) // 10]
+                                                  for n in range(10)) if part],
         }
         console.log(f"  scan: {rooms} rooms, {len(times)} pages in {result['seconds']} s; ms/page first 10% "
                     f"{result['ms_per_page_first_10pct']}, last 10% {result['ms_per_page_last_10pct']}")
