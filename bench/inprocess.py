@@ -3,8 +3,8 @@
     python -m bench.inprocess [get_room list_rooms ...] [--profile]
 
 Prints µs of wall and CPU time per request; with --profile, cProfile's top functions for each operation. This is
-what the "in-process" numbers of the README's optimisation table measure: the cost of openrooms itself, apart
-from the HTTP server's and the event loop's.
+what the "in-process" numbers of the optimisation table (docs/performance.md) measure: the cost of openrooms
+itself, apart from the HTTP server's and the event loop's.
 """
 
 from __future__ import annotations

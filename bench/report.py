@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
+# Each optimisation's before and after, what was tried and not kept: kept in the docs, appended to every report.
+OPTIMISATIONS = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
 RATIO_TARGETS = {"get_room": 0.5, "create_room": 0.35, "mixed": 0.45}
 GET_P99_MS = 10.0
 SCALE_LATENCY_RATIO = 1.3
@@ -144,6 +148,8 @@ def markdown(doc: dict[str, Any]) -> str:
                 f"{sc['large_server_peak_rss_mb']} MB with {sc['large_rooms']:,} rooms.\n"]
         if "paged_scan" in sc:
             out += [f"### Full paged scan of {sc['large_rooms']:,} rooms\n", _scan(sc["paged_scan"])]
+    if OPTIMISATIONS.exists():  # one level down, under the report's own title
+        out.append(re.sub(r"^(#+) ", r"#\1 ", OPTIMISATIONS.read_text(), flags=re.MULTILINE))
     return "\n".join(out)
 
 

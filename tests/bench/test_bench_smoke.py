@@ -46,6 +46,8 @@ def test_one_workload_for_two_rounds_reports_every_field_and_no_errors(tmp_path:
                                                          "get_room p99 at 32 connections"}
     markdown = (tmp_path / "report.md").read_text()
     assert "| get_room |" in markdown and "## Targets" in markdown
+    assert "## Performance: what each optimisation changed" in markdown  # docs/performance.md, appended
+    assert "| change | before | after |" in markdown
 
 
 def test_the_in_process_measurement_answers_every_operation(tmp_path: Path) -> None:
