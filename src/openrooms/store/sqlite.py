@@ -14,7 +14,7 @@ import contextlib
 import sqlite3
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 from sqlalchemy import create_engine
@@ -180,28 +180,24 @@ class SqliteStore:
         touched and, where it committed, keep what it wrote at the new counters."""
         changes = self._changes
         if changes is not None and (self._written or self._roster_only):
-            if committed:
-                rooms, pages = self._kept_after_commit(changes)
+            rooms, pages = self._kept_after_commit(changes) if committed else ([], [])
             changes.bump(self._written.keys() | self._roster_only, listing=bool(self._written))
-            if committed:
-                for room in rooms:
-                    self._rooms.put(room.id, changes.read(room.id), room)
-                listing = changes.read_listing()
-                for key, page in pages:
-                    self._listings.put(key, listing, page)
+            for room in rooms:
+                self._rooms.put(room.id, changes.read(room.id), room)
+            listing = changes.read_listing()
+            for key, page in pages:
+                self._listings.put(key, listing, page)
         self._written.clear()
         self._roster_only.clear()
 
-    def _kept_after_commit(
-        self, changes: ChangeCounters
-    ) -> tuple[list[Room], list[tuple[tuple[None, int], tuple[int, int, list[Room]]]]]:
-        """Before the bump: the rooms and the first pages of the list to keep once it is done."""
+    def _kept_after_commit(self, changes: ChangeCounters) -> tuple[list[Room], list[tuple[Any, Any]]]:
+        """Before the bump: the rooms, and the first pages of the list (key, kept value), to keep once it is done."""
         rooms = [room for room in self._written.values() if room is not None]
         for room_id in self._roster_only - self._written.keys():
             room = self._rooms.get(room_id, changes.read(room_id))
             if room is not None:
                 rooms.append(room)
-        pages = []
+        pages: list[tuple[Any, Any]] = []
         if self._written:  # the list changes only with the rooms themselves, not with their rosters
             for key, (valid_after, _, page) in self._listings.at(changes.read_listing()):
                 after, limit = key
