@@ -15,8 +15,8 @@ ROOM_ID_LENGTHS = range(16, 19)
 
 # An id is 10**16 + window * 10**5 + suffix: the 10 ms window of the wall clock it was made in, then five random
 # digits. Ids made close together sort together, so a burst of creates writes to one end of the store's id
-# indexes instead of to a random page of them each (which made SQLite's share of a create three times as costly
-# once the indexes outgrew its cache). The windows run out in the year 2255.
+# indexes instead of to a random page of them each (with uniformly random ids, SQLite's share of a create was
+# about three times as large, measured on a growing table). The windows run out in the year 2255.
 _ROOM_ID_LOW = 10 ** (ROOM_ID_DIGITS - 1)
 _WINDOW_NS = 10_000_000
 _SUFFIXES = 10**5
@@ -24,9 +24,9 @@ _SUFFIXES = 10**5
 
 class _RoomIds:
     """Each process draws its own suffixes from the OS's CSPRNG, fetched 4 KiB at a time (one system call per
-    512 ids), and never repeats one within a window. A window that is half used, or a clock that went back,
-    moves the ids on to the next window, so drawing never slows down; ids from different processes may still
-    meet, and the store refuses an id issued before."""
+    512 ids), and never repeats one within a window. A window that is half used moves the ids on to the next
+    one, so drawing never slows down; a clock that goes back leaves them in the window they are in. Ids from
+    different processes may still meet: the store refuses an id issued before, and the service draws again."""
 
     ENTROPY = 4096
 
