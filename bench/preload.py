@@ -19,10 +19,12 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from bench.wire import user_id
+from openrooms.service.ids import room_id_made_at
 
 TICKS_PER_SECOND = 10_000_000
 TICKS_PER_DAY = 86_400 * TICKS_PER_SECOND
 MAX_WINDOW = 180 * TICKS_PER_DAY
+CREATED_SPAN = 30 * TICKS_PER_DAY
 USERS = 200_000  # roster entries are drawn from this many distinct users
 # Indexes that are dropped for the load and rebuilt after it (rebuilding sorts once: much faster than
 # keeping them up to date row by row).
@@ -30,13 +32,24 @@ _REBUILT_INDEXES = ("rooms_by_created", "rooms_by_valid_until", "participants_by
 _BATCH = 50_000
 
 
-def room_ids(count: int, seed: int) -> list[str]:
-    """`count` distinct 17-digit ids, sorted (so that primary-key inserts append)."""
+def rooms_made(count: int, seed: int, now: int) -> list[tuple[str, int]]:
+    """`count` rooms as (id, created_at), made over the 30 days before `now` (ticks), oldest first.
+
+    As in a database the API filled: each id is made from its room's creation time as the server makes it (see
+    `new_room_id`), and the rows go in in the order of creation, so that a table's rows, its ids and the room list's
+    order agree. (Rooms made in random order would put every next room of a list scan on another page of the table,
+    a layout no server writes.)"""
     rng = random.Random(seed)
-    ids: set[int] = set()
-    while len(ids) < count:
-        ids.update(rng.randrange(10**16, 10**17) for _ in range(count - len(ids)))
-    return [str(i) for i in sorted(ids)]
+    made = sorted(now - rng.randrange(CREATED_SPAN) for _ in range(count))
+    ids: set[str] = set()
+    rooms: list[tuple[str, int]] = []
+    for created in made:
+        room_id = room_id_made_at(created * 100, rng.randrange(100_000))
+        while room_id in ids:  # rooms made in the same 10 ms: the server would draw again too
+            room_id = room_id_made_at(created * 100, rng.randrange(100_000))
+        ids.add(room_id)
+        rooms.append((room_id, created))
+    return rooms
 
 
 def upgrade_schema(location: Path) -> Path:
@@ -50,8 +63,8 @@ def preload(location: Path, rooms: int, participants: int, *, seed: int = 1, qui
     """Fill a fresh database at `location` with `rooms` rooms (created over the last 30 days, valid for
     180 days from creation) and `participants` roster entries spread evenly over them. Returns the ids."""
     path = upgrade_schema(location)
-    ids = room_ids(rooms, seed)
-    now = time.time_ns() // 100
+    made = rooms_made(rooms, seed, time.time_ns() // 100)
+    ids = [room_id for room_id, _ in made]
     db = sqlite3.connect(path, isolation_level=None)
     db.executescript("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -262144;")
     if db.execute("SELECT count(*) FROM rooms").fetchone()[0]:
@@ -63,12 +76,9 @@ def preload(location: Path, rooms: int, participants: int, *, seed: int = 1, qui
         db.execute(f"DROP INDEX IF EXISTS {name}")
 
     per_room, extra = divmod(participants, rooms) if rooms else (0, 0)
-    rng = random.Random(seed)
-    span = 30 * TICKS_PER_DAY
 
     def room_rows() -> Iterator[tuple[str, int, int, int, int]]:
-        for room_id in ids:
-            created = now - rng.randrange(span)
+        for room_id, created in made:
             yield room_id, created, created, created + MAX_WINDOW, 0
 
     def roster_rows() -> Iterator[tuple[str, str, str]]:

@@ -139,6 +139,17 @@ def test_room_ids_are_17_digits_and_a_forked_worker_draws_its_own() -> None:
     assert in_child != ids.new_room_id()
 
 
+def test_an_id_made_for_a_given_time_sorts_with_the_ids_the_server_made_around_it() -> None:
+    # What a bulk loader uses: an id for a room made at a given time, as the generator would have made it then.
+    before = time.time_ns()
+    drawn = ids.new_room_id()
+    after = time.time_ns() + 20_000_000  # the generator may run a window ahead of the clock
+    assert ids.room_id_made_at(before, 0) <= drawn <= ids.room_id_made_at(after, 99_999)
+    assert ids.room_id_made_at(before - 10_000_000, 99_999) < ids.room_id_made_at(before, 0)
+    with pytest.raises(ValueError, match="suffix"):
+        ids.room_id_made_at(before, 100_000)
+
+
 def test_room_ids_sort_by_the_time_they_were_made_and_a_busy_window_never_repeats_one() -> None:
     # The first 12 digits count 10 ms windows: ids made apart in time sort apart, whatever their random digits.
     earlier = ids.new_room_id()

@@ -59,7 +59,19 @@ class _RoomIds:
                 suffix = self._take8() % _SUFFIXES
                 if suffix not in self._used:
                     self._used.add(suffix)
-                    return str(_ROOM_ID_LOW + self._window * _SUFFIXES + suffix)
+                    return _room_id(self._window, suffix)
+
+
+def _room_id(window: int, suffix: int) -> str:
+    return str(_ROOM_ID_LOW + window * _SUFFIXES + suffix)
+
+
+def room_id_made_at(time_ns: int, suffix: int) -> str:
+    """The id of a room made at `time_ns` (wall clock, ns since the epoch) with the suffix `suffix` (0 to 99,999),
+    as `new_room_id` would make it. For tools that fill a database without the API."""
+    if not 0 <= suffix < _SUFFIXES:
+        raise ValueError(f"a room id's suffix is 0 to {_SUFFIXES - 1}, not {suffix}")
+    return _room_id(time_ns // _WINDOW_NS, suffix)
 
 
 _room_ids = _RoomIds()
