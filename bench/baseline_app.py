@@ -31,12 +31,15 @@ PARTICIPANT_PAGE = json.dumps(
 _EMPTY = b"{}"
 
 
-def _has_body(scope: dict[str, Any]) -> bool:
+def _body_length(scope: dict[str, Any]) -> int | None:
+    """The declared length of the body: 0 when there is none, None when only the server knows where it ends."""
     headers: dict[bytes, bytes] = dict(scope["headers"])
     length = headers.get(b"content-length")
     if length is not None:
-        return length != b"0"
-    return b"transfer-encoding" in headers or scope.get("http_version") not in ("1.0", "1.1")
+        return int(length)
+    if b"transfer-encoding" in headers or scope.get("http_version") not in ("1.0", "1.1"):
+        return None
+    return 0
 
 
 def _headers(body: bytes) -> list[tuple[bytes, bytes]]:
@@ -50,12 +53,15 @@ async def app(scope, receive, send):  # type: ignore[no-untyped-def]
                 await send({"type": "lifespan.startup.complete"})
             await send({"type": "lifespan.shutdown.complete"})
         return
-    # Read the whole body, as a real handler must; like openrooms, skip the wait when the headers say there is
-    # none (HTTP/1 without Content-Length or Transfer-Encoding, or Content-Length: 0).
-    if _has_body(scope):
-        more = True
-        while more:
+    # Read the whole body, as a real handler must, and as openrooms does: no wait when the headers say there is
+    # none (HTTP/1 without Content-Length or Transfer-Encoding, or Content-Length: 0), and none for the server's
+    # empty last message once the declared length is in.
+    expected = _body_length(scope)
+    if expected != 0:
+        size, more = 0, True
+        while more and size != expected:
             message = await receive()
+            size += len(message.get("body", b""))
             more = message.get("more_body", False)
     method, path = scope["method"], scope["path"]
     status, body = 200, ROOM

@@ -79,14 +79,7 @@ async def test_the_body_is_waited_for_only_when_the_request_has_one(
     app: Pipeline, http_version: str, length: str | None, waits_for_body: bool
 ) -> None:
     body = b"{}" if length == "2" else b""
-    path, _, query = f"/rooms?{V}".partition("?")
-    headers = {"host": HOST, **sign_headers("POST", f"{path}?{query}", HOST, body)}
-    if length is not None:
-        headers["content-length"] = length
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": http_version, "method": "POST",
-             "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": query.encode(),
-             "root_path": "", "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-             "client": ("127.0.0.1", 1), "server": (HOST, 80)}
+    scope = _create_room_scope(http_version, length, body)
     received: list[bool] = []
     sent: list[dict[str, Any]] = []
 
@@ -100,6 +93,44 @@ async def test_the_body_is_waited_for_only_when_the_request_has_one(
     await app(scope, receive, send)
     assert sent[0]["status"] == 201
     assert bool(received) is waits_for_body
+
+
+def _create_room_scope(http_version: str, length: str | None, body: bytes) -> dict[str, Any]:
+    path, _, query = f"/rooms?{V}".partition("?")
+    headers = {"host": HOST, **sign_headers("POST", f"{path}?{query}", HOST, body)}
+    if length is not None:
+        headers["content-length"] = length
+    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": http_version, "method": "POST",
+            "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": query.encode(),
+            "root_path": "", "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+            "client": ("127.0.0.1", 1), "server": (HOST, 80)}
+
+
+@pytest.mark.parametrize(("http_version", "declared", "receives"), [
+    ("1.1", True, 2),  # the declared length is in after two chunks: no wait for the server's empty last message
+    ("2", False, 3),  # no declared length: read until the server says the body is over
+])
+async def test_a_body_is_read_until_its_declared_length_is_in_or_the_server_says_it_is_over(
+    app: Pipeline, http_version: str, declared: bool, receives: int
+) -> None:
+    body = b'{"pstnDialOutEnabled":true}'
+    chunks = [body[:20], body[20:], b""]  # as granian sends it: each chunk with more_body, then an empty last one
+    scope = _create_room_scope(http_version, str(len(body)) if declared else None, body)
+    received: list[bytes] = []
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        chunk = chunks[len(received)]
+        received.append(chunk)
+        return {"type": "http.request", "body": chunk, "more_body": bool(chunk)}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    assert sent[0]["status"] == 201
+    assert b'"pstnDialOutEnabled":true' in sent[1]["body"]
+    assert len(received) == receives
 
 
 async def test_the_lifespan_starts_and_stops_the_app() -> None:
