@@ -118,7 +118,7 @@ def markdown(doc: dict[str, Any]) -> str:
                                                                                   _throughput_rows(pg)))
     if "store_limit" in doc:
         sl = doc["store_limit"]
-        out += ["## Raw store limit for writes\n",
+        out += ["## Raw store limit for writes: SQLite\n",
                 "SQLite on this disk with the server's pragmas (WAL, synchronous=FULL), one connection, no HTTP: "
                 "every write transaction waits for an fsync, so this caps every write workload with the SQLite "
                 "store.\n",
@@ -126,6 +126,22 @@ def markdown(doc: dict[str, Any]) -> str:
                                                      sl["single_row_insert_per_s"]],
                                                     ["create-room transaction (room id ledger + room)",
                                                      sl["create_transaction_per_s"]]])]
+    pl = doc.get("postgresql_store_limit")
+    if pl:
+        out.append("## Raw store limit for writes: PostgreSQL\n")
+        if "skipped" in pl:
+            out.append(f"Skipped: {pl['skipped']}\n")
+        else:
+            settings = ", ".join(f"{name}={value}" for name, value in pl["settings"].items())
+            n = pl["connections"]
+            out += [f"The same PostgreSQL server as the runs above, with its own durability settings ({settings}), "
+                    f"which openrooms leaves as they are; no HTTP. One connection, then {n} at once (a worker's "
+                    "pool): PostgreSQL flushes the log of concurrent commits together.\n",
+                    _table(["what", "1 connection, transactions/s", f"{n} connections, transactions/s"],
+                           [["single-row INSERT, one per transaction", pl["single_row_insert_per_s"],
+                             pl["single_row_insert_per_s_concurrent"]],
+                            ["create-room transaction (room id ledger + room)", pl["create_transaction_per_s"],
+                             pl["create_transaction_per_s_concurrent"]]])]
     if "paged_scan" in doc:
         out += ["## Full paged scan (default database)\n", _scan(doc["paged_scan"])]
     sc = doc.get("scale")

@@ -285,6 +285,13 @@ class Suite:
                         row["baseline_rps"] = base[workload]["baseline_rps"]
                         row["ratio_to_baseline"] = round(row["requests_per_second"] / row["baseline_rps"], 3)
                 self.sections["postgresql"] = rows
+                if s.store_limit:
+                    try:
+                        limit = store_limit.measure_postgres(url)
+                    except Exception as exc:  # reported, as a failed PostgreSQL run is
+                        limit = {"skipped": str(exc).splitlines()[0]}
+                    self.sections["postgresql_store_limit"] = limit
+                    console.log(f"PostgreSQL store limit: {limit}")
             else:
                 self.sections["postgresql"] = {"skipped": why}
         if s.scale:
