@@ -44,9 +44,10 @@ def rooms_made(count: int, seed: int, now: int) -> list[tuple[str, int]]:
     ids: set[str] = set()
     rooms: list[tuple[str, int]] = []
     for created in made:
-        room_id = room_id_made_at(created * 100, rng.randrange(100_000))
+        made_ns = created * 100  # ticks of 100 ns
+        room_id = room_id_made_at(made_ns, rng.randrange(100_000))
         while room_id in ids:  # rooms made in the same 10 ms: the server would draw again too
-            room_id = room_id_made_at(created * 100, rng.randrange(100_000))
+            room_id = room_id_made_at(made_ns, rng.randrange(100_000))
         ids.add(room_id)
         rooms.append((room_id, created))
     return rooms

@@ -289,7 +289,7 @@ class Suite:
                     try:
                         limit = store_limit.measure_postgres(url)
                     except Exception as exc:  # reported, as a failed PostgreSQL run is
-                        limit = {"skipped": str(exc).splitlines()[0]}
+                        limit = {"skipped": (str(exc).splitlines() or [type(exc).__name__])[0]}
                     self.sections["postgresql_store_limit"] = limit
                     console.log(f"PostgreSQL store limit: {limit}")
             else:
