@@ -13,6 +13,7 @@ import json
 import platform
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import time
@@ -32,6 +33,33 @@ T = TypeVar("T")
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
 console = Console(stderr=True, width=170, log_path=False)
+
+
+def scan_shape(times: Sequence[float]) -> dict[str, Any]:
+    """How the time per page of a paged scan moves from its start to its end (times in seconds, page by page).
+
+    A scan that is linear overall costs the same per page deep down as near the top. Two measures of that: the
+    first and last tenth of the pages compared, which one slow moment at either end can tip; and the ends of the
+    least-squares line through every page's time, which takes in the whole scan.
+    """
+    steady = list(times[1:] or times)  # the first page also pays for the connection and cold caches
+    tenth = max(1, len(steady) // 10)
+    first, last = sum(steady[:tenth]) / tenth, sum(steady[-tenth:]) / tenth
+    if len(steady) > 1 and len(set(steady)) > 1:
+        slope, intercept = statistics.linear_regression(range(len(steady)), steady)
+    else:
+        slope, intercept = 0.0, statistics.fmean(steady)
+    start, end = intercept, intercept + slope * (len(steady) - 1)
+    return {
+        "ms_per_page_first_10pct": round(first * 1000, 3), "ms_per_page_last_10pct": round(last * 1000, 3),
+        "last_to_first_ratio": round(last / first, 3),
+        "ms_per_page_fitted_start": round(start * 1000, 3), "ms_per_page_fitted_end": round(end * 1000, 3),
+        "fitted_end_to_start_ratio": round(end / start, 3) if start > 0 else None,
+        # the whole curve: a scan that is linear overall has flat tenths
+        "ms_per_page_by_tenth": [round(sum(part) / len(part) * 1000, 3)
+                                 for part in (steady[n * len(steady) // 10:(n + 1) * len(steady) // 10]
+                                              for n in range(10)) if part],
+    }
 
 
 @dataclasses.dataclass
@@ -151,22 +179,14 @@ class Suite:
                 t = time.perf_counter()
                 page = client.follow(link)
         client.close()
-        # the first page also pays for the connection and cold caches: compare the pages after it
-        steady = times[1:] or times
-        tenth = max(1, len(steady) // 10)
-        first, last = sum(steady[:tenth]) / tenth, sum(steady[-tenth:]) / tenth
         result = {
             "rooms": rooms, "pages": len(times), "complete": not page.get("nextLink"),
-            "seconds": round(time.perf_counter() - started, 2),
-            "ms_per_page_first_10pct": round(first * 1000, 3), "ms_per_page_last_10pct": round(last * 1000, 3),
-            "last_to_first_ratio": round(last / first, 3), "server_peak_rss_mb": round(rss.peak / 2**20, 1),
-            # the whole curve: a scan that is linear overall has flat tenths after the first few
-            "ms_per_page_by_tenth": [round(sum(part) / len(part) * 1000, 3)
-                                     for part in (steady[n * len(steady) // 10:(n + 1) * len(steady) // 10]
-                                                  for n in range(10)) if part],
+            "seconds": round(time.perf_counter() - started, 2), **scan_shape(times),
+            "server_peak_rss_mb": round(rss.peak / 2**20, 1),
         }
         console.log(f"  scan: {rooms} rooms, {len(times)} pages in {result['seconds']} s; ms/page first 10% "
-                    f"{result['ms_per_page_first_10pct']}, last 10% {result['ms_per_page_last_10pct']}")
+                    f"{result['ms_per_page_first_10pct']}, last 10% {result['ms_per_page_last_10pct']}; fitted line "
+                    f"{result['ms_per_page_fitted_start']} -> {result['ms_per_page_fitted_end']}")
         return result
 
     # -- scale ----------------------------------------------------------------------------------------------
