@@ -66,21 +66,22 @@ def credential_for(method: str, path: str) -> Credential:
     return Credential.ACCESS_KEY
 
 
-# The request headers any step or the rooms operations read (`RequestContext.headers`); the rest are not decoded.
-_READ_HEADERS = tuple((name.encode(), name) for name in (
+# The request headers any step or the rooms operations read (`RequestContext.headers`), by their raw (lower-case)
+# name; the rest are not decoded.
+_READ_HEADERS = {name.encode(): name for name in (
     "authorization", "x-ms-content-sha256", "x-ms-date", "date", "host", "content-length", "transfer-encoding",
     "x-ms-client-request-id", "ms-cv", "repeatability-request-id", "repeatability-first-sent",
-))
+)}
 
 
 def _headers_read(scope: Scope) -> dict[str, str]:
-    raw = dict(scope["headers"])  # a repeated header: the last one
-    return {name: raw[key].decode("latin-1") for key, name in _READ_HEADERS if key in raw}
+    # One pass over the request's headers; a repeated header: the last one.
+    return {_READ_HEADERS[key]: value.decode("latin-1") for key, value in scope["headers"] if key in _READ_HEADERS}
 
 
 def _request_id() -> str:
     # An opaque id for logs, not a secret: the fast generator (reseeded in each forked worker) suffices.
-    return f"{random.getrandbits(128):032x}"
+    return random.getrandbits(128).to_bytes(16, "big").hex()
 
 
 class Pipeline:
