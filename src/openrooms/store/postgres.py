@@ -1,7 +1,8 @@
 """The server store: PostgreSQL, shared by any number of stateless openrooms instances.
 
 Everything an instance needs lives in the database, so instances behind a load balancer agree without
-talking to each other. Each method is one transaction on a pooled connection (psycopg 3, async). Writes that
+talking to each other. Each method is one transaction on a pooled connection (psycopg 3, async), and where it
+can be, one statement: each round trip costs this process more CPU than the database spends on it. Writes that
 could race across instances are made safe by the database: roster changes lock their room's row first, an
 idempotent create claims its request id with `INSERT ... ON CONFLICT DO NOTHING` before anything else, and
 room ids are claimed in the `room_ids` ledger.
@@ -63,6 +64,27 @@ _KEY_COLUMNS = "kid, private_key_pem, certificate_pem, created_at"
 _PURGE_LOCK_CLASS = 0x6F70726D  # "oprm"
 _MIGRATE_LOCK_CLASS = _PURGE_LOCK_CLASS + 1
 _SIGNING_KEY_LOCK_CLASS = _PURGE_LOCK_CLASS + 2
+
+
+# A room, its id claimed in the `room_ids` ledger and its roster, as one statement: its count is 0 when the id was
+# taken. The statements of a WITH see one another's rows only through RETURNING, and the roster's foreign key
+# is checked at the end of the statement, when the room is in.
+_CREATE_ROOM = (
+    "WITH issued AS (INSERT INTO room_ids (id) VALUES (%s) ON CONFLICT DO NOTHING RETURNING id), "
+    f"room AS (INSERT INTO rooms ({_ROOM_COLUMNS}) SELECT id, %s, %s, %s, %s FROM issued RETURNING id), "
+    "roster AS (INSERT INTO participants (room_id, raw_id, role) "
+    "SELECT room.id, entry.raw_id, entry.role FROM room, unnest(%s::text[], %s::text[]) AS entry (raw_id, role)) "
+    "SELECT count(*) FROM room"
+)
+# Whether the room exists (first column) and a page of its roster, as one statement: at least one row, whose
+# raw_id is NULL when the page is empty.
+_PARTICIPANTS_PAGE = (
+    "SELECT room.id IS NOT NULL, entry.raw_id, entry.role FROM (SELECT %s::text AS id) wanted "
+    "LEFT JOIN rooms room ON room.id = wanted.id "
+    "LEFT JOIN LATERAL (SELECT raw_id, role FROM participants WHERE room_id = room.id AND raw_id > %s "
+    "ORDER BY raw_id LIMIT %s) entry ON true "
+    "ORDER BY entry.raw_id"
+)
 
 
 class SchemaMismatch(Exception):
@@ -237,34 +259,28 @@ class PostgresStore:
     async def insert_room(
         self, room: Room, participants: Sequence[Participant], record: CreateRecord | None
     ) -> CreateRecord | None:
+        if record is None:  # one statement: one round trip, where BEGIN, two INSERTs and COMMIT were four
+            async with self._connection() as db:
+                created = await _create_room(db, room, participants)
+            if not created:
+                raise RoomIdTaken(room.id)
+            return None
         async with self._transaction() as db:
-            if record is not None:
-                # Claim the request id first: a concurrent create with the same id waits here for ours to
-                # commit (or roll back), then finds our record instead of creating a second room.
-                claimed = await db.execute(
-                    "INSERT INTO create_requests (request_id, fingerprint, room_id, response, created_at) "
-                    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (request_id) DO NOTHING",
-                    (record.request_id, record.fingerprint, record.room_id, record.response, record.created_at),
-                )
-                if claimed.rowcount == 0:
-                    earlier = await _create_record(db, record.request_id)
-                    if earlier is not None:
-                        return earlier
-                    # Purged between the two statements (a day-old record): nothing to answer from.
-                    raise StoreUnavailable("an idempotency record changed under a concurrent create")
-            issued = await db.execute("INSERT INTO room_ids (id) VALUES (%s) ON CONFLICT DO NOTHING", (room.id,))
-            if issued.rowcount == 0:
-                raise RoomIdTaken(room.id)  # rolls the transaction back, record claim included
-            await db.execute(
-                f"INSERT INTO rooms ({_ROOM_COLUMNS}) VALUES (%s, %s, %s, %s, %s)",
-                (room.id, room.created_at, room.valid_from, room.valid_until, room.pstn_dial_out_enabled),
+            # Claim the request id first: a concurrent create with the same id waits here for ours to commit (or
+            # roll back), then finds our record instead of creating a second room.
+            claimed = await db.execute(
+                "INSERT INTO create_requests (request_id, fingerprint, room_id, response, created_at) "
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (request_id) DO NOTHING",
+                (record.request_id, record.fingerprint, record.room_id, record.response, record.created_at),
             )
-            if participants:
-                async with db.cursor() as cursor:
-                    await cursor.executemany(
-                        "INSERT INTO participants (room_id, raw_id, role) VALUES (%s, %s, %s)",
-                        [(room.id, p.raw_id, p.role.value) for p in participants],
-                    )
+            if claimed.rowcount == 0:
+                earlier = await _create_record(db, record.request_id)
+                if earlier is not None:
+                    return earlier
+                # Purged between the two statements (a day-old record): nothing to answer from.
+                raise StoreUnavailable("an idempotency record changed under a concurrent create")
+            if not await _create_room(db, room, participants):
+                raise RoomIdTaken(room.id)  # rolls the transaction back, record claim included
         return None
 
     async def get_create_record(self, request_id: str) -> CreateRecord | None:
@@ -281,7 +297,7 @@ class PostgresStore:
         self, room_id: str, window: tuple[int, int] | None, pstn_dial_out_enabled: bool | None
     ) -> Room | None:
         valid_from, valid_until = window or (None, None)
-        async with self._transaction() as db:
+        async with self._connection() as db:  # one statement: atomic without a transaction of its own
             cursor = await db.execute(
                 "UPDATE rooms SET valid_from = coalesce(%s::bigint, valid_from), "
                 "valid_until = coalesce(%s::bigint, valid_until), "
@@ -293,7 +309,7 @@ class PostgresStore:
         return None if row is None else _room(row)
 
     async def delete_room(self, room_id: str) -> bool:
-        async with self._transaction() as db:
+        async with self._connection() as db:  # one statement; the roster goes with the room (ON DELETE CASCADE)
             cursor = await db.execute("DELETE FROM rooms WHERE id = %s", (room_id,))
             return cursor.rowcount > 0
 
@@ -315,17 +331,12 @@ class PostgresStore:
         return [_room(row) for row in rows]
 
     async def list_participants(self, room_id: str, after: str | None, limit: int) -> list[Participant] | None:
-        async with self._transaction() as db:  # one snapshot for the existence check and the page
-            await db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            cursor = await db.execute("SELECT 1 FROM rooms WHERE id = %s", (room_id,))
-            if await cursor.fetchone() is None:
-                return None
-            cursor = await db.execute(
-                "SELECT raw_id, role FROM participants WHERE room_id = %s AND raw_id > %s ORDER BY raw_id LIMIT %s",
-                (room_id, after or "", limit),
-            )
+        async with self._connection() as db:  # one statement, one snapshot: whether the room exists, and the page
+            cursor = await db.execute(_PARTICIPANTS_PAGE, (room_id, after or "", limit))
             rows = await cursor.fetchall()
-        return [Participant(raw_id, ROLES[role]) for raw_id, role in rows]
+        if not rows or not rows[0][0]:
+            return None
+        return [Participant(raw_id, ROLES[role]) for _, raw_id, role in rows if raw_id is not None]
 
     async def get_participant(self, room_id: str, raw_id: str) -> Participant | None:
         async with self._connection() as db:
@@ -489,6 +500,17 @@ class PostgresStore:
     async def ping(self) -> None:
         async with self._connection() as db:
             await db.execute("SELECT 1 FROM rooms LIMIT 1")
+
+
+async def _create_room(db: AsyncConnection[Any], room: Room, participants: Sequence[Participant]) -> bool:
+    """Whether the room went in (False: its id was issued before)."""
+    cursor = await db.execute(
+        _CREATE_ROOM,
+        (room.id, room.created_at, room.valid_from, room.valid_until, room.pstn_dial_out_enabled,
+         [p.raw_id for p in participants], [p.role.value for p in participants]),
+    )
+    row = await cursor.fetchone()
+    return row is not None and row[0] > 0
 
 
 async def _roster_size(db: AsyncConnection[Any], room_id: str) -> int:
