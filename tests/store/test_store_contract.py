@@ -227,6 +227,36 @@ async def test_concurrent_roster_changes_from_two_instances_lose_nothing(open_st
     assert await roster(first, room(1).id) == {user_id(n): Role.PRESENTER for n in range(1, 40, 2)}
 
 
+async def test_concurrent_adds_from_several_instances_stop_exactly_at_the_roster_limit(
+    open_store: StoreFactory,
+) -> None:
+    instances = [open_store() for _ in range(6)]  # a connection each, so that the adds really overlap
+    await instances[0].insert_room(room(1), [], None)
+
+    async def add(n: int) -> bool:
+        try:
+            return await instances[n % 6].update_participants(
+                room(1).id, {user_id(n): Role.ATTENDEE}, [], max_participants=5
+            )
+        except RosterFull:
+            return False
+
+    for _ in range(3):  # each round from an empty roster: 12 adds of one participant each, at once
+        added = await asyncio.gather(*(add(n) for n in range(12)))
+        assert added.count(True) == 5
+        assert len(await roster(instances[0], room(1).id)) == 5
+        assert await instances[0].update_participants(room(1).id, {}, [user_id(n) for n in range(12)])
+
+
+async def test_an_id_both_upserted_and_removed_in_one_change_ends_removed(store: RoomStore) -> None:
+    await store.insert_room(room(1), [Participant(user_id(0), Role.ATTENDEE)], None)
+    assert await store.update_participants(
+        room(1).id, {user_id(0): Role.PRESENTER, user_id(1): Role.PRESENTER, user_id(2): Role.CONSUMER},
+        [user_id(0), user_id(2)], max_participants=1,
+    )
+    assert await roster(store, room(1).id) == {user_id(1): Role.PRESENTER}
+
+
 async def test_concurrent_creates_with_one_request_id_make_one_room(open_store: StoreFactory) -> None:
     instances = [open_store(), open_store()]
     attempts = [room(n) for n in range(8)]

@@ -87,6 +87,21 @@ _PARTICIPANTS_PAGE = (
 )
 
 
+# A roster change as one statement: the upserts, the removals, and the counts that tell the roster's size before
+# and after. The counting SELECT sees the roster as the statement found it, without the statement's own changes:
+# its size then, and how many of the upserted ids were not on it.
+_CHANGE_ROSTER = (
+    "WITH upserted AS (INSERT INTO participants (room_id, raw_id, role) "
+    "SELECT %s, entry.raw_id, entry.role FROM unnest(%s::text[], %s::text[]) AS entry (raw_id, role) "
+    "ON CONFLICT (room_id, raw_id) DO UPDATE SET role = excluded.role), "
+    "removed AS (DELETE FROM participants WHERE room_id = %s AND raw_id = ANY(%s::text[]) RETURNING 1) "
+    "SELECT (SELECT count(*) FROM participants WHERE room_id = %s), "
+    "(SELECT count(*) FROM unnest(%s::text[]) AS new (raw_id) WHERE NOT EXISTS "
+    "(SELECT 1 FROM participants WHERE room_id = %s AND raw_id = new.raw_id)), "
+    "(SELECT count(*) FROM removed)"
+)
+
+
 class SchemaMismatch(Exception):
     """The database's schema is not the one this version of openrooms knows."""
 
@@ -350,29 +365,27 @@ class PostgresStore:
         self, room_id: str, upserts: Mapping[str, Role], removals: Collection[str],
         max_participants: int | None = None,
     ) -> bool:
+        removed_ids = list(removals)
+        gone = set(removed_ids)  # an id both upserted and removed ends removed, as if the removal came second
+        upserted = [(raw_id, role.value) for raw_id, role in upserts.items() if raw_id not in gone]
         async with self._transaction() as db:
             # Roster changes to one room take turns on its row: no deadlock between two requests touching
-            # the same people in different orders, and none can slip in after the room is deleted.
+            # the same people in different orders, and none can slip in after the room is deleted. The change
+            # is the next statement, so that it counts the roster as the request before ours left it.
             cursor = await db.execute("SELECT 1 FROM rooms WHERE id = %s FOR NO KEY UPDATE", (room_id,))
             if await cursor.fetchone() is None:
                 return False
-            before = await _roster_size(db, room_id) if max_participants is not None else 0
-            if upserts:
-                async with db.cursor() as batch:
-                    await batch.executemany(
-                        "INSERT INTO participants (room_id, raw_id, role) VALUES (%s, %s, %s) "
-                        "ON CONFLICT (room_id, raw_id) DO UPDATE SET role = excluded.role",
-                        [(room_id, raw_id, role.value) for raw_id, role in upserts.items()],
-                    )
-            if removals:
-                await db.execute(
-                    "DELETE FROM participants WHERE room_id = %s AND raw_id = ANY(%s::text[])",
-                    (room_id, list(removals)),
-                )
-            if max_participants is not None:
-                after = await _roster_size(db, room_id)
-                if after > max_participants and after > before:
-                    raise RosterFull(after)  # rolls the change back
+            cursor = await db.execute(
+                _CHANGE_ROSTER,
+                (room_id, [raw_id for raw_id, _ in upserted], [role for _, role in upserted], room_id, removed_ids,
+                 room_id, [raw_id for raw_id, _ in upserted], room_id),
+            )
+            row = await cursor.fetchone()
+            assert row is not None
+            before, added, removed = row
+            after = before + added - removed
+            if max_participants is not None and after > max_participants and after > before:
+                raise RosterFull(after)  # rolls the change back
         return True
 
     async def purge(self, rooms_valid_before: int, records_created_before: int) -> tuple[int, int]:
@@ -511,12 +524,6 @@ async def _create_room(db: AsyncConnection[Any], room: Room, participants: Seque
     )
     row = await cursor.fetchone()
     return row is not None and row[0] > 0
-
-
-async def _roster_size(db: AsyncConnection[Any], room_id: str) -> int:
-    cursor = await db.execute("SELECT count(*) FROM participants WHERE room_id = %s", (room_id,))
-    row = await cursor.fetchone()
-    return int(row[0]) if row else 0
 
 
 async def _create_record(db: AsyncConnection[Any], request_id: str) -> CreateRecord | None:
