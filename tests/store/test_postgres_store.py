@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from openrooms.service.model import Room
+from openrooms.service.model import Participant, Role, Room
 from openrooms.store import migrate, postgres
 from openrooms.store.postgres import PostgresStore, SchemaMismatch
 from openrooms.store.protocol import StoreUnavailable
@@ -93,3 +93,29 @@ def test_urls() -> None:
     assert postgres.redacted("postgresql://u@h/d") == "postgresql://u@h/d"
     assert postgres.sqlalchemy_url("postgres://u@h/d") == "postgresql+psycopg://u@h/d"
     assert postgres.is_postgres_url("postgresql://h/d") and not postgres.is_postgres_url("sqlite:///x.db")
+
+
+async def test_a_roster_change_that_waits_for_a_user_deletion_counts_the_roster_it_leaves(postgres_url: str) -> None:
+    # Deleting a user takes the user out of every roster without the rooms' locks; a roster change that removes
+    # the same entry waits for that deletion, and must not count the entry as still there.
+    postgres_schema.truncate_all(postgres_url)
+    store = PostgresStore.open(postgres_url, pool_size=2)
+    members = [f"8:acs:resource_{n}" for n in range(4)]
+    try:
+        await store.insert_room(Room(f"{10**16}", T0, T0, T0 + 10**12, False),
+                                [Participant(m, Role.ATTENDEE) for m in members], None)
+        with postgres_schema.admin(postgres_url) as other:
+            other.execute("BEGIN")
+            other.execute("DELETE FROM participants WHERE raw_id = %s", (members[0],))
+            change = asyncio.create_task(store.update_participants(
+                f"{10**16}", {"8:acs:resource_new": Role.PRESENTER}, [members[0]], max_participants=4
+            ))
+            await asyncio.sleep(0.5)
+            assert not change.done()  # waiting for the deleted entry's row
+            other.execute("COMMIT")
+        assert await change  # 4 entries after: within the limit
+        page = await store.list_participants(f"{10**16}", None, 10)
+        assert page is not None
+        assert {p.raw_id for p in page} == {*members[1:], "8:acs:resource_new"}
+    finally:
+        await store.close()

@@ -88,17 +88,21 @@ _PARTICIPANTS_PAGE = (
 
 
 # A roster change as one statement: the upserts, the removals, and the counts that tell the roster's size before
-# and after. The counting SELECT sees the roster as the statement found it, without the statement's own changes:
-# its size then, and how many of the upserted ids were not on it.
+# and after. The counts all come from the roster as the statement found it, without its own changes: its size,
+# how many of the upserted ids were not on it, and how many of the removed ones were. Deleting a user takes
+# entries out of rosters without the room's lock: one it took between this statement's snapshot and its end is
+# still in the size before (and, if this change removes it too, in the removals), so the size after comes out
+# exact or too high, never too low, and the limit holds.
 _CHANGE_ROSTER = (
     "WITH upserted AS (INSERT INTO participants (room_id, raw_id, role) "
-    "SELECT %s, entry.raw_id, entry.role FROM unnest(%s::text[], %s::text[]) AS entry (raw_id, role) "
+    "SELECT %(room)s, entry.raw_id, entry.role "
+    "FROM unnest(%(upserted)s::text[], %(roles)s::text[]) AS entry (raw_id, role) "
     "ON CONFLICT (room_id, raw_id) DO UPDATE SET role = excluded.role), "
-    "removed AS (DELETE FROM participants WHERE room_id = %s AND raw_id = ANY(%s::text[]) RETURNING 1) "
-    "SELECT (SELECT count(*) FROM participants WHERE room_id = %s), "
-    "(SELECT count(*) FROM unnest(%s::text[]) AS new (raw_id) WHERE NOT EXISTS "
-    "(SELECT 1 FROM participants WHERE room_id = %s AND raw_id = new.raw_id)), "
-    "(SELECT count(*) FROM removed)"
+    "removed AS (DELETE FROM participants WHERE room_id = %(room)s AND raw_id = ANY(%(removed)s::text[])) "
+    "SELECT (SELECT count(*) FROM participants WHERE room_id = %(room)s), "
+    "(SELECT count(*) FROM unnest(%(upserted)s::text[]) AS new (raw_id) WHERE NOT EXISTS "
+    "(SELECT 1 FROM participants WHERE room_id = %(room)s AND raw_id = new.raw_id)), "
+    "(SELECT count(*) FROM participants WHERE room_id = %(room)s AND raw_id = ANY(%(removed)s::text[]))"
 )
 
 
@@ -377,8 +381,8 @@ class PostgresStore:
                 return False
             cursor = await db.execute(
                 _CHANGE_ROSTER,
-                (room_id, [raw_id for raw_id, _ in upserted], [role for _, role in upserted], room_id, removed_ids,
-                 room_id, [raw_id for raw_id, _ in upserted], room_id),
+                {"room": room_id, "upserted": [raw_id for raw_id, _ in upserted],
+                 "roles": [role for _, role in upserted], "removed": removed_ids},
             )
             row = await cursor.fetchone()
             assert row is not None
