@@ -45,7 +45,7 @@ def scan_shape(times: Sequence[float]) -> dict[str, Any]:
     steady = list(times[1:] or times)  # the first page also pays for the connection and cold caches
     tenth = max(1, len(steady) // 10)
     first, last = sum(steady[:tenth]) / tenth, sum(steady[-tenth:]) / tenth
-    if len(steady) > 1 and len(set(steady)) > 1:
+    if len(steady) > 1:
         slope, intercept = statistics.linear_regression(range(len(steady)), steady)
     else:
         slope, intercept = 0.0, statistics.fmean(steady)
