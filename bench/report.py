@@ -106,18 +106,24 @@ def markdown(doc: dict[str, Any]) -> str:
     ]
     for label, rows in doc.get("throughput", {}).items():
         out += [f"## Throughput: SQLite, {label}\n", _table(THROUGHPUT_HEADERS, _throughput_rows(rows))]
-    through = doc.get("throughput", {})
-    if "1-worker" in through and "2-worker" in through:
-        rows = [[w, through["1-worker"][w]["requests_per_second"], r["requests_per_second"],
-                 f"{r['requests_per_second'] / through['1-worker'][w]['requests_per_second']:.2f}x"]
-                for w, r in through["2-worker"].items() if w in through["1-worker"]]
-        headers = ["workload", "1 worker req/s", "2 workers req/s", "2 / 1"]
-        out += ["## 1 vs 2 worker processes\n", _table(headers, rows)]
-    pg = doc.get("postgresql")
-    if pg:
-        out.append("## PostgreSQL (`--database-url`), 1 worker\n")
-        out.append(f"Skipped: {pg['skipped']}\n" if "skipped" in pg else _table(THROUGHPUT_HEADERS,
-                                                                                  _throughput_rows(pg)))
+    pg = doc.get("postgresql") or {}
+    if "skipped" in pg:
+        out += ["## Throughput: PostgreSQL (`--database-url`)\n", f"Skipped: {pg['skipped']}\n"]
+        pg = {}
+    for label, rows in pg.items():
+        out += [f"## Throughput: PostgreSQL (`--database-url`), {label}\n",
+                "A fresh database for each worker count. No baseline runs of its own: each ratio is to the SQLite "
+                "section's baseline with the same worker count, measured in the same run.\n",
+                _table(THROUGHPUT_HEADERS, _throughput_rows(rows))]
+    scaling = [[store, workload, one[workload]["requests_per_second"], row["requests_per_second"],
+                f"{row['requests_per_second'] / one[workload]['requests_per_second']:.2f}x"]
+               for store, by_workers in (("SQLite", doc.get("throughput", {})), ("PostgreSQL", pg))
+               if "1-worker" in by_workers and "2-worker" in by_workers
+               for one in [by_workers["1-worker"]]
+               for workload, row in by_workers["2-worker"].items() if workload in one]
+    if scaling:
+        headers = ["store", "workload", "1 worker req/s", "2 workers req/s", "2 / 1"]
+        out += ["## 1 vs 2 worker processes\n", _table(headers, scaling)]
     if "store_limit" in doc:
         sl = doc["store_limit"]
         out += ["## Raw store limit for writes: SQLite\n",

@@ -275,6 +275,41 @@ class Suite:
             return None, f"PostgreSQL unavailable: {exc}"
         return url, ""
 
+    def postgres_throughput(self) -> dict[str, Any]:
+        """Every workload on PostgreSQL, per worker count, each on a fresh database. No baseline runs of its own:
+        the ratios are to the SQLite section's baseline with the same worker count, measured in the same hour."""
+        sections: dict[str, Any] = {}
+        for workers in self.s.workers:
+            url, why = self.postgres_database()
+            if not url:
+                return {"skipped": why}
+            section = f"postgresql-{workers}-worker"
+            try:
+                rows: dict[str, Any] = self.throughput(section, workers, self.s.workloads, database_url=url,
+                                                       baseline=False)
+            except RuntimeError as exc:  # e.g. the server does not start against PostgreSQL
+                last = [ln for ln in str(exc).splitlines() if ln.strip()][-1]
+                console.log(f"[red]PostgreSQL run failed[/]: {last}")
+                return {"skipped": f"the run failed: {last}"}
+            base = self.sections["throughput"].get(f"{workers}-worker", {})
+            for workload, row in rows.items():
+                if "baseline_rps" in base.get(workload, {}):
+                    row["baseline_rps"] = base[workload]["baseline_rps"]
+                    row["ratio_to_baseline"] = round(row["requests_per_second"] / row["baseline_rps"], 3)
+            sections[f"{workers}-worker"] = rows
+        return sections
+
+    def postgres_store_limit(self) -> dict[str, Any]:
+        url, why = self.postgres_database()
+        if not url:
+            return {"skipped": why}
+        try:
+            limit = store_limit.measure_postgres(url)
+        except Exception as exc:  # reported, as a failed PostgreSQL run is
+            limit = {"skipped": (str(exc).splitlines() or [type(exc).__name__])[0]}
+        console.log(f"PostgreSQL store limit: {limit}")
+        return limit
+
     # -- all ------------------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         started = time.monotonic()
@@ -283,37 +318,13 @@ class Suite:
             self.sections["store_limit"] = store_limit.measure(s.work / "store-limit")
             console.log(f"store limit: {self.sections['store_limit']}")
         self.sections["throughput"] = {
-            f"{w}-worker": self.throughput(f"sqlite-{w}-worker", w,
-                                           s.workloads if w == 1 else [x for x in s.workloads if x in CORE],
-                                           baseline=s.baseline)
+            f"{w}-worker": self.throughput(f"sqlite-{w}-worker", w, s.workloads, baseline=s.baseline)
             for w in s.workers
         }
-        pg_workloads = [x for x in s.workloads if x in CORE]
-        if s.postgres_url is not None and pg_workloads:
-            url, why = self.postgres_database()
-            if url:
-                try:
-                    rows: dict[str, Any] = self.throughput("postgresql-1-worker", 1, pg_workloads, database_url=url,
-                                                       baseline=False)
-                except RuntimeError as exc:  # e.g. the server does not start against PostgreSQL
-                    last = [ln for ln in str(exc).splitlines() if ln.strip()][-1]
-                    console.log(f"[red]PostgreSQL run failed[/]: {last}")
-                    rows = {"skipped": f"the run failed: {last}"}
-                base = self.sections["throughput"].get("1-worker", {})
-                for workload, row in rows.items():
-                    if isinstance(row, dict) and workload in base and "baseline_rps" in base[workload]:
-                        row["baseline_rps"] = base[workload]["baseline_rps"]
-                        row["ratio_to_baseline"] = round(row["requests_per_second"] / row["baseline_rps"], 3)
-                self.sections["postgresql"] = rows
-                if s.store_limit:
-                    try:
-                        limit = store_limit.measure_postgres(url)
-                    except Exception as exc:  # reported, as a failed PostgreSQL run is
-                        limit = {"skipped": (str(exc).splitlines() or [type(exc).__name__])[0]}
-                    self.sections["postgresql_store_limit"] = limit
-                    console.log(f"PostgreSQL store limit: {limit}")
-            else:
-                self.sections["postgresql"] = {"skipped": why}
+        if s.postgres_url is not None:
+            self.sections["postgresql"] = self.postgres_throughput()
+            if s.store_limit:
+                self.sections["postgresql_store_limit"] = self.postgres_store_limit()
         if s.scale:
             self.sections["scale"] = self.scale()
         return self.document(time.monotonic() - started)
@@ -346,8 +357,6 @@ class Suite:
         }
 
 
-CORE = ["get_room", "create_room", "mixed"]
-
 
 def _median(items: Sequence[T], key: Callable[[T], float]) -> T:
     """The item with the median key (of an even number of items, the lower of the middle two)."""
@@ -377,8 +386,8 @@ def parse(argv: list[str] | None = None) -> tuple[Settings, Path]:
     parser.add_argument("--no-baseline", action="store_true", help="skip the bare-ASGI baseline runs")
     parser.add_argument("--no-store-limit", action="store_true", help="skip the raw SQLite insert rate")
     parser.add_argument("--postgres-url", default=None,
-                        help="a PostgreSQL server to also run get/create/mixed against (a database "
-                             "openrooms_bench is dropped and created there)")
+                        help="a PostgreSQL server to also run every workload against, with each worker count "
+                             "(a database openrooms_bench is dropped and created there for each)")
     parser.add_argument("--scale", action="store_true", help="also preload 1M rooms / 10M roster entries and "
                         "compare latency at 1k vs 1M rooms (takes minutes)")
     parser.add_argument("--scale-rooms", type=int, default=1_000_000)

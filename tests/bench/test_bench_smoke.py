@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.store import postgres_schema
+
 REPO = Path(__file__).resolve().parents[2]
 FIELDS = ("requests_per_second", "p50_ms", "p99_ms", "errors", "server_cpu_cores", "server_peak_rss_mb",
           "generator_cpu_cores", "baseline_rps", "ratio_to_baseline")
@@ -48,6 +50,28 @@ def test_one_workload_for_two_rounds_reports_every_field_and_no_errors(tmp_path:
     assert "| get_room |" in markdown and "## Targets" in markdown
     assert "## Performance: what each optimisation changed" in markdown  # docs/performance.md, appended
     assert "| change | before | after |" in markdown
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (`make bench` installs it)")
+def test_postgresql_runs_with_each_worker_count_and_is_compared_to_that_counts_baseline(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "bench", "--seconds", "1", "--warmup", "0", "--workload", "get_room",
+         "--workers", "1,2", "--rounds", "1", "--seed-rooms", "5", "--scan-seconds", "1", "--no-store-limit",
+         "--postgres-url", postgres_schema.base_url(), "--output", str(tmp_path)],
+        cwd=REPO, check=True, capture_output=True, timeout=180,
+    )
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert set(report["postgresql"]) == {"1-worker", "2-worker"}, report["postgresql"]
+    for workers in ("1-worker", "2-worker"):
+        row = report["postgresql"][workers]["get_room"]
+        assert row["errors"] == 0 and row["requests_per_second"] > 0
+        assert row["baseline_rps"] == report["throughput"][workers]["get_room"]["baseline_rps"]
+        assert row["ratio_to_baseline"] == round(row["requests_per_second"] / row["baseline_rps"], 3)
+    runs = [(r["section"], r["store"], r["workers"]) for r in report["runs"] if r["target"] == "openrooms"]
+    assert ("postgresql-2-worker", "postgresql", 2) in runs
+    markdown = (tmp_path / "report.md").read_text()
+    assert "## Throughput: PostgreSQL (`--database-url`), 2-worker" in markdown
+    assert "| PostgreSQL | get_room |" in markdown and "| SQLite | get_room |" in markdown  # 1 vs 2 workers
 
 
 def test_the_in_process_measurement_answers_every_operation(tmp_path: Path) -> None:
