@@ -119,3 +119,33 @@ async def test_a_roster_change_that_waits_for_a_user_deletion_counts_the_roster_
         assert {p.raw_id for p in page} == {*members[1:], "8:acs:resource_new"}
     finally:
         await store.close()
+
+
+async def test_a_roster_change_that_waits_for_its_rooms_deletion_finds_no_room_and_adds_no_one(
+    postgres_url: str,
+) -> None:
+    # A roster change that waits for the room's lock while the room is being deleted finds no room once it gets
+    # the lock: it neither fails nor adds anyone to a room that is gone.
+    postgres_schema.truncate_all(postgres_url)
+    store = PostgresStore.open(postgres_url, pool_size=2)
+    room_id = f"{10**16 + 1}"
+    try:
+        await store.insert_room(Room(room_id, T0, T0, T0 + 10**12, False), [Participant("8:acs:a", Role.ATTENDEE)],
+                                None)
+        with postgres_schema.admin(postgres_url) as other:
+            other.execute("BEGIN")
+            other.execute("DELETE FROM rooms WHERE id = %s", (room_id,))
+            change = asyncio.create_task(store.update_participants(
+                room_id, {"8:acs:b": Role.PRESENTER}, ["8:acs:a"], max_participants=4
+            ))
+            await asyncio.sleep(0.5)
+            assert not change.done()  # waiting for the room's row
+            other.execute("COMMIT")
+        assert await change is False
+        with postgres_schema.admin(postgres_url) as db:
+            assert db.execute("SELECT count(*) FROM participants WHERE room_id = %s", (room_id,)).fetchone() == (0,)
+        # The connection it used is fine afterwards: the next change on another room goes through.
+        await store.insert_room(Room(f"{10**16 + 2}", T0, T0, T0 + 10**12, False), [], None)
+        assert await store.update_participants(f"{10**16 + 2}", {"8:acs:b": Role.PRESENTER}, [])
+    finally:
+        await store.close()
