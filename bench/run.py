@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from rich.console import Console
+from rich.markup import escape
 
 from bench import measure, preload, report, store_limit
 from bench.measure import LoadResult, RunningServer
@@ -86,6 +87,9 @@ class Suite:
         self.s = settings
         self.runs: list[dict[str, Any]] = []
         self.sections: dict[str, Any] = {}
+        self.planned = planned_runs(settings)  # for the progress shown with each run
+        self.driven = 0
+        self.started = time.monotonic()
 
     # -- servers --------------------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -113,10 +117,18 @@ class Suite:
         if self.s.warmup > 0:
             measure.run_wrk(server, path, seconds=self.s.warmup, connections=self.s.connections)
         result = measure.run_wrk(server, path, seconds=self.s.seconds, connections=self.s.connections)
-        console.log(f"  {label:<44} {result.requests_per_second:>9.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
-                    f"p99 {result.p99_ms:6.2f} ms  errors {result.errors}  server CPU {result.server_cpu_cores:.2f}  "
-                    f"wrk CPU {result.generator_cpu_cores:.2f}  RSS {result.server_peak_rss_mb:.0f} MB")
+        self.driven += 1
+        console.log(f"{escape(self.progress().ljust(31))} {label:<44} {result.requests_per_second:>9.0f} req/s  "
+                    f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  errors {result.errors}  "
+                    f"server CPU {result.server_cpu_cores:.2f}  wrk CPU {result.generator_cpu_cores:.2f}  "
+                    f"RSS {result.server_peak_rss_mb:.0f} MB")
         return result
+
+    def progress(self) -> str:
+        """`[run 12/96, about 6 min left]`: the runs so far, and the time they took, tell the rest."""
+        left = max(0, self.planned - self.driven)
+        seconds = (time.monotonic() - self.started) / self.driven * left
+        return f"[run {self.driven}/{max(self.planned, self.driven)}, about {_minutes(seconds)} left]"
 
     def record(self, section: str, workload: str, target: str, workers: int, store: str, result: LoadResult,
                **extra: Any) -> dict[str, Any]:
@@ -193,7 +205,7 @@ class Suite:
     def scale(self) -> dict[str, Any]:
         """1k and 1M rooms, both servers up, each workload against one and then the other, `rounds` times."""
         sizes = {"small": (1000, 10_000), "large": (self.s.scale_rooms, self.s.scale_participants)}
-        workloads = ["get_room", "list_rooms_first_page", "list_participants_1000", "create_room"]
+        workloads = AT_SCALE
         out: dict[str, Any] = {"workloads": {}}
         ids: dict[str, list[str]] = {}
         for label, (rooms, participants) in sizes.items():
@@ -356,6 +368,24 @@ class Suite:
             "runs": self.runs,
         }
 
+
+
+AT_SCALE = ["get_room", "list_rooms_first_page", "list_participants_1000", "create_room"]
+
+
+def planned_runs(s: Settings) -> int:
+    """How many measured runs the settings make (a PostgreSQL run that is skipped makes fewer)."""
+    per_section = len(s.workloads) * s.rounds
+    runs = len(s.workers) * per_section * (2 if s.baseline else 1)
+    if s.postgres_url is not None:
+        runs += len(s.workers) * per_section
+    if s.scale:
+        runs += len(AT_SCALE) * s.rounds * 2  # against 1k rooms, then against 1M
+    return runs
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
 def _median(items: Sequence[T], key: Callable[[T], float]) -> T:

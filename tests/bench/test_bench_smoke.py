@@ -54,13 +54,17 @@ def test_one_workload_for_two_rounds_reports_every_field_and_no_errors(tmp_path:
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (`make bench` installs it)")
 def test_postgresql_runs_with_each_worker_count_and_is_compared_to_that_counts_baseline(tmp_path: Path) -> None:
-    subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-m", "bench", "--seconds", "1", "--warmup", "0", "--workload", "get_room",
          "--workers", "1,2", "--rounds", "1", "--seed-rooms", "5", "--scan-seconds", "1", "--no-store-limit",
          "--postgres-url", postgres_schema.base_url(), "--output", str(tmp_path)],
-        cwd=REPO, check=True, capture_output=True, timeout=180,
+        cwd=REPO, check=True, capture_output=True, text=True, timeout=180,
     )
     report = json.loads((tmp_path / "report.json").read_text())
+    # Each run's log line counts it against the runs planned: the count it ends with is every run made.
+    made = len(report["runs"])
+    assert made == 6  # SQLite, baseline and PostgreSQL, with 1 and with 2 workers
+    assert f"[run {made}/{made}, about 0 s left]" in " ".join(done.stderr.split()), done.stderr
     assert set(report["postgresql"]) == {"1-worker", "2-worker"}, report["postgresql"]
     for workers in ("1-worker", "2-worker"):
         row = report["postgresql"][workers]["get_room"]
