@@ -6,13 +6,13 @@ NODE_TESTS := tests/e2e/node
 # The PostgreSQL the tests use (a fresh schema per run); CI fails when it is unreachable.
 export OPENROOMS_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: serve test lint install bench
+.PHONY: serve test lint install bench lock
 .DEFAULT_GOAL := serve
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
 
 $(NODE_TESTS)/node_modules/.installed: $(NODE_TESTS)/package-lock.json
@@ -20,6 +20,15 @@ $(NODE_TESTS)/node_modules/.installed: $(NODE_TESTS)/package-lock.json
 	touch $@
 
 install: $(BIN)/.installed
+
+# constraints.txt from the newest versions pyproject.toml allows, resolved in a throwaway environment.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip
+	.lock-venv/bin/python -m pip install --quiet -e '.[test]'
+	{ sed -n '/^#/p' constraints.txt; .lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^openrooms'; } \
+		> constraints.txt.new && mv constraints.txt.new constraints.txt
+	rm -rf .lock-venv
 
 serve: $(BIN)/.installed
 	$(BIN)/openrooms serve
