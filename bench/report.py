@@ -107,20 +107,19 @@ def markdown(doc: dict[str, Any]) -> str:
     for label, rows in doc.get("throughput", {}).items():
         out += [f"## Throughput: SQLite, {label}\n", _table(THROUGHPUT_HEADERS, _throughput_rows(rows))]
     pg = doc.get("postgresql") or {}
-    if "skipped" in pg:
-        out += ["## Throughput: PostgreSQL (`--database-url`)\n", f"Skipped: {pg['skipped']}\n"]
-        pg = {}
     for label, rows in pg.items():
-        out += [f"## Throughput: PostgreSQL (`--database-url`), {label}\n",
-                "A fresh database for each worker count. No baseline runs of its own: each ratio is to the SQLite "
+        out.append(f"## Throughput: PostgreSQL (`--database-url`), {label}\n")
+        if "skipped" in rows:
+            out.append(f"Skipped: {rows['skipped']}\n")
+            continue
+        out += ["A fresh database for each worker count. No baseline runs of its own: each ratio is to the SQLite "
                 "section's baseline with the same worker count, measured in the same run.\n",
                 _table(THROUGHPUT_HEADERS, _throughput_rows(rows))]
     scaling = [[store, workload, one[workload]["requests_per_second"], row["requests_per_second"],
                 f"{row['requests_per_second'] / one[workload]['requests_per_second']:.2f}x"]
                for store, by_workers in (("SQLite", doc.get("throughput", {})), ("PostgreSQL", pg))
-               if "1-worker" in by_workers and "2-worker" in by_workers
-               for one in [by_workers["1-worker"]]
-               for workload, row in by_workers["2-worker"].items() if workload in one]
+               for one, two in [(by_workers.get("1-worker", {}), by_workers.get("2-worker", {}))]
+               for workload, row in two.items() if isinstance(row, dict) and isinstance(one.get(workload), dict)]
     if scaling:
         headers = ["store", "workload", "1 worker req/s", "2 workers req/s", "2 / 1"]
         out += ["## 1 vs 2 worker processes\n", _table(headers, scaling)]
