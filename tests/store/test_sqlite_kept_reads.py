@@ -133,6 +133,22 @@ async def test_the_store_that_makes_a_change_keeps_it_without_reading_it_back(tm
         await store.close()
 
 
+async def test_a_room_the_store_creates_is_kept_once_it_is_read_not_when_it_is_made(tmp_path: Path) -> None:
+    # Under a stream of creates, rooms kept as they are made would push out what reads use.
+    path = tmp_path / "openrooms.db"
+    store = SqliteStore.open(path)
+    try:
+        await store.insert_room(ROOM, [], None)
+        change_behind_the_stores_back(path)
+        made = ROOM._replace(pstn_dial_out_enabled=True)
+        assert await store.get_room(ROOM.id) == made  # nothing kept from the create: read
+        with sqlite3.connect(path) as db:
+            db.execute("UPDATE rooms SET pstn_dial_out_enabled = 0 WHERE id = ?", (ROOM.id,))
+        assert await store.get_room(ROOM.id) == made  # kept since that read
+    finally:
+        await store.close()
+
+
 async def test_a_group_whose_commit_fails_keeps_nothing_of_it(tmp_path: Path) -> None:
     store = SqliteStore.open(tmp_path / "openrooms.db")
     try:

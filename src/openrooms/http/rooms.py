@@ -66,10 +66,7 @@ def room_json(room: Room, version: ApiVersion) -> bytes:
     return _room_json(room, version.pstn_dial_out)
 
 
-@functools.lru_cache(maxsize=1 << 14)
-def _room_json(room: Room, pstn_dial_out: bool) -> bytes:
-    # Cached: the same rooms are read and listed over and over (a room is an immutable tuple, and so a key), and
-    # a page of a list is its rooms' bodies joined.
+def _render_room(room: Room, pstn_dial_out: bool) -> bytes:
     return msgspec.json.encode(RoomBody(
         room.id,
         timestamps.format(room.created_at),
@@ -77,6 +74,11 @@ def _room_json(room: Room, pstn_dial_out: bool) -> bytes:
         timestamps.format(room.valid_until),
         room.pstn_dial_out_enabled if pstn_dial_out else msgspec.UNSET,
     ))
+
+
+# Cached: the same rooms are read and listed over and over (a room is an immutable tuple, and so a key), and a
+# page of a list is its rooms' bodies joined. Not for the answer to a create (see `rooms_create`).
+_room_json = functools.lru_cache(maxsize=1 << 14)(_render_room)
 
 
 @functools.lru_cache(maxsize=1 << 14)
@@ -168,7 +170,9 @@ class RoomsApi:
         created = await self._service.rooms_create(
             command,
             version.roles,
-            render=lambda room: room_json(room, version),
+            # Rendered without the cache: a room is cached once it is read. A stream of creates would otherwise
+            # keep replacing what reads use with rooms nobody has asked for, and leave the heap strewn with them.
+            render=lambda room: _render_room(room, version.pstn_dial_out),
             repeatability=repeatability,
         )
         headers = {"Location": created.room_id}

@@ -22,10 +22,12 @@ no bump, though it gets one. A change made to the file by anything but openrooms
 seen until that server restarts.
 
 The process that made a change need not read it back: its writer knows what the group commit left. Still
-holding the lock, it keeps the rooms the group wrote (their rows as written) at their bumped counters, moves a
+holding the lock, it keeps the rooms the group changed (their rows as written) at their bumped counters, moves a
 kept room whose roster alone changed to its bumped counter, and merges the group's rooms into the kept first
 pages of the list (`advance_page`). Nothing else can change them between the COMMIT and the bump: the lock
-is held. A group whose COMMIT failed only bumps.
+is held. A group whose COMMIT failed only bumps. The rooms a group creates are not kept until they are read:
+under a stream of creates they would keep pushing out what reads use, and strew the heap with objects that
+no read asks for.
 """
 
 from __future__ import annotations

@@ -103,6 +103,7 @@ class SqliteStore:
         # whose roster alone changed. Every transaction that changes a room or a roster must note it.
         self._written: dict[str, Room | None] = {}
         self._roster_only: set[str] = set()
+        self._created: set[str] = set()  # of the rooms written, those the group made: kept once they are read
         self._rooms = Kept(1 << 15)
         self._participants = Kept(1 << 15)
         self._pages = Kept(1 << 8)
@@ -189,10 +190,11 @@ class SqliteStore:
                 self._listings.put(key, listing, page)
         self._written.clear()
         self._roster_only.clear()
+        self._created.clear()
 
     def _kept_after_commit(self, changes: ChangeCounters) -> tuple[list[Room], list[tuple[Any, Any]]]:
         """Before the bump: the rooms, and the first pages of the list (key, kept value), to keep once it is done."""
-        rooms = [room for room in self._written.values() if room is not None]
+        rooms = [room for room in self._written.values() if room is not None and room.id not in self._created]
         for room_id in self._roster_only - self._written.keys():
             room = self._rooms.get(room_id, changes.read(room_id))
             if room is not None:
@@ -240,6 +242,7 @@ class SqliteStore:
                     (record.request_id, record.fingerprint, record.room_id, record.response, record.created_at),
                 )
             self._written[room.id] = room
+            self._created.add(room.id)
             return None
 
         return await self._write(transaction)
