@@ -115,11 +115,7 @@ def markdown(doc: dict[str, Any]) -> str:
         out += ["A fresh database for each worker count. No baseline runs of its own: each ratio is to the SQLite "
                 "section's baseline with the same worker count, measured in the same run.\n",
                 _table(THROUGHPUT_HEADERS, _throughput_rows(rows))]
-    scaling = [[store, workload, one[workload]["requests_per_second"], row["requests_per_second"],
-                f"{row['requests_per_second'] / one[workload]['requests_per_second']:.2f}x"]
-               for store, by_workers in (("SQLite", doc.get("throughput", {})), ("PostgreSQL", pg))
-               for one, two in [(by_workers.get("1-worker", {}), by_workers.get("2-worker", {}))]
-               for workload, row in two.items() if isinstance(row, dict) and isinstance(one.get(workload), dict)]
+    scaling = _scaling_rows("SQLite", doc.get("throughput", {})) + _scaling_rows("PostgreSQL", pg)
     if scaling:
         headers = ["store", "workload", "1 worker req/s", "2 workers req/s", "2 / 1"]
         out += ["## 1 vs 2 worker processes\n", _table(headers, scaling)]
@@ -174,6 +170,18 @@ def markdown(doc: dict[str, Any]) -> str:
     if OPTIMISATIONS.exists():  # one level down, under the report's own title
         out.append(re.sub(r"^(#+) ", r"#\1 ", OPTIMISATIONS.read_text(), flags=re.MULTILINE))
     return "\n".join(out)
+
+
+def _scaling_rows(store: str, by_workers: dict[str, Any]) -> list[list[Any]]:
+    """Each workload measured with 1 and with 2 workers (and not skipped): its rates and what the second adds."""
+    one, two = by_workers.get("1-worker", {}), by_workers.get("2-worker", {})
+    rows = []
+    for workload, row in two.items():
+        single = one.get(workload)
+        if isinstance(row, dict) and isinstance(single, dict):
+            rps, single_rps = row["requests_per_second"], single["requests_per_second"]
+            rows.append([store, workload, single_rps, rps, f"{rps / single_rps:.2f}x"])
+    return rows
 
 
 def _scan(scan: dict[str, Any]) -> str:
