@@ -4,7 +4,7 @@
 
 Prints µs of wall and CPU time per request; with --profile, cProfile's top functions for each operation. This is
 what the "in-process" numbers of the optimisation table (docs/performance.md) measure: the cost of openrooms
-itself, apart from the HTTP server's and the event loop's.
+itself, apart from the HTTP server's. It runs on the event loop `openrooms serve` runs its workers on (uvloop).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.wire import API_VERSION, signed_headers, user_id
-from openrooms.config import Settings
+from openrooms.config import Settings, event_loop
 from openrooms.http.app import create_app
 from openrooms.store.sqlite import SqliteStore
 
@@ -112,7 +112,12 @@ def main() -> None:
                                                       "update_room (default: all)")
     parser.add_argument("--profile", action="store_true", help="print cProfile's top functions per operation")
     args = parser.parse_args()
-    asyncio.run(measure(args.operations, args.profile))
+    if event_loop() == "uvloop":
+        import uvloop
+
+        uvloop.run(measure(args.operations, args.profile))
+    else:
+        asyncio.run(measure(args.operations, args.profile))
 
 
 if __name__ == "__main__":
