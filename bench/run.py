@@ -417,7 +417,8 @@ def parse(argv: list[str] | None = None) -> tuple[Settings, Path]:
     parser.add_argument("--workers", default="1,2", help="worker counts to compare (default 1,2)")
     parser.add_argument("--seed-rooms", type=int, default=1000, help="rooms created through the API first")
     parser.add_argument("--no-baseline", action="store_true", help="skip the bare-ASGI baseline runs")
-    parser.add_argument("--no-store-limit", action="store_true", help="skip the raw SQLite insert rate")
+    parser.add_argument("--no-store-limit", action="store_true",
+                        help="skip the raw store insert rates (SQLite, and PostgreSQL with --postgres-url)")
     parser.add_argument("--postgres-url", default=None,
                         help="a PostgreSQL server to also run every workload against, with each worker count "
                              "(a database openrooms_bench is dropped and created there for each)")
