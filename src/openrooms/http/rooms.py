@@ -199,7 +199,9 @@ class RoomsApi:
             pstn_dial_out_enabled=wire.pstnDialOutEnabled if version.pstn_dial_out else None,
         )
         room = await self._service.rooms_update(request.path_params["room_id"], command)
-        return json_response(room_json(room, version))
+        # Rendered without the cache, as a create's answer is: each update is a new version of its room, and
+        # caching every one would push out what reads use.
+        return json_response(_render_room(room, version.pstn_dial_out))
 
     async def rooms_delete(self, request: Request) -> Response:
         await self._service.rooms_delete(request.path_params["room_id"])
