@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from openrooms.config import Settings
+from openrooms.http import rooms
 from openrooms.http.app import create_app
 from openrooms.http.pipeline import Pipeline
 from openrooms.service import ids
@@ -131,6 +132,24 @@ async def test_a_body_is_read_until_its_declared_length_is_in_or_the_server_says
     assert sent[0]["status"] == 201
     assert b'"pstnDialOutEnabled":true' in sent[1]["body"]
     assert len(received) == receives
+
+
+async def test_a_room_s_body_is_cached_by_reads_not_by_the_create_or_update_that_answers_with_it(
+    app: Pipeline,
+) -> None:
+    # A stream of writes would otherwise fill the cache with versions no read asks for, pushing out those reads use.
+    rooms._room_json.cache_clear()
+    created = await call(app, "POST", f"/rooms?{V}", b"{}")
+    room_id = created.json()["id"]
+    updated = await call(app, "PATCH", f"/rooms/{room_id}?{V}", b'{"pstnDialOutEnabled": true}')
+    assert created.status_code == 201 and updated.status_code == 200
+    assert updated.json()["pstnDialOutEnabled"] is True
+    assert rooms._room_json.cache_info().currsize == 0
+    first = await call(app, "GET", f"/rooms/{room_id}?{V}")
+    second = await call(app, "GET", f"/rooms/{room_id}?{V}")
+    assert first.content == second.content == updated.content
+    info = rooms._room_json.cache_info()
+    assert (info.currsize, info.misses, info.hits) == (1, 1, 1)
 
 
 async def test_the_lifespan_starts_and_stops_the_app() -> None:
