@@ -214,7 +214,7 @@ def test_wire_bodies_the_sdk_cannot_send(https_server: Server) -> None:
                                         "target": "Scopes"}}
     assert missing.headers["x-ms-error-code"] == "ValidationError"
     empty = https_server.request("POST", path, b'{"scopes": []}')
-    assert empty.json()["error"]["message"] == "Scopes: At least one scope is required."
+    assert empty.json()["error"]["message"] == "Invalid scopes - Scopes field is required."
     malformed = https_server.request("POST", path, b'{"scopes": "chat"}')
     assert (malformed.status_code, malformed.json()["error"]["code"]) == (400, "BadRequest")
 

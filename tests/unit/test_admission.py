@@ -308,7 +308,7 @@ async def test_a_room_setting_change_takes_effect_at_the_next_admission(world: W
 
 async def test_the_roster_lookup_finds_ids_among_near_neighbours(world: World) -> None:
     """Raw ids that differ only in their last characters, more of them than one lookup step reads."""
-    base = "8:acs:1b5cc06b-f352-4571-b1e6-d9b259b7c776_neighbour"
+    base = f"8:acs:{await world.identity.resource_id()}_neighbour"  # users of this resource get tokens
     on_roster = [base + suffix for suffix in ("", "0", "00", "01", "1", *(f"0{i:02d}" for i in range(20)), "2")]
     off_roster = [base + suffix for suffix in ("000x", "02", "1x", "3")]
     for raw_id in {*on_roster, *off_roster}:

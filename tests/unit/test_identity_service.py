@@ -90,7 +90,7 @@ async def test_scopes_are_required_known_and_not_empty(service: IdentityService)
     assert_error(exc, 400, "ValidationError", "Scopes: The Scopes field is required.", "Scopes")
     with pytest.raises(ServiceError) as exc:
         await service.issue_token(user.raw_id, [])
-    assert_error(exc, 400, "ValidationError", "Scopes: At least one scope is required.", "Scopes")
+    assert_error(exc, 400, "ValidationError", "Invalid scopes - Scopes field is required.", "scopes")
     with pytest.raises(ServiceError) as exc:
         await service.issue_token(user.raw_id, ["chat", "telepathy"])
     assert_error(

@@ -147,6 +147,11 @@ def scopes_empty(field_name: str) -> ServiceError:
     return validation_error(f"{field_name}: At least one scope is required.", field_name)
 
 
+def issue_scopes_empty() -> ServiceError:
+    """`{"scopes": []}` on issue: the real service's words, which differ from those for a missing `scopes`."""
+    return validation_error("Invalid scopes - Scopes field is required.", "scopes")
+
+
 def unknown_scopes(field_name: str, names: Sequence[str], valid: Sequence[str]) -> ServiceError:
     quoted = ", ".join(f"'{name}'" for name in names)
     return validation_error(
@@ -164,6 +169,11 @@ def invalid_user_id(raw_id: str) -> ServiceError:
 
 def identity_not_found(raw_id: str) -> ServiceError:
     return ServiceError(404, "IdentityNotFound", f"Identity {raw_id} does not exist (or was deleted).", "id")
+
+
+def identity_not_owned() -> ServiceError:
+    """A well-formed user id of another ACS resource (or another cloud's): 401, without a target, as recorded."""
+    return ServiceError(401, "IdentityNotOwned", "Provided identity doesn't belong to the resource.")
 
 
 def teams_token_exchange_unavailable() -> ServiceError:

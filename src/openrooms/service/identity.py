@@ -105,12 +105,12 @@ class IdentityService:
 
     async def delete_user(self, raw_id: str) -> None:
         """Delete the user: its tokens stop verifying and it leaves every room's roster."""
-        self._check_user_id(raw_id)
+        await self._check_user_id(raw_id)
         if not await self._store.delete_user(raw_id):
             raise errors.identity_not_found(raw_id)
 
     async def revoke_tokens(self, raw_id: str) -> None:
-        self._check_user_id(raw_id)
+        await self._check_user_id(raw_id)
         if not await self._store.revoke_tokens(raw_id, self._clock.now()):
             raise errors.identity_not_found(raw_id)
 
@@ -120,8 +120,10 @@ class IdentityService:
         lifetime = self._token_minutes(expires_in_minutes)
         if scopes is None:
             raise errors.scopes_required("Scopes")
+        if not scopes:
+            raise errors.issue_scopes_empty()
         token_scopes = self._scopes(scopes, "Scopes")
-        self._check_user_id(raw_id)
+        await self._check_user_id(raw_id)
         user = await self._store.get_user(raw_id)
         if user is None:
             raise errors.identity_not_found(raw_id)
@@ -203,8 +205,12 @@ class IdentityService:
             raise errors.unknown_scopes(field_name, unknown, tokens.SCOPES)
         return known
 
-    @staticmethod
-    def _check_user_id(raw_id: str) -> None:
-        # The ids rooms accept; the store answers whether this one exists.
+    async def _check_user_id(self, raw_id: str) -> None:
+        """A user id of this resource: 400 if it is no user id at all, 401 if it is another resource's (or
+        another cloud's), as the real service answers. The store then answers whether this one exists (404)."""
         if not ids.is_user_id(raw_id):
             raise errors.invalid_user_id(raw_id)
+        own = USER_PREFIX + await self.resource_id() + "_"
+        # A GUID compares case-insensitively; the user part after it is left as sent.
+        if raw_id[:len(own)].lower() != own:
+            raise errors.identity_not_owned()

@@ -132,6 +132,19 @@ test("getToken: several scopes, a lifetime, and lifetimes out of range", async (
     "ValidationError",
     "ExpiresInMinutes value 1441 is invalid. Value must be within the [60, 1440] interval.",
   );
+  // As the JS SDK's own tests assert of the real service.
+  await rejectsWith(identityClient.getToken(user, []), 400, "ValidationError",
+    "Invalid scopes - Scopes field is required.");
+});
+
+test("a user of another resource: 401 IdentityNotOwned, as the JS SDK's own tests assert", async () => {
+  const fakeUser = {
+    communicationUserId: "8:acs:00000000-0000-0000-0000-000000000000_00000000-0000-0000-0000-000000000000",
+  };
+  const notOwned = "Provided identity doesn't belong to the resource.";
+  await rejectsWith(identityClient.getToken(fakeUser, ["chat", "voip"]), 401, "IdentityNotOwned", notOwned);
+  await rejectsWith(identityClient.revokeTokens(fakeUser), 401, "IdentityNotOwned", notOwned);
+  await rejectsWith(identityClient.deleteUser(fakeUser), 401, "IdentityNotOwned", notOwned);
 });
 
 test("AzureCommunicationTokenCredential parses the token and reports its expiry", async () => {
