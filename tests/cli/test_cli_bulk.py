@@ -40,7 +40,7 @@ def test_a_refused_part_of_the_roster_leaves_no_room(cli: Cli, sdk: Any, tmp_pat
     roster.write_text("\n".join(lines))
     before = {room.id for room in sdk.list_rooms()}
     stderr = cli.fails("rooms", "create", "--participants-file", str(roster))
-    assert "Invalid format for communication identifier." in stderr
+    assert "Communication identifier 8:acs:123456c is not supported." in stderr
     assert {room.id for room in sdk.list_rooms()} == before
 
 

@@ -165,7 +165,7 @@ def test_participant_errors(cli: Cli, sdk: Any) -> None:
     assert stderr.strip() == "error: BadRequest: Communication identifier wrong_mri is not supported. (HTTP 400)"
     stderr = cli.fails("rooms", "participant", "add-or-update", "--room", room_id,
                        "--presenter-participants", user_id(41), "8:acs:123456c")
-    assert "Invalid format for communication identifier." in stderr
+    assert "Communication identifier 8:acs:123456c is not supported." in stderr
     assert roster_of(sdk, room_id) == {user_id(40): "Presenter"}  # nothing applied
     stderr = cli.fails("rooms", "update", "--room", room_id, "--valid-from", iso(future(1)))
     assert "validFrom and validUntil should be set together." in stderr

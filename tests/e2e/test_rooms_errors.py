@@ -115,10 +115,13 @@ async def test_create_room_default_end_counts_as_a_range(rooms: Rooms) -> None:
 
 @pytest.mark.parametrize("raw_id", MALFORMED_IDS)
 async def test_malformed_participant_ids(rooms: Rooms, raw_id: str) -> None:
-    await expect_error(rooms, 400, INVALID_FORMAT, "create_room", participants=[participant(raw_id)])
+    # With an ACS user prefix the id is a user id of a form not supported; otherwise it has no known format.
+    refused = (error_body("BadRequest", f"Communication identifier {raw_id} is not supported.")
+               if raw_id.startswith("8:acs:") else INVALID_FORMAT)
+    await expect_error(rooms, 400, refused, "create_room", participants=[participant(raw_id)])
     room = await rooms.create_room(participants=[participant(1)])
     await expect_error(
-        rooms, 400, INVALID_FORMAT, "add_or_update_participants", room_id=room.id, participants=[participant(raw_id)]
+        rooms, 400, refused, "add_or_update_participants", room_id=room.id, participants=[participant(raw_id)]
     )
     await expect_error(
         rooms,
