@@ -1,6 +1,12 @@
 """ACS timestamps on the wire <-> service ticks (100 ns since the Unix epoch, UTC).
 
-In: RFC 3339 with `Z` or an offset (no zone: UTC), up to nine fractional digits (kept to seven).
+In: the ISO 8601 forms the real service's JSON reader takes (the extended profile of System.Text.Json):
+  - a date alone, `2022-11-23` (midnight UTC): `az communication rooms update --valid-until 2022-11-23` sends
+    that as typed;
+  - a date and a time to the minute (`2023-03-31T10:21`, az's own example), the second, or a fraction of up to
+    16 digits (the first seven are kept: 100 ns);
+  - a time with `Z` or an offset `+hh:mm` (also `+hhmm`), or without one: then it is UTC.
+  `T` may also be `t` or a space, and `Z` may be `z`, as RFC 3339 allows. Anything else is not a timestamp.
 Out: `+00:00`, up to seven fractional digits with trailing zeros trimmed, none for whole seconds; so a
 client reads back exactly the instant it sent.
 """
@@ -13,24 +19,32 @@ from datetime import UTC, datetime, timedelta
 
 from openrooms.service.clock import TICKS_PER_SECOND
 
-_RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:([Zz])|([+-])(\d{2}):?(\d{2}))?"
+# More fractional digits than this are refused, as by the real service's reader; digits past the seventh count
+# for nothing.
+MAX_FRACTION_DIGITS = 16
+_ISO8601 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})"  # the date, then optionally:
+    r"(?:[Tt ](\d{2}):(\d{2})"  # hours and minutes,
+    rf"(?::(\d{{2}})(?:\.(\d{{1,{MAX_FRACTION_DIGITS}}}))?)?"  # seconds and their fraction,
+    r"(?:([Zz])|([+-])(\d{2}):?(\d{2}))?)?",  # a zone
+    re.ASCII,
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def parse(text: str) -> int | None:
-    """Ticks of an RFC 3339 timestamp, or None if it is not one."""
-    match = _RFC3339.fullmatch(text.strip())
+    """Ticks of a timestamp in one of the forms above, or None if it is not one."""
+    match = _ISO8601.fullmatch(text.strip())
     if match is None:
         return None
     year, month, day, hour, minute, second, fraction, _z, sign, off_h, off_m = match.groups()
     try:
-        moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=UTC)
+        moment = datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0),
+                          tzinfo=UTC)
     except ValueError:
         return None
     if sign is not None:
-        if int(off_h) > 23 or int(off_m) > 59:  # RFC 3339 offsets run from -23:59 to +23:59
+        if int(off_h) > 23 or int(off_m) > 59:  # offsets run from -23:59 to +23:59
             return None
         offset = timedelta(hours=int(off_h), minutes=int(off_m))
         moment -= offset if sign == "+" else -offset
