@@ -1,6 +1,7 @@
-"""Which refusal a participant id gets, by its form, as the real service answers (the az extension's and the
-SDKs' recordings): an id with an ACS user prefix that is not `<resource>_<user>` is "not supported"; an id of no
-user form at all has an "invalid format"; any bad id in a removal is "not supported". Nothing is applied."""
+"""Which refusal a participant id gets, as the real service answers (the az extension's and the SDKs'
+recordings). In a create, by its form: an id with a user prefix that is not `<resource>_<user>` is "not
+supported", an id of no user form has an "invalid format". In a roster update (add, re-role or remove), any id
+that is no user id is "not supported". Nothing is applied."""
 
 from __future__ import annotations
 
@@ -50,19 +51,19 @@ def refusal(exc: pytest.ExceptionInfo[ServiceError]) -> tuple[int, str, str, str
 
 
 @pytest.mark.parametrize("raw_id", USER_PREFIXED + NO_USER_FORM)
-async def test_refusal_by_form_in_create_upsert_and_removal(service: RoomsService, raw_id: str) -> None:
-    added = f"Communication identifier {raw_id} is not supported." if raw_id in USER_PREFIXED else INVALID_FORMAT
+async def test_refusal_in_create_by_form_and_in_roster_updates_alike(service: RoomsService, raw_id: str) -> None:
+    not_supported = f"Communication identifier {raw_id} is not supported."
     with pytest.raises(ServiceError) as exc:
         await service.rooms_create(CreateRoom(participants={user_id(1): "Presenter", raw_id: None}), ROLES, render)
-    assert refusal(exc) == (400, "BadRequest", added, None, 0)
+    assert refusal(exc) == (400, "BadRequest", not_supported if raw_id in USER_PREFIXED else INVALID_FORMAT, None, 0)
 
     room_id = (await service.rooms_create(CreateRoom(participants={user_id(1): "Presenter"}), ROLES, render)).room_id
     with pytest.raises(ServiceError) as exc:
         await service.participants_update(room_id, {user_id(2): Upsert("Attendee"), raw_id: Upsert("Consumer")}, ROLES)
-    assert refusal(exc) == (400, "BadRequest", added, None, 0)
+    assert refusal(exc) == (400, "BadRequest", not_supported, None, 0)
     with pytest.raises(ServiceError) as exc:
         await service.participants_update(room_id, {user_id(1): None, raw_id: None}, ROLES)
-    assert refusal(exc) == (400, "BadRequest", f"Communication identifier {raw_id} is not supported.", None, 0)
+    assert refusal(exc) == (400, "BadRequest", not_supported, None, 0)
 
     page = await service.participants_list(room_id, page_size=10)
     assert [(p.raw_id, p.role) for p in page.items] == [(user_id(1), Role.PRESENTER)]  # nothing applied

@@ -105,6 +105,16 @@ async def test_az_participant_add_with_an_acs_id_of_no_user_form(app: Pipeline) 
                                           "message": "Communication identifier 8:acs:123456c is not supported."}})
 
 
+async def test_sdk_roster_update_with_an_id_of_no_user_form(app: Pipeline) -> None:
+    """The Python SDK's test_add_or_update_participants_incorrectMri: in a roster update, `wrong_mri` too is
+    "not supported" (in a create it has an "invalid format", below)."""
+    room_id = await new_room(app)
+    response = await call(app, "PATCH", f"/rooms/{room_id}/participants?{ROOMS}", {"participants": {
+        "wrong_mri": {"role": "Attendee"}, user_id(1): {"role": "Presenter"}}}, MERGE_PATCH)
+    assert_error(response, 400, {"error": {"code": "BadRequest",
+                                           "message": "Communication identifier wrong_mri is not supported."}})
+
+
 async def test_az_create_with_an_id_of_no_known_format(app: Pipeline) -> None:
     """test_rooms_create_with_invalid_participants_MRI: `--presenter-participants acs:8-invalidMRI`."""
     response = await call(app, "POST", f"/rooms?{ROOMS}", {

@@ -86,7 +86,7 @@ async def test_a_bad_entry_rejects_the_whole_roster_change(service: RoomsService
     room_id = created.room_id
     for changes, message in (
         ({user_id(2): Upsert("Presenter"), "wrong_mri": Upsert("Attendee")},
-         "Invalid format for communication identifier."),
+         "Communication identifier wrong_mri is not supported."),
         ({user_id(1): None, "wrong_mri": None}, "Communication identifier wrong_mri is not supported."),
         ({user_id(1): None, user_id(2): Upsert("Kafka")}, errors.MALFORMED_REQUEST),
     ):

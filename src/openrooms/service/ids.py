@@ -102,16 +102,17 @@ def is_user_id(raw_id: str) -> bool:
 
 
 def check_participant_id(raw_id: str) -> None:
-    """For ids being added or re-roled. The real service words its refusal by what the id claims to be: one
-    with an ACS user prefix (`8:acs:123456c`) is a user id of a form it does not support; anything else (`wrong_mri`,
-    a phone number, a Teams user) has no format it knows."""
+    """For the roster of a room being created. The real service words its refusal by what the id claims to be:
+    one with a user prefix (`8:acs:123456c`) is a user id of a form it does not support; anything else
+    (`wrong_mri`, a phone number, a Teams user) has no format it knows."""
     if not is_user_id(raw_id):
         if raw_id.startswith(USER_PREFIXES):
             raise errors.identifier_not_supported(raw_id)
         raise errors.invalid_identifier_format()
 
 
-def check_removed_participant_id(raw_id: str) -> None:
-    """For ids being removed: the real service words this one differently."""
+def check_roster_change_id(raw_id: str) -> None:
+    """For ids being added, re-roled or removed by a roster update: there the real service says of any id that
+    is no user id that it is not supported (`wrong_mri` and `8:acs:123456c` alike)."""
     if not is_user_id(raw_id):
         raise errors.identifier_not_supported(raw_id)

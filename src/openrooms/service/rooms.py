@@ -197,11 +197,10 @@ class RoomsService:
         upserts: dict[str, Role] = {}
         removals: list[str] = []
         for raw_id, change in changes.items():
+            ids.check_roster_change_id(raw_id)
             if change is None:
-                ids.check_removed_participant_id(raw_id)
                 removals.append(raw_id)
             else:
-                ids.check_participant_id(raw_id)
                 upserts[raw_id] = resolve_role(raw_id, change.role, roles)
         try:
             updated = await self._store.update_participants(
