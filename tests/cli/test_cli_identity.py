@@ -20,8 +20,8 @@ def claims(token: str) -> dict[str, Any]:
 
 def new_user(cli: Cli) -> str:
     created = cli.json("identity", "user", "create")
-    assert list(created) == ["identity"] and list(created["identity"]) == ["id"]
-    raw_id: str = created["identity"]["id"]
+    raw_id: str = created["rawId"]
+    assert created == {"properties": {"id": raw_id}, "rawId": raw_id}
     assert raw_id.startswith("8:acs:")
     return raw_id
 
@@ -34,8 +34,8 @@ def test_token_issue_for_a_user(cli: Cli) -> None:
     user = new_user(cli)
     issued = cli.json("identity", "token", "issue", "--user", user, "--scope", "chat", "voip",
                       "--expires-in-minutes", "60")
-    assert issued["identity"] == {"id": user}
-    token, expires_on = issued["accessToken"]["token"], issued["accessToken"]["expiresOn"]
+    assert issued["user_id"] == user
+    token, expires_on = issued["token"], issued["expires_on"]
     token_claims = claims(token)
     assert token_claims["skypeid"] == user.removeprefix("8:")
     assert token_claims["acsScope"] == "chat,voip"
@@ -44,16 +44,16 @@ def test_token_issue_for_a_user(cli: Cli) -> None:
 
     # --scope repeated is the same as space-separated; the default validity is 24 hours.
     again = cli.json("identity", "token", "issue", "--user", user, "--scope", "chat", "--scope", "voip")
-    again_claims = claims(again["accessToken"]["token"])
+    again_claims = claims(again["token"])
     assert again_claims["acsScope"] == "chat,voip"
     assert again_claims["exp"] - int(again_claims["csi"]) == 24 * 60 * 60
 
 
 def test_token_issue_without_user_creates_one(cli: Cli) -> None:
     issued = cli.json("identity", "token", "issue", "--scope", "voip")
-    user = issued["identity"]["id"]
+    user = issued["user_id"]
     assert user.startswith("8:acs:")
-    assert claims(issued["accessToken"]["token"])["skypeid"] == user.removeprefix("8:")
+    assert claims(issued["token"])["skypeid"] == user.removeprefix("8:")
     # The user is real: it can be given another token, then deleted.
     cli.json("identity", "token", "issue", "--user", user, "--scope", "chat")
     assert cli.ok("identity", "user", "delete", "--user", user) == ""
@@ -100,7 +100,7 @@ def test_usage_errors(cli: Cli, args: list[str], message: str) -> None:
 
 def test_table_output(cli: Cli) -> None:
     table = cli.ok("identity", "token", "issue", "--scope", "chat", "-o", "table")
-    for key in ("identity.id", "accessToken.token", "accessToken.expiresOn", "8:acs:"):
+    for key in ("user_id", "token", "expires_on", "8:acs:"):
         assert key in table
 
 
@@ -108,6 +108,6 @@ def test_identity_over_plain_http(http_server: Server) -> None:
     cli = Cli(http_server)
     user = new_user(cli)
     issued = cli.json("identity", "token", "issue", "--user", user, "--scope", "chat.join")
-    assert claims(issued["accessToken"]["token"])["acsScope"] == "chat.join"
+    assert claims(issued["token"])["acsScope"] == "chat.join"
     cli.ok("identity", "token", "revoke", "--user", user)
     cli.ok("identity", "user", "delete", "--user", user)

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
+import inspect
 import json
 import logging
 import os
+import re
 import sys
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 import typer
@@ -57,12 +60,16 @@ InsecureOption = Annotated[
                        rich_help_panel="Connection"),
 ]
 OutputOption = Annotated[
-    Output, typer.Option("--output", "-o", help="json (the REST API's keys) or table (for people).",
+    Output, typer.Option("--output", "-o", help="json (what az prints) or table (for people).",
                          rich_help_panel="Output"),
 ]
 DebugOption = Annotated[
     bool, typer.Option("--debug", help="Show every HTTP request and response on stderr.",
                        rich_help_panel="Output"),
+]
+YesOption = Annotated[
+    bool, typer.Option("--yes", "-y", help="Accepted for az's sake (az asks before deleting); this command "
+                       "never asks."),
 ]
 
 
@@ -134,6 +141,86 @@ class Connection:
 
         parts = urlsplit(self.endpoint)
         return f"{parts.scheme}://{parts.netloc}", AzureKeyCredential(self.access_key)
+
+
+@dataclass
+class Client:
+    """The shared options of one client command, and the SDK clients they lead to.
+
+    The connection is made on first use, so a command checks its own arguments (exit 2) before it.
+    """
+
+    connection_string: str | None = None
+    ca_cert: Path | None = None
+    insecure: bool = False
+    debug: bool = False
+    output: Output = Output.json
+    _connection: Connection | None = field(default=None, repr=False)
+
+    def connect(self) -> Connection:
+        if self._connection is None:
+            self._connection = connect(self.connection_string, self.ca_cert, self.insecure, self.debug)
+        return self._connection
+
+    @contextlib.contextmanager
+    def rooms(self) -> Iterator[Any]:
+        """A RoomsClient; what it raises becomes one line on stderr and an exit code."""
+        connection = self.connect()
+        with reported_errors(connection), connection.rooms() as client:
+            yield client
+
+    @contextlib.contextmanager
+    def identity(self) -> Iterator[Any]:
+        """A CommunicationIdentityClient; what it raises becomes one line on stderr and an exit code."""
+        connection = self.connect()
+        with reported_errors(connection), connection.identity() as client:
+            yield client
+
+    def print(self, result: Any, columns: list[str] | None = None) -> None:
+        """One result as az prints it (JSON), or as a two-column table."""
+        print_one(az_json(result), self.output, columns)
+
+    def print_items(self, items: Iterable[Any], columns: list[str], title: str) -> int:
+        """A listing as az prints it (one JSON array), or a table of `columns` (dotted paths into each item)."""
+        return print_items((az_json(item) for item in items), self.output, columns, title)
+
+
+# The options every client command takes, in this order after its own: (name, annotation, default).
+_SHARED: list[tuple[str, Any, Any]] = [
+    ("connection_string", ConnectionStringOption, None),
+    ("ca_cert", CaCertOption, None),
+    ("insecure", InsecureOption, False),
+    ("output", OutputOption, Output.json),
+    ("debug", DebugOption, False),
+]
+F = TypeVar("F", bound=Callable[..., None])
+
+
+def client_command(app: typer.Typer, name: str, *, prints: bool = True) -> Callable[[F], F]:
+    """Registers `fn(..., client: Client)` as command `name` of `app`, with the shared options added.
+
+    The command gets --connection-string, --ca-cert, --insecure and --debug, and --output when it prints
+    something (`prints`); `fn` receives them as one `Client`. Like az, values may follow an option
+    separated by spaces (`AzStyleCommand`).
+    """
+
+    def register(fn: F) -> F:
+        own = [p for p in inspect.signature(fn, eval_str=True).parameters.values() if p.name != "client"]
+        shared = [(n, a, d) for n, a, d in _SHARED if prints or n != "output"]
+        parameters = own + [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=a)
+                            for n, a, d in shared]
+
+        @functools.wraps(fn)
+        def command(**kwargs: Any) -> None:
+            client = Client(**{n: kwargs.pop(n) for n, _, _ in shared})
+            fn(**kwargs, client=client)
+
+        command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in parameters}
+        app.command(name, cls=AzStyleCommand)(command)
+        return fn
+
+    return register
 
 
 def connect(connection_string: str | None, ca_cert: Path | None, insecure: bool, debug: bool) -> Connection:
@@ -233,34 +320,90 @@ def _innermost_message(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+# --- rooms SDK values ---------------------------------------------------------------------------
+
+ROLES = ("Presenter", "Attendee", "Consumer", "Collaborator")
+
+
+def identifier(raw_id: str) -> Any:
+    """The SDK's identifier object for a raw id, as az makes it (`identifier_from_raw_id`).
+
+    The SDK sends only the raw id, so any id reaches the service as typed.
+    """
+    from azure.communication.rooms._shared.models import identifier_from_raw_id
+
+    return identifier_from_raw_id(raw_id)
+
+
+def room_participants(roster: Iterable[tuple[str, str]]) -> list[Any]:
+    """RoomParticipant objects for (raw id, role) pairs."""
+    from azure.communication.rooms import RoomParticipant
+
+    return [RoomParticipant(communication_identifier=identifier(raw_id), role=role) for raw_id, role in roster]
+
+
 # --- output -------------------------------------------------------------------------------------
 
-def to_wire_time(value: Any) -> Any:
-    """Timestamps as the REST API writes them; the SDKs pass some through as strings, others as datetimes."""
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat() if value.tzinfo else value.replace(tzinfo=UTC).isoformat()
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, UTC).isoformat()
+_SNAKE = re.compile(r"(?!^)_([a-zA-Z])")
+
+
+def az_json(value: Any) -> Any:
+    """What az makes of a command's result before it prints it as JSON (azure-cli-core's `todict`).
+
+    An SDK object becomes an object of its public attributes, named in camelCase (`created_at` ->
+    `createdAt`, `raw_id` -> `rawId`); models of the newer SDK generator (`_is_model`) list theirs through
+    azure-core. Enums become their value, dates and times `isoformat()`, durations `str()`; dicts keep
+    their keys as they are (so the dict az's `token issue` builds keeps `user_id`, `expires_on`).
+    """
+    if isinstance(value, dict):
+        return {key: az_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [az_json(item) for item in value]
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, date | time | datetime):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return str(value)
+    if getattr(value, "_is_model", False):
+        from azure.core.serialization import attribute_list, get_backcompat_attr_name
+
+        return {_camel(get_backcompat_attr_name(value, name)): az_json(getattr(value, name))
+                for name in attribute_list(value) if hasattr(value, name)}
+    if hasattr(value, "_asdict"):
+        return az_json(value._asdict())
+    if hasattr(value, "__dict__"):
+        return {_camel(name): az_json(item) for name, item in vars(value).items()
+                if not name.startswith("_") and not callable(item)}
     return value
 
 
+def _camel(name: str) -> str:
+    return _SNAKE.sub(lambda match: match.group(1).upper(), name)
+
+
+def _dumps(value: Any) -> str:
+    # As az's JSON output: keys sorted, two-space indent, non-ASCII kept.
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+
+
 def print_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, indent=2) + "\n")
+    sys.stdout.write(_dumps(value) + "\n")
     sys.stdout.flush()
 
 
 class JsonArrayWriter:
     """Writes a JSON array one element at a time, so long listings show up as they arrive.
 
-    On an error part-way the array is left unclosed, so nothing downstream mistakes it for the whole list.
+    The text is the same as the whole array printed at once. On an error part-way the array is left
+    unclosed, so nothing downstream mistakes it for the whole list.
     """
 
     def __init__(self) -> None:
         self.count = 0
 
     def write(self, value: Any) -> None:
-        text = json.dumps(value, indent=2)
-        sys.stdout.write(("[\n" if self.count == 0 else ",\n") + _indent(text))
+        sys.stdout.write(("[\n" if self.count == 0 else ",\n") + _indent(_dumps(value)))
         sys.stdout.flush()
         self.count += 1
 
@@ -274,14 +417,18 @@ def _indent(text: str) -> str:
 
 
 def print_items(items: Iterable[dict[str, Any]], output: Output, columns: list[str], title: str) -> int:
-    """JSON: a streamed array. Table: one Rich table once everything has arrived."""
+    """JSON: a streamed array. Table: one Rich table once everything has arrived.
+
+    `columns` are dotted paths into each item (`communicationIdentifier.rawId`); a column's header is the
+    path's last part.
+    """
     if output is Output.json:
         writer = JsonArrayWriter()
         for item in items:
             writer.write(item)
         writer.close()
         return writer.count
-    rows = list(items)
+    rows = [_flatten(item) for item in items]
     print_table(rows, columns, title)
     return len(rows)
 
@@ -289,7 +436,7 @@ def print_items(items: Iterable[dict[str, Any]], output: Output, columns: list[s
 def print_table(rows: list[dict[str, Any]], columns: list[str], title: str | None = None) -> None:
     table = Table(title=title, title_justify="left")
     for column in columns:
-        table.add_column(column, overflow="fold")
+        table.add_column(column.rsplit(".", 1)[-1], overflow="fold")
     for row in rows:
         table.add_row(*(_cell(row.get(column)) for column in columns))
     Console(soft_wrap=False).print(table)

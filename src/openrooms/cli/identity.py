@@ -1,4 +1,7 @@
-"""`openrooms identity ...`: the twin of `az communication identity ...` (users and access tokens)."""
+"""`openrooms identity ...`: the twin of `az communication identity ...` (users and access tokens).
+
+Each command takes az's options and prints what az prints (see `client.az_json`).
+"""
 
 from __future__ import annotations
 
@@ -7,19 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from openrooms.cli.client import (
-    AzStyleCommand,
-    CaCertOption,
-    ConnectionStringOption,
-    DebugOption,
-    InsecureOption,
-    Output,
-    OutputOption,
-    connect,
-    print_one,
-    reported_errors,
-    to_wire_time,
-)
+from openrooms.cli.client import Client, YesOption, client_command
 
 identity_app = typer.Typer(help="Manage users and access tokens (twin of `az communication identity`).",
                            no_args_is_help=True)
@@ -38,36 +29,22 @@ def _user(raw_id: str) -> Any:
     return CommunicationUserIdentifier(raw_id)
 
 
-@user_app.command("create", cls=AzStyleCommand)
-def user_create(
-    connection_string: ConnectionStringOption = None,
-    ca_cert: CaCertOption = None,
-    insecure: InsecureOption = False,
-    output: OutputOption = Output.json,
-    debug: DebugOption = False,
-) -> None:
-    """Create a user; prints {"identity": {"id"}} as the REST API answers."""
-    connection = connect(connection_string, ca_cert, insecure, debug)
-    with reported_errors(connection), connection.identity() as client:
-        user = client.create_user()
-    print_one({"identity": {"id": user.properties["id"]}}, output)
+@client_command(user_app, "create")
+def user_create(*, client: Client) -> None:
+    """Create a user; prints {"properties": {"id"}, "rawId"}, as az prints the SDK's identifier."""
+    with client.identity() as identity:
+        user = identity.create_user()
+    client.print(user)
 
 
-@user_app.command("delete", cls=AzStyleCommand)
-def user_delete(
-    user: UserOption,
-    connection_string: ConnectionStringOption = None,
-    ca_cert: CaCertOption = None,
-    insecure: InsecureOption = False,
-    debug: DebugOption = False,
-) -> None:
+@client_command(user_app, "delete", prints=False)
+def user_delete(user: UserOption, yes: YesOption = False, *, client: Client) -> None:
     """Delete a user: revokes its tokens and removes it from every room. Prints nothing, like az."""
-    connection = connect(connection_string, ca_cert, insecure, debug)
-    with reported_errors(connection), connection.identity() as client:
-        client.delete_user(_user(user))
+    with client.identity() as identity:
+        identity.delete_user(_user(user))
 
 
-@token_app.command("issue", cls=AzStyleCommand)
+@client_command(token_app, "issue")
 def token_issue(
     scope: Annotated[list[str], typer.Option("--scope", metavar="SCOPE...",
                                              help=f"Scopes (space-separated or repeated): {SCOPES}.",
@@ -75,39 +52,27 @@ def token_issue(
     user: Annotated[str | None, typer.Option("--user", help="The user's raw id; without it a new user is "
                                              "created with the token.", show_default=False)] = None,
     expires_in_minutes: Annotated[int | None, typer.Option("--expires-in-minutes",
-                                                           help="Validity, 60 to 1440 (default: 1440).",
-                                                           show_default=False)] = None,
-    connection_string: ConnectionStringOption = None,
-    ca_cert: CaCertOption = None,
-    insecure: InsecureOption = False,
-    output: OutputOption = Output.json,
-    debug: DebugOption = False,
+                                                           help="Validity, 60 to 1440 (default: 1440). "
+                                                           "Not in az.", show_default=False)] = None,
+    *,
+    client: Client,
 ) -> None:
-    """Issue an access token; prints {"identity": {"id"}, "accessToken": {"token", "expiresOn"}}."""
+    """Issue an access token; prints {"expires_on", "token", "user_id"}, as az does."""
     options: dict[str, Any] = {}
     if expires_in_minutes is not None:
         options["token_expires_in"] = timedelta(minutes=expires_in_minutes)
-    connection = connect(connection_string, ca_cert, insecure, debug)
-    with reported_errors(connection), connection.identity() as client:
+    with client.identity() as identity:
         if user is None:
-            identifier, token = client.create_user_and_token(scope, **options)
+            identifier, token = identity.create_user_and_token(scope, **options)
             user = identifier.properties["id"]
         else:
-            token = client.get_token(_user(user), scope, **options)
-    result = {"identity": {"id": user}, "accessToken": {"token": token.token,
-                                                        "expiresOn": to_wire_time(token.expires_on)}}
-    print_one(result, output)
+            token = identity.get_token(_user(user), scope, **options)
+    # The object az's `token issue` builds: the SDK's expiry as str() makes it.
+    client.print({"user_id": user, "token": token.token, "expires_on": str(token.expires_on)})
 
 
-@token_app.command("revoke", cls=AzStyleCommand)
-def token_revoke(
-    user: UserOption,
-    connection_string: ConnectionStringOption = None,
-    ca_cert: CaCertOption = None,
-    insecure: InsecureOption = False,
-    debug: DebugOption = False,
-) -> None:
+@client_command(token_app, "revoke", prints=False)
+def token_revoke(user: UserOption, yes: YesOption = False, *, client: Client) -> None:
     """Revoke every access token issued to a user so far. Prints nothing, like az."""
-    connection = connect(connection_string, ca_cert, insecure, debug)
-    with reported_errors(connection), connection.identity() as client:
-        client.revoke_tokens(_user(user))
+    with client.identity() as identity:
+        identity.revoke_tokens(_user(user))
