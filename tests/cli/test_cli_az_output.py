@@ -84,4 +84,4 @@ def test_commands_az_asks_to_confirm_take_yes(cli: Cli, sdk: Any) -> None:
     assert cli.ok("identity", "token", "revoke", "--user", user, "--yes") == ""
     assert cli.ok("identity", "user", "delete", "--user", user, "--yes") == ""
     assert cli.ok("rooms", "delete", "--room", room_id, "--yes") == ""
-    assert "NotFound" in cli.fails("rooms", "get", "--room", room_id)
+    assert "NotFound" in cli.fails("rooms", "get", "--room", room_id, code=3)  # az's exit code for a 404

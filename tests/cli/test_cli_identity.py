@@ -67,7 +67,7 @@ def test_revoke_and_delete(cli: Cli, sdk: Any) -> None:
     assert roster_of(sdk, room_id) == {user: "Presenter"}
     assert cli.ok("identity", "user", "delete", "--user", user) == ""
     assert roster_of(sdk, room_id) == {}  # a deleted user leaves every room
-    stderr = cli.fails("identity", "token", "issue", "--user", user, "--scope", "chat")
+    stderr = cli.fails("identity", "token", "issue", "--user", user, "--scope", "chat", code=3)
     assert stderr.startswith("error: ") and "(HTTP 404)" in stderr
 
 

@@ -30,6 +30,7 @@ from typer.core import TyperCommand
 CONNECTION_STRING_ENV = "AZURE_COMMUNICATION_CONNECTION_STRING"
 EXIT_SERVICE_ERROR = 1
 EXIT_USAGE = 2
+EXIT_NOT_FOUND = 3  # as az exits when the service answers 404
 
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -290,7 +291,7 @@ def reported_errors(connection: Connection | None = None) -> Iterator[None]:
     try:
         yield
     except HttpResponseError as exc:
-        fail(describe_http_error(exc), EXIT_SERVICE_ERROR)
+        fail(describe_http_error(exc), EXIT_NOT_FOUND if exc.status_code == 404 else EXIT_SERVICE_ERROR)
     except (ServiceRequestError, ServiceResponseError) as exc:
         where = f" {connection.endpoint}" if connection else ""
         hint = ""
