@@ -70,3 +70,17 @@ def test_root_help_lists_the_client_groups() -> None:
     for group in ("rooms", "rooms participant", "identity", "identity user", "identity token"):
         result = run_openrooms(*group.split(), "--help", env={"COLUMNS": "200"})
         assert result.returncode == 0, result.stderr
+
+
+SHARED = ["--connection-string", "--ca-cert", "--insecure", "--debug"]
+PRINTING = {"rooms create", "rooms get", "rooms update", "rooms list", "rooms import", "rooms participant get",
+            "identity user create", "identity token issue"}
+
+
+@pytest.mark.parametrize(("path", "command"), COMMANDS, ids=[" ".join(p) for p, _ in COMMANDS])
+def test_every_client_command_takes_the_shared_options(path: tuple[str, ...], command: Any) -> None:
+    # One definition (client.client_command) adds them: the same options, last, on every command; --output
+    # only where the command prints something.
+    shared = [*SHARED[:3], "--output", SHARED[3]] if " ".join(path) in PRINTING else SHARED
+    assert options_of(command)[-len(shared):] == shared
+    assert ("--output" in options_of(command)) == (" ".join(path) in PRINTING)
