@@ -85,3 +85,32 @@ def test_commands_az_asks_to_confirm_take_yes(cli: Cli, sdk: Any) -> None:
     assert cli.ok("identity", "user", "delete", "--user", user, "--yes") == ""
     assert cli.ok("rooms", "delete", "--room", room_id, "--yes") == ""
     assert "NotFound" in cli.fails("rooms", "get", "--room", room_id, code=3)  # az's exit code for a 404
+
+
+def test_query_and_tsv_as_az_applies_them(cli: Cli, sdk: Any) -> None:
+    # The commands a script for az writes most: `--query id -o tsv` and friends.
+    user = cli.ok("identity", "user", "create", "--query", "rawId", "-o", "tsv").rstrip("\n")
+    assert user.startswith("8:acs:") and "\t" not in user
+    room_id = cli.ok("rooms", "create", "--presenter-participants", user, "--query", "id", "-o", "tsv")
+    room_id = room_id.rstrip("\n")
+    room = sdk.get_room(room_id)
+    # tsv: a row per result, the object's values sorted by key; a bool inside a row as Python writes it.
+    assert cli.ok("rooms", "get", "--room", room_id, "-o", "tsv") == "\t".join(
+        [room.created_at, room.id, "False", room.valid_from, room.valid_until]) + "\n"
+    # An object the query builds keeps the query's order in tsv; JSON still sorts the keys.
+    query = "{b: id, a: pstnDialOutEnabled}"
+    assert cli.ok("rooms", "get", "--room", room_id, "--query", query, "-o", "tsv") == f"{room_id}\tFalse\n"
+    assert cli.ok("rooms", "get", "--room", room_id, "--query", query) == az_text({"a": False, "b": room_id})
+    # A nested object is an empty cell.
+    assert cli.ok("rooms", "participant", "get", "--room", room_id, "-o", "tsv") == "\tPresenter\n"
+    assert cli.ok("rooms", "participant", "get", "--room", room_id, "--query",
+                  "[].communicationIdentifier.rawId") == az_text([user])
+    listed = cli.ok("rooms", "list", "--query", "[].id", "-o", "tsv").splitlines()
+    assert listed == [r.id for r in sdk.list_rooms()]
+    token = cli.ok("identity", "token", "issue", "--user", user, "--scope", "voip", "--query", "token", "-o", "tsv")
+    assert claims(token.rstrip("\n"))["acsScope"] == "voip"
+    # Nothing to print: a query that matches nothing, and -o none.
+    assert cli.ok("rooms", "get", "--room", room_id, "--query", "noSuchKey") == ""
+    assert cli.ok("rooms", "get", "--room", room_id, "-o", "none") == ""
+    # A query that does not parse is a usage error, before any request.
+    assert "is not a JMESPath expression" in cli.fails("rooms", "get", "--room", "1", "--query", "[[", code=2)

@@ -80,7 +80,8 @@ PRINTING = {"rooms create", "rooms get", "rooms update", "rooms list", "rooms im
 @pytest.mark.parametrize(("path", "command"), COMMANDS, ids=[" ".join(p) for p, _ in COMMANDS])
 def test_every_client_command_takes_the_shared_options(path: tuple[str, ...], command: Any) -> None:
     # One definition (client.client_command) adds them: the same options, last, on every command; --output
-    # only where the command prints something.
-    shared = [*SHARED[:3], "--output", SHARED[3]] if " ".join(path) in PRINTING else SHARED
+    # and --query only where the command prints something.
+    shared = [*SHARED[:3], "--output", "--query", SHARED[3]] if " ".join(path) in PRINTING else SHARED
     assert options_of(command)[-len(shared):] == shared
     assert ("--output" in options_of(command)) == (" ".join(path) in PRINTING)
+    assert ("--query" in options_of(command)) == (" ".join(path) in PRINTING)

@@ -22,13 +22,10 @@ from openrooms.cli.client import (
     EXIT_SERVICE_ERROR,
     ROLES,
     Client,
-    JsonArrayWriter,
-    Output,
     az_json,
     client_command,
     describe_http_error,
     fail,
-    print_table,
     room_participants,
     stderr,
 )
@@ -238,8 +235,6 @@ def import_rooms(
     except OSError as exc:
         fail(f"cannot read {file}: {exc.strerror}")
     failures = 0
-    mapping: list[dict[str, str]] = []
-    writer = JsonArrayWriter() if client.output is Output.json else None
     with client.rooms() as rooms, ThreadPoolExecutor(concurrency) as pool:
 
         def recreate(room: ExportedRoom) -> tuple[ExportedRoom, str | HttpResponseError]:
@@ -253,24 +248,20 @@ def import_rooms(
                 return room, exc
             return room, created.id
 
-        with progress_bar(True) as progress:
-            task = progress.add_task("rooms", total=len(exported))
-            for room, result in _ordered_map(recreate, exported, pool, concurrency * 4):
-                progress.advance(task)
-                if isinstance(result, HttpResponseError):
-                    failures += 1
-                    stderr.print(f"error: room {room.old_id}: {describe_http_error(result)}", markup=False,
-                                 highlight=False)
-                    continue
-                pair = {"oldId": room.old_id, "newId": result}
-                if writer is not None:
-                    writer.write(pair)
-                else:
-                    mapping.append(pair)
-    if writer is not None:
-        writer.close()
-    else:
-        print_table(mapping, ["oldId", "newId"], "imported rooms")
+        def imported() -> Iterator[dict[str, str]]:
+            nonlocal failures
+            with progress_bar(True) as progress:
+                task = progress.add_task("rooms", total=len(exported))
+                for room, result in _ordered_map(recreate, exported, pool, concurrency * 4):
+                    progress.advance(task)
+                    if isinstance(result, HttpResponseError):
+                        failures += 1
+                        stderr.print(f"error: room {room.old_id}: {describe_http_error(result)}", markup=False,
+                                     highlight=False)
+                        continue
+                    yield {"oldId": room.old_id, "newId": result}
+
+        client.print_items(imported(), ["oldId", "newId"], "imported rooms")
     if failures:
         stderr.print(f"{failures} of {len(exported)} rooms were not imported", markup=False, highlight=False)
         raise typer.Exit(EXIT_SERVICE_ERROR)

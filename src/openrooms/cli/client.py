@@ -37,7 +37,9 @@ stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 class Output(enum.StrEnum):
     json = "json"
+    tsv = "tsv"
     table = "table"
+    none = "none"
 
 
 ConnectionStringOption = Annotated[
@@ -61,8 +63,13 @@ InsecureOption = Annotated[
                        rich_help_panel="Connection"),
 ]
 OutputOption = Annotated[
-    Output, typer.Option("--output", "-o", help="json (what az prints) or table (for people).",
-                         rich_help_panel="Output"),
+    Output, typer.Option("--output", "-o", help="json (what az prints), tsv (as az's), table (for people) or "
+                         "none.", rich_help_panel="Output"),
+]
+QueryOption = Annotated[
+    str | None, typer.Option("--query", metavar="JMESPATH", help="A JMESPath query applied to the JSON result "
+                             "before it is printed, as az's --query.", show_default=False,
+                             rich_help_panel="Output"),
 ]
 DebugOption = Annotated[
     bool, typer.Option("--debug", help="Show every HTTP request and response on stderr.",
@@ -156,7 +163,19 @@ class Client:
     insecure: bool = False
     debug: bool = False
     output: Output = Output.json
+    query: str | None = None
     _connection: Connection | None = field(default=None, repr=False)
+    _query: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.query is not None:
+            import jmespath  # type: ignore[import-untyped]
+            from jmespath.exceptions import JMESPathError  # type: ignore[import-untyped]
+
+            try:
+                self._query = jmespath.compile(self.query)
+            except JMESPathError as exc:
+                fail(f"--query {self.query!r} is not a JMESPath expression: {exc}")
 
     def connect(self) -> Connection:
         if self._connection is None:
@@ -178,12 +197,61 @@ class Client:
             yield client
 
     def print(self, result: Any, columns: list[str] | None = None) -> None:
-        """One result as az prints it (JSON), or as a two-column table."""
-        print_one(az_json(result), self.output, columns)
+        """One result as az prints it (json, tsv, none; after --query), or as a two-column table."""
+        value = az_json(result)
+        if self._query is None and self.output is Output.table:
+            print_one(value, self.output, columns)
+        else:
+            self._emit(self._queried(value), table_columns=None)
 
     def print_items(self, items: Iterable[Any], columns: list[str], title: str) -> int:
-        """A listing as az prints it (one JSON array), or a table of `columns` (dotted paths into each item)."""
-        return print_items((az_json(item) for item in items), self.output, columns, title)
+        """A listing as az prints it (one array; tsv a row per item), or a table of `columns` (dotted paths).
+
+        Without --query, json and tsv are written item by item as the pages arrive.
+        """
+        values = (az_json(item) for item in items)
+        if self._query is None and self.output is not Output.table:
+            count = 0
+            writer = JsonArrayWriter() if self.output is Output.json else None
+            for value in values:
+                if writer is not None:
+                    writer.write(value)
+                elif self.output is Output.tsv:
+                    _write(tsv_row(value) + "\n")
+                count += 1
+            if writer is not None:
+                writer.close()
+            return count
+        listed = list(values)
+        if self._query is None:
+            print_table([_flatten(item) for item in listed], columns, title)
+        else:
+            self._emit(self._queried(listed), table_columns=None)
+        return len(listed)
+
+    def _queried(self, value: Any) -> Any:
+        if self._query is None:
+            return value
+        from collections import OrderedDict
+
+        import jmespath
+
+        # As az: objects the query builds keep the query's key order (tsv columns follow it).
+        return self._query.search(value, jmespath.Options(dict_cls=OrderedDict))
+
+    def _emit(self, value: Any, table_columns: list[str] | None) -> None:
+        if value is None or self.output is Output.none:
+            return  # az prints nothing for a result of None (e.g. a query that matches nothing)
+        if self.output is Output.json:
+            print_json(value)
+        elif self.output is Output.tsv:
+            _write("".join(tsv_row(row) + "\n" for row in (value if isinstance(value, list) else [value])))
+        elif isinstance(value, dict):
+            print_one(value, Output.table, table_columns)
+        else:
+            rows = value if isinstance(value, list) else [value]
+            flat = [_flatten(row) if isinstance(row, dict) else {"Result": row} for row in rows]
+            print_table(flat, list(dict.fromkeys(key for row in flat for key in row)))
 
 
 # The options every client command takes, in this order after its own: (name, annotation, default).
@@ -192,22 +260,24 @@ _SHARED: list[tuple[str, Any, Any]] = [
     ("ca_cert", CaCertOption, None),
     ("insecure", InsecureOption, False),
     ("output", OutputOption, Output.json),
+    ("query", QueryOption, None),
     ("debug", DebugOption, False),
 ]
+_PRINTING = {"output", "query"}
 F = TypeVar("F", bound=Callable[..., None])
 
 
 def client_command(app: typer.Typer, name: str, *, prints: bool = True) -> Callable[[F], F]:
     """Registers `fn(..., client: Client)` as command `name` of `app`, with the shared options added.
 
-    The command gets --connection-string, --ca-cert, --insecure and --debug, and --output when it prints
-    something (`prints`); `fn` receives them as one `Client`. Like az, values may follow an option
+    The command gets --connection-string, --ca-cert, --insecure and --debug, and --output and --query when
+    it prints something (`prints`); `fn` receives them as one `Client`. Like az, values may follow an option
     separated by spaces (`AzStyleCommand`).
     """
 
     def register(fn: F) -> F:
         own = [p for p in inspect.signature(fn, eval_str=True).parameters.values() if p.name != "client"]
-        shared = [(n, a, d) for n, a, d in _SHARED if prints or n != "output"]
+        shared = [(n, a, d) for n, a, d in _SHARED if prints or n not in _PRINTING]
         parameters = own + [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=a)
                             for n, a, d in shared]
 
@@ -386,6 +456,40 @@ def _camel(name: str) -> str:
 def _dumps(value: Any) -> str:
     # As az's JSON output: keys sorted, two-space indent, non-ASCII kept.
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+
+
+def tsv_row(value: Any) -> str:
+    """One line of az's `-o tsv`: an object's values (sorted by key, unless the query built it), tab-separated.
+
+    Within a row a list shows as its length and an object as an empty cell; a row that is a lone boolean is
+    lower-case, one inside a row is as Python writes it.
+    """
+    from collections import OrderedDict
+
+    if isinstance(value, OrderedDict):
+        cells: Iterable[Any] = value.values()
+    elif isinstance(value, dict):
+        cells = [cell for _, cell in sorted(value.items())]
+    elif isinstance(value, list):
+        cells = value
+    elif isinstance(value, bool):
+        return str(value).lower()
+    else:
+        return _tsv_cell(value)
+    return "\t".join(_tsv_cell(cell) for cell in cells)
+
+
+def _tsv_cell(value: Any) -> str:
+    if isinstance(value, list):
+        return str(len(value))
+    if isinstance(value, dict):
+        return ""
+    return value if isinstance(value, str) else str(value)
+
+
+def _write(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
 
 
 def print_json(value: Any) -> None:
