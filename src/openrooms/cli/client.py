@@ -202,7 +202,7 @@ class Client:
         if self._query is None and self.output is Output.table:
             print_one(value, self.output, columns)
         else:
-            self._emit(self._queried(value), table_columns=None)
+            self._emit(self._queried(value))
 
     def print_items(self, items: Iterable[Any], columns: list[str], title: str) -> int:
         """A listing as az prints it (one array; tsv a row per item), or a table of `columns` (dotted paths).
@@ -226,7 +226,7 @@ class Client:
         if self._query is None:
             print_table([_flatten(item) for item in listed], columns, title)
         else:
-            self._emit(self._queried(listed), table_columns=None)
+            self._emit(self._queried(listed))
         return len(listed)
 
     def _queried(self, value: Any) -> Any:
@@ -239,7 +239,8 @@ class Client:
         # As az: objects the query builds keep the query's key order (tsv columns follow it).
         return self._query.search(value, jmespath.Options(dict_cls=OrderedDict))
 
-    def _emit(self, value: Any, table_columns: list[str] | None) -> None:
+    def _emit(self, value: Any) -> None:
+        """A whole (queried) result: json, tsv or none as az writes it; table as a generic table."""
         if value is None or self.output is Output.none:
             return  # az prints nothing for a result of None (e.g. a query that matches nothing)
         if self.output is Output.json:
@@ -247,7 +248,7 @@ class Client:
         elif self.output is Output.tsv:
             _write("".join(tsv_row(row) + "\n" for row in (value if isinstance(value, list) else [value])))
         elif isinstance(value, dict):
-            print_one(value, Output.table, table_columns)
+            print_one(value, Output.table)
         else:
             rows = value if isinstance(value, list) else [value]
             flat = [_flatten(row) if isinstance(row, dict) else {"Result": row} for row in rows]
