@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from openrooms.service.model import Participant, Role, Room
-from openrooms.store.changes import SLOTS, ChangeCounters
+from openrooms.store.changes import NOTHING, SLOTS, ChangeCounters
 from openrooms.store.protocol import RosterFull, StoreUnavailable
 from openrooms.store.sqlite import SqliteStore
 from tests.support import user_id
@@ -160,7 +160,7 @@ async def test_a_group_whose_commit_fails_keeps_nothing_of_it(tmp_path: Path) ->
         results = await asyncio.gather(
             store.update_room(ROOM.id, None, True),
             store.insert_room(newer, [], None),
-            store._write(lambda db: db.execute("INSERT INTO no_such_table VALUES (1)")),
+            store._write(lambda db: (db.execute("INSERT INTO no_such_table VALUES (1)"), NOTHING)),
             return_exceptions=True,
         )
         assert all(isinstance(result, StoreUnavailable) for result in results)
@@ -206,7 +206,7 @@ async def test_kept_reads_always_match_the_database_whichever_store_changes_it(t
         if pick < 0.85:
             return store.purge(T0 + rng.randrange(20) * span, 0)
         if pick < 0.9:  # fails the database: the whole group is rolled back
-            return store._write(lambda db: db.execute("INSERT INTO no_such_table VALUES (1)"))
+            return store._write(lambda db: (db.execute("INSERT INTO no_such_table VALUES (1)"), NOTHING))
         return read(store)
 
     def read(store: SqliteStore) -> Awaitable[object]:

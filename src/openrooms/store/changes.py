@@ -21,6 +21,11 @@ Rooms that share a counter only cost each other a read. Rooms are not kept as ab
 no bump, though it gets one. A change made to the file by anything but openrooms while a server runs is not
 seen until that server restarts.
 
+Every write transaction of the SQLite store returns what it changed (`Changes`) with its result, and the store
+hands it to `KeptReads.note` in the one place that runs write transactions: a transaction cannot be written
+without saying what it changed, and none can be run without its changes being noted. `KeptReads` holds what
+is kept and does everything that happens after the COMMIT; the store itself only reads and writes rows.
+
 The process that made a change need not read it back: its writer knows what the group commit left. Still
 holding the lock, it keeps the rooms the group changed (their rows as written) at their bumped counters, moves a
 kept room whose roster alone changed to its bumped counter, and merges the group's rooms into the kept first
@@ -37,15 +42,29 @@ import fcntl
 import mmap
 import os
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from openrooms.service.model import Room
 
 SLOTS = 1 << 16
 _LISTING = SLOTS  # the counter after the rooms': the list of rooms
 _SIZE = (SLOTS + 1) * 8  # bytes
+FOREVER = 1 << 63  # ticks: when a page with no rooms on it ends
+
+
+class Changes(NamedTuple):
+    """What one write transaction changed, returned by it with its result: the rooms' rows as written (None:
+    deleted), which of those it created, and the rooms whose roster alone changed."""
+
+    rooms: Mapping[str, Room | None] = MappingProxyType({})
+    created: Collection[str] = ()
+    rosters: Collection[str] = ()
+
+
+NOTHING = Changes()  # a write that changes no room and no roster (users, keys, settings, idempotency records)
 
 
 class ChangeCounters:
@@ -155,3 +174,59 @@ def advance_page(
     if last is not None and len(known) < limit:
         return None
     return known[:limit]
+
+
+class KeptReads:
+    """What one store keeps of its reads, and what the group commit in progress has changed so far.
+
+    `note` takes each write transaction's `Changes` as its last step (a transaction that fails is rolled back and
+    changes nothing); `after_commit` is the writer's after-commit step, under the write lock. Without counters
+    nothing is kept and nothing is bumped."""
+
+    def __init__(self, counters: ChangeCounters | None) -> None:
+        self.counters = counters
+        self.rooms = Kept(1 << 15)
+        self.participants = Kept(1 << 15)
+        self.pages = Kept(1 << 8)
+        self.listings = Kept(1 << 8)
+        self._written: dict[str, Room | None] = {}
+        self._roster_only: set[str] = set()
+        self._created: set[str] = set()  # of the rooms written, those the group made: kept once they are read
+
+    def note(self, changes: Changes) -> None:
+        self._written.update(changes.rooms)
+        self._created.update(changes.created)
+        self._roster_only.update(changes.rosters)
+
+    def after_commit(self, committed: bool) -> None:
+        """Move the counters of the rooms the group commit touched and, where it committed, keep what it wrote at
+        the new counters."""
+        counters = self.counters
+        if counters is not None and (self._written or self._roster_only):
+            rooms, pages = self._kept_after_commit(counters) if committed else ([], [])
+            counters.bump(self._written.keys() | self._roster_only, listing=bool(self._written))
+            for room in rooms:
+                self.rooms.put(room.id, counters.read(room.id), room)
+            listing = counters.read_listing()
+            for key, page in pages:
+                self.listings.put(key, listing, page)
+        self._written.clear()
+        self._roster_only.clear()
+        self._created.clear()
+
+    def _kept_after_commit(self, counters: ChangeCounters) -> tuple[list[Room], list[tuple[Any, Any]]]:
+        """Before the bump: the rooms, and the first pages of the list (key, kept value), to keep once it is done."""
+        rooms = [room for room in self._written.values() if room is not None and room.id not in self._created]
+        for room_id in self._roster_only - self._written.keys():
+            room = self.rooms.get(room_id, counters.read(room_id))
+            if room is not None:
+                rooms.append(room)
+        pages: list[tuple[Any, Any]] = []
+        if self._written:  # the list changes only with the rooms themselves, not with their rosters
+            for key, (valid_after, _, page) in self.listings.at(counters.read_listing()):
+                after, limit = key
+                advanced = None if after is not None else advance_page(page, limit, valid_after, self._written)
+                if advanced is not None:
+                    ends = min((room.valid_until for room in advanced), default=FOREVER)
+                    pages.append((key, (valid_after, ends, advanced)))
+        return rooms, pages

@@ -6,6 +6,10 @@ concurrent write transactions together under one fsync and acknowledges none bef
 processes. Reads run on the event loop on their own connection: under WAL they never wait for a writer and see
 only committed data. (An in-memory database cannot be shared by two connections, so there reads go through the
 writer too.)
+
+Reads are kept in memory while their room is unchanged (`changes.KeptReads`). Every write transaction returns
+what it changed with its result, and `_write`, the one way this store writes, notes it for the bump after the
+COMMIT: a write that does not say what it changed does not type-check.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import contextlib
 import sqlite3
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import msgspec
 from sqlalchemy import create_engine
@@ -24,11 +28,13 @@ from openrooms.service.identity import CommunicationUser
 from openrooms.service.model import ROLES, CreateRecord, Participant, Role, Room
 from openrooms.service.tokens import SigningKey
 from openrooms.store import migrate
-from openrooms.store.changes import ChangeCounters, Kept, advance_page
+from openrooms.store.changes import FOREVER, NOTHING, ChangeCounters, Changes, KeptReads
 from openrooms.store.protocol import RoomIdTaken, RosterFull, StoreUnavailable, UserIdTaken
 from openrooms.store.writer import GroupCommitWriter
 
 T = TypeVar("T")
+# A write transaction: a function of the connection that returns its result and what it changed.
+WriteTransaction = Callable[[sqlite3.Connection], tuple[T, Changes]]
 _ROOM_COLUMNS = "id, created_at, valid_from, valid_until, pstn_dial_out_enabled"
 _PURGE_BATCH = 1000
 _RESOURCE_ID = "resource_id"
@@ -49,7 +55,6 @@ def _room(row: tuple[str, int, int, int, int]) -> Room:
 # subquery in that order.
 _ROOMS = msgspec.json.Decoder(list[Room])
 _PARTICIPANTS = msgspec.json.Decoder(list[Participant])
-_FOREVER = 1 << 63  # ticks: when a page with no rooms on it ends
 
 
 def _rooms_page(where: str) -> str:
@@ -98,17 +103,12 @@ class SqliteStore:
         self._reader = reader
         # Reads kept while their room is unchanged (see `changes`); without counters nothing is kept.
         self._changes = changes
-        # What the current group commit's transactions changed, each noted as its last step (a transaction that
-        # fails is rolled back and changes nothing): the rooms' rows as written (None: deleted), and the rooms
-        # whose roster alone changed. Every transaction that changes a room or a roster must note it.
-        self._written: dict[str, Room | None] = {}
-        self._roster_only: set[str] = set()
-        self._created: set[str] = set()  # of the rooms written, those the group made: kept once they are read
-        self._rooms = Kept(1 << 15)
-        self._participants = Kept(1 << 15)
-        self._pages = Kept(1 << 8)
-        self._listings = Kept(1 << 8)
-        writer.after_commit = self._bump
+        self._kept = KeptReads(changes)
+        self._rooms = self._kept.rooms
+        self._participants = self._kept.participants
+        self._pages = self._kept.pages
+        self._listings = self._kept.listings
+        writer.after_commit = self._kept.after_commit
 
     @classmethod
     def open(cls, path: Path | None, *, migrate_schema: bool = True, busy_timeout_ms: int = 5000) -> SqliteStore:
@@ -173,41 +173,18 @@ class SqliteStore:
         with self._errors():
             return query(self._reader)
 
-    async def _write(self, transaction: Callable[[sqlite3.Connection], T]) -> T:
-        return await self._writer.run(transaction)
+    async def _write(self, transaction: WriteTransaction[T]) -> T:
+        """Run a write transaction in the next group commit: the one way this store writes, so that what each one
+        changed is noted for the bump after its COMMIT."""
+        note = self._kept.note
 
-    def _bump(self, committed: bool) -> None:
-        """The writer's after-commit step, under the write lock: move the counters of the rooms the group commit
-        touched and, where it committed, keep what it wrote at the new counters."""
-        changes = self._changes
-        if changes is not None and (self._written or self._roster_only):
-            rooms, pages = self._kept_after_commit(changes) if committed else ([], [])
-            changes.bump(self._written.keys() | self._roster_only, listing=bool(self._written))
-            for room in rooms:
-                self._rooms.put(room.id, changes.read(room.id), room)
-            listing = changes.read_listing()
-            for key, page in pages:
-                self._listings.put(key, listing, page)
-        self._written.clear()
-        self._roster_only.clear()
-        self._created.clear()
+        def noted(db: sqlite3.Connection) -> T:
+            result, changes = transaction(db)
+            if changes is not NOTHING:
+                note(changes)  # its last step: a transaction that raised is rolled back and noted nothing
+            return result
 
-    def _kept_after_commit(self, changes: ChangeCounters) -> tuple[list[Room], list[tuple[Any, Any]]]:
-        """Before the bump: the rooms, and the first pages of the list (key, kept value), to keep once it is done."""
-        rooms = [room for room in self._written.values() if room is not None and room.id not in self._created]
-        for room_id in self._roster_only - self._written.keys():
-            room = self._rooms.get(room_id, changes.read(room_id))
-            if room is not None:
-                rooms.append(room)
-        pages: list[tuple[Any, Any]] = []
-        if self._written:  # the list changes only with the rooms themselves, not with their rosters
-            for key, (valid_after, _, page) in self._listings.at(changes.read_listing()):
-                after, limit = key
-                advanced = None if after is not None else advance_page(page, limit, valid_after, self._written)
-                if advanced is not None:
-                    ends = min((room.valid_until for room in advanced), default=_FOREVER)
-                    pages.append((key, (valid_after, ends, advanced)))
-        return rooms, pages
+        return await self._writer.run(noted)
 
     def _counter(self, room_id: str) -> int | None:
         """The room's change counter, read before a query whose result is to be kept."""
@@ -217,11 +194,11 @@ class SqliteStore:
     async def insert_room(
         self, room: Room, participants: Sequence[Participant], record: CreateRecord | None
     ) -> CreateRecord | None:
-        def transaction(db: sqlite3.Connection) -> CreateRecord | None:
+        def transaction(db: sqlite3.Connection) -> tuple[CreateRecord | None, Changes]:
             if record is not None:
                 earlier = _create_record(db, record.request_id)
                 if earlier is not None:
-                    return earlier
+                    return earlier, NOTHING
             try:
                 db.execute("INSERT INTO room_ids (id) VALUES (?)", (room.id,))
             except sqlite3.IntegrityError:
@@ -241,9 +218,7 @@ class SqliteStore:
                     "VALUES (?, ?, ?, ?, ?)",
                     (record.request_id, record.fingerprint, record.room_id, record.response, record.created_at),
                 )
-            self._written[room.id] = room
-            self._created.add(room.id)
-            return None
+            return None, Changes({room.id: room}, created=(room.id,))
 
         return await self._write(transaction)
 
@@ -270,26 +245,25 @@ class SqliteStore:
     ) -> Room | None:
         valid_from, valid_until = window or (None, None)
 
-        def transaction(db: sqlite3.Connection) -> tuple[str, int, int, int, int] | None:
+        def transaction(db: sqlite3.Connection) -> tuple[Room | None, Changes]:
             row: tuple[str, int, int, int, int] | None = db.execute(
                 "UPDATE rooms SET valid_from = coalesce(?, valid_from), valid_until = coalesce(?, valid_until), "
                 "pstn_dial_out_enabled = coalesce(?, pstn_dial_out_enabled) "
                 f"WHERE id = ? RETURNING {_ROOM_COLUMNS}",
                 (valid_from, valid_until, pstn_dial_out_enabled, room_id),
             ).fetchone()
-            if row is not None:
-                self._written[room_id] = _room(row)
-            return row
+            if row is None:
+                return None, NOTHING
+            room = _room(row)
+            return room, Changes({room_id: room})
 
-        row = await self._write(transaction)
-        return None if row is None else _room(row)
+        return await self._write(transaction)
 
     async def delete_room(self, room_id: str) -> bool:
-        def transaction(db: sqlite3.Connection) -> bool:
-            deleted = db.execute("DELETE FROM rooms WHERE id = ?", (room_id,)).rowcount > 0
-            if deleted:
-                self._written[room_id] = None
-            return deleted
+        def transaction(db: sqlite3.Connection) -> tuple[bool, Changes]:
+            if db.execute("DELETE FROM rooms WHERE id = ?", (room_id,)).rowcount == 0:
+                return False, NOTHING
+            return True, Changes({room_id: None})
 
         return await self._write(transaction)
 
@@ -309,7 +283,7 @@ class SqliteStore:
             return list(kept[2])
         rooms = _ROOMS.decode(await self._read(query))
         if counter is not None:
-            ends = min((room.valid_until for room in rooms), default=_FOREVER)
+            ends = min((room.valid_until for room in rooms), default=FOREVER)
             self._listings.put((after, limit), counter, (valid_after, ends, rooms))
         return list(rooms)
 
@@ -358,7 +332,7 @@ class SqliteStore:
         self, room_id: str, upserts: Mapping[str, Role], removals: Collection[str],
         max_participants: int | None = None,
     ) -> bool:
-        def transaction(db: sqlite3.Connection) -> bool:
+        def transaction(db: sqlite3.Connection) -> tuple[bool, Changes]:
             # Whether the room exists and its roster's size, in one statement (each one lets go of the GIL).
             exists, before = db.execute(
                 "SELECT (SELECT 1 FROM rooms WHERE id = ?1), "
@@ -366,7 +340,7 @@ class SqliteStore:
                 (room_id, max_participants is not None and bool(upserts)),
             ).fetchone()
             if exists is None:
-                return False
+                return False, NOTHING
             if upserts:
                 db.executemany(
                     "INSERT INTO participants (room_id, raw_id, role) VALUES (?, ?, ?) "
@@ -382,21 +356,19 @@ class SqliteStore:
                 after = _roster_size(db, room_id)
                 if after > max_participants and after > before:
                     raise RosterFull(after)  # the writer rolls this transaction back
-            self._roster_only.add(room_id)
-            return True
+            return True, Changes(rosters=(room_id,))
 
         return await self._write(transaction)
 
     async def purge(self, rooms_valid_before: int, records_created_before: int) -> tuple[int, int]:
         # In batches, so that a large purge never holds the write lock for long.
         rooms = 0
-        def batch(db: sqlite3.Connection) -> int:
+        def batch(db: sqlite3.Connection) -> tuple[int, Changes]:
             ids = db.execute(
                 "DELETE FROM rooms WHERE id IN (SELECT id FROM rooms WHERE valid_until < ? LIMIT ?) RETURNING id",
                 (rooms_valid_before, _PURGE_BATCH),
             ).fetchall()
-            self._written.update((room_id, None) for (room_id,) in ids)
-            return len(ids)
+            return len(ids), Changes({room_id: None for (room_id,) in ids})
 
         while True:
             deleted = await self._write(batch)
@@ -404,21 +376,22 @@ class SqliteStore:
             if deleted < _PURGE_BATCH:
                 break
         records = await self._write(
-            lambda db: db.execute(
-                "DELETE FROM create_requests WHERE created_at < ?", (records_created_before,)
-            ).rowcount
+            lambda db: (
+                db.execute("DELETE FROM create_requests WHERE created_at < ?", (records_created_before,)).rowcount,
+                NOTHING,
+            )
         )
         return rooms, records
 
     # Identities ----------------------------------------------------------------------------------------------
     async def ensure_resource_id(self, candidate: str) -> str:
-        def transaction(db: sqlite3.Connection) -> str:
+        def transaction(db: sqlite3.Connection) -> tuple[str, Changes]:
             db.execute(
                 "INSERT INTO server_settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
                 (_RESOURCE_ID, candidate),
             )
             row = db.execute("SELECT value FROM server_settings WHERE name = ?", (_RESOURCE_ID,)).fetchone()
-            return str(row[0])
+            return str(row[0]), NOTHING
 
         return await self._write(transaction)
 
@@ -431,22 +404,22 @@ class SqliteStore:
         return [SigningKey(*row) for row in rows]
 
     async def ensure_signing_key(self, candidate: SigningKey) -> SigningKey:
-        def transaction(db: sqlite3.Connection) -> SigningKey:
+        def transaction(db: sqlite3.Connection) -> tuple[SigningKey, Changes]:
             row = db.execute(
                 f"SELECT {_KEY_COLUMNS} FROM signing_keys ORDER BY created_at DESC, kid DESC LIMIT 1"
             ).fetchone()
             if row is not None:
-                return SigningKey(*row)
+                return SigningKey(*row), NOTHING
             db.execute(
                 f"INSERT INTO signing_keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?)",
                 (candidate.kid, candidate.private_key_pem, candidate.certificate_pem, candidate.created_at),
             )
-            return candidate
+            return candidate, NOTHING
 
         return await self._write(transaction)
 
     async def insert_user(self, user: CommunicationUser) -> None:
-        def transaction(db: sqlite3.Connection) -> None:
+        def transaction(db: sqlite3.Connection) -> tuple[None, Changes]:
             try:
                 db.execute(
                     "INSERT INTO identities (raw_id, created_at, tokens_revoked_before) VALUES (?, ?, ?)",
@@ -454,6 +427,7 @@ class SqliteStore:
                 )
             except sqlite3.IntegrityError:
                 raise UserIdTaken(user.raw_id) from None
+            return None, NOTHING
 
         await self._write(transaction)
 
@@ -468,20 +442,22 @@ class SqliteStore:
     async def revoke_tokens(self, raw_id: str, revoked_before: int) -> bool:
         # Never moves back: a revoke from an instance whose clock lags must not un-revoke tokens.
         return await self._write(
-            lambda db: db.execute(
-                "UPDATE identities SET tokens_revoked_before = CASE WHEN tokens_revoked_before IS NULL "
-                "OR tokens_revoked_before < ? THEN ? ELSE tokens_revoked_before END WHERE raw_id = ?",
-                (revoked_before, revoked_before, raw_id),
-            ).rowcount > 0
+            lambda db: (
+                db.execute(
+                    "UPDATE identities SET tokens_revoked_before = CASE WHEN tokens_revoked_before IS NULL "
+                    "OR tokens_revoked_before < ? THEN ? ELSE tokens_revoked_before END WHERE raw_id = ?",
+                    (revoked_before, revoked_before, raw_id),
+                ).rowcount > 0,
+                NOTHING,
+            )
         )
 
     async def delete_user(self, raw_id: str) -> bool:
-        def transaction(db: sqlite3.Connection) -> bool:
+        def transaction(db: sqlite3.Connection) -> tuple[bool, Changes]:
             if db.execute("DELETE FROM identities WHERE raw_id = ?", (raw_id,)).rowcount == 0:
-                return False
+                return False, NOTHING
             left = db.execute("DELETE FROM participants WHERE raw_id = ? RETURNING room_id", (raw_id,)).fetchall()
-            self._roster_only.update(room_id for (room_id,) in left)
-            return True
+            return True, Changes(rosters=[room_id for (room_id,) in left])
 
         return await self._write(transaction)
 
@@ -492,12 +468,12 @@ class SqliteStore:
     async def set_access_keys(self, keys: Mapping[str, str], now: int, *, replace: bool = True) -> dict[str, str]:
         conflict = "DO UPDATE SET key = excluded.key, updated_at = excluded.updated_at" if replace else "DO NOTHING"
 
-        def transaction(db: sqlite3.Connection) -> dict[str, str]:
+        def transaction(db: sqlite3.Connection) -> tuple[dict[str, str], Changes]:
             db.executemany(
                 f"INSERT INTO access_keys (name, key, updated_at) VALUES (?, ?, ?) ON CONFLICT (name) {conflict}",
                 [(name, key, now) for name, key in keys.items()],
             )
-            return dict(db.execute("SELECT name, key FROM access_keys").fetchall())
+            return dict(db.execute("SELECT name, key FROM access_keys").fetchall()), NOTHING
 
         return await self._write(transaction)
 

@@ -1,0 +1,105 @@
+"""Every write of one instance is seen by every read of another that read (and so may have kept) the same data.
+
+The SQLite store keeps reads in memory while their room is unchanged (`store/changes.py`), and each of its write
+transactions says what it changed; a write that said too little would leave the other workers serving stale
+rooms and rosters. So every write method of the store protocol has a case here, run on two stores on one
+database (two workers, or two instances), on both stores; a new write method fails the first test until it has
+one.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from openrooms.service.identity import CommunicationUser
+from openrooms.service.model import CreateRecord, Participant, Role, Room
+from openrooms.service.tokens import SigningKey
+from openrooms.store.postgres import PostgresStore
+from openrooms.store.protocol import RoomStore
+from openrooms.store.sqlite import SqliteStore
+from tests.store.conftest import StoreFactory
+from tests.support import user_id
+
+DAY = 864_000_000_000  # ticks
+T0 = 17_000_000_000_000_000
+NOW = T0 + 5
+U, V, W, X = (user_id(n) for n in (1, 2, 3, 4))
+
+
+def room(n: int, created_at: int = T0, valid_until: int = T0 + DAY) -> Room:
+    return Room(f"{10**16 + n}", created_at, created_at, valid_until, False)
+
+
+def record(request_id: str, room_id: str, created_at: int = T0) -> CreateRecord:
+    return CreateRecord(request_id, "fingerprint", room_id, b"{}", created_at)
+
+
+R1, R2, R3 = room(1), room(2, created_at=T0 + 1, valid_until=T0 + 10), room(3, created_at=T0 + 2)
+
+Write = Callable[[RoomStore], Awaitable[object]]
+# Each write method, as a change that a reader of the data set up below can see.
+WRITES: dict[str, Write] = {
+    "insert_room": lambda s: s.insert_room(R3, [Participant(U, Role.CONSUMER)], record("req-3", R3.id, T0 + 2)),
+    "update_room": lambda s: s.update_room(R1.id, (T0, T0 + 2 * DAY), True),
+    "delete_room": lambda s: s.delete_room(R1.id),
+    "update_participants": lambda s: s.update_participants(R1.id, {U: Role.ATTENDEE, X: Role.PRESENTER}, [V]),
+    "purge": lambda s: s.purge(rooms_valid_before=T0 + 20, records_created_before=T0 + 1),
+    "delete_user": lambda s: s.delete_user(U),
+    "insert_user": lambda s: s.insert_user(CommunicationUser(X, T0)),
+    "revoke_tokens": lambda s: s.revoke_tokens(U, T0 + 3),
+    "ensure_resource_id": lambda s: s.ensure_resource_id("resource"),
+    "ensure_signing_key": lambda s: s.ensure_signing_key(SigningKey("kid", "key", "certificate", T0)),
+    "set_access_keys": lambda s: s.set_access_keys({"primary": "p2"}, T0 + 1),
+}
+NO_READ_SEES = {"ensure_resource_id"}  # the resource id is only ever read by ensuring it
+READS = {"get_room", "get_create_record", "list_rooms", "list_participants", "get_participant", "get_user",
+         "get_signing_keys", "get_access_keys", "ping"}
+LIFECYCLE = {"close"}
+
+
+def public_methods(cls: type) -> set[str]:
+    return {name for name, member in inspect.getmembers(cls, inspect.isfunction) if not name.startswith("_")}
+
+
+@pytest.mark.parametrize("store_class", [SqliteStore, PostgresStore])
+def test_every_store_method_is_a_read_or_a_write_with_a_case(store_class: type) -> None:
+    assert not READS & WRITES.keys()
+    protocol = public_methods(RoomStore)
+    assert protocol == READS | WRITES.keys() | LIFECYCLE, "classify the new store method here, and give a write a case"
+    assert public_methods(store_class) == protocol  # no write beside the protocol
+
+
+async def reads(store: RoomStore) -> tuple[object, ...]:
+    """Everything a reader of the data below might keep."""
+    return (
+        await store.get_room(R1.id), await store.get_room(R2.id), await store.get_room(R3.id),
+        await store.get_participant(R1.id, U), await store.get_participant(R1.id, X),
+        await store.get_participant(R2.id, U), await store.get_participant(R3.id, U),
+        await store.list_participants(R1.id, None, 2), await store.list_participants(R1.id, None, 10),
+        await store.list_participants(R2.id, None, 10), await store.list_participants(R3.id, None, 10),
+        await store.list_rooms(NOW, None, 1), await store.list_rooms(NOW, None, 10),
+        await store.get_create_record("req-1"), await store.get_create_record("req-3"),
+        await store.get_user(U), await store.get_user(X),
+        await store.get_signing_keys(), await store.get_access_keys(),
+    )
+
+
+@pytest.mark.parametrize("write", sorted(WRITES))
+async def test_reads_kept_by_one_instance_follow_each_write_of_another(open_store: StoreFactory, write: str) -> None:
+    reader, writer = open_store(), open_store()
+    await writer.insert_user(CommunicationUser(U, T0))
+    await writer.set_access_keys({"primary": "p1"}, T0)
+    await writer.insert_room(R1, [Participant(U, Role.PRESENTER), Participant(V, Role.ATTENDEE),
+                                  Participant(W, Role.CONSUMER)], record("req-1", R1.id))
+    await writer.insert_room(R2, [Participant(U, Role.ATTENDEE)], None)
+    before = await reads(reader)
+    assert await reads(reader) == before  # read twice: kept, where the store keeps reads
+
+    await WRITES[write](writer)
+
+    truth = await reads(open_store())  # a store that has kept nothing
+    assert await reads(reader) == truth
+    assert (truth != before) == (write not in NO_READ_SEES)  # the case changes what a reader sees
