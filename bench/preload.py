@@ -28,7 +28,7 @@ CREATED_SPAN = 30 * TICKS_PER_DAY
 USERS = 200_000  # roster entries are drawn from this many distinct users
 # Indexes that are dropped for the load and rebuilt after it (rebuilding sorts once: much faster than
 # keeping them up to date row by row).
-_REBUILT_INDEXES = ("rooms_by_created", "rooms_by_valid_until", "participants_by_raw_id")
+_REBUILT_INDEXES = ("rooms_by_created", "rooms_by_valid_until", "participants_by_raw_id", "participants_by_seq")
 _BATCH = 50_000
 
 
@@ -82,13 +82,13 @@ def preload(location: Path, rooms: int, participants: int, *, seed: int = 1, qui
         for room_id, created in made:
             yield room_id, created, created, created + MAX_WINDOW, 0
 
-    def roster_rows() -> Iterator[tuple[str, str, str]]:
+    def roster_rows() -> Iterator[tuple[str, str, str, int]]:
         for n, room_id in enumerate(ids):
             size = per_room + (1 if n < extra else 0)
             first = (n * 7919) % USERS
             users = sorted(user_id((first + k * 9973) % USERS) for k in range(size))
-            for raw_id in users:
-                yield room_id, raw_id, "Attendee"
+            for seq, raw_id in enumerate(users, 1):  # added in raw id order
+                yield room_id, raw_id, "Attendee", seq
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TimeRemainingColumn(), disable=quiet) as progress:
@@ -96,7 +96,7 @@ def preload(location: Path, rooms: int, participants: int, *, seed: int = 1, qui
             ("room_ids", "INSERT INTO room_ids (id) VALUES (?)", ((i,) for i in ids), rooms),
             ("rooms", "INSERT INTO rooms (id, created_at, valid_from, valid_until, pstn_dial_out_enabled) "
                       "VALUES (?, ?, ?, ?, ?)", room_rows(), rooms),
-            ("participants", "INSERT INTO participants (room_id, raw_id, role) VALUES (?, ?, ?)",
+            ("participants", "INSERT INTO participants (room_id, raw_id, role, seq) VALUES (?, ?, ?, ?)",
              roster_rows(), participants),
         ):
             task = progress.add_task(f"{table:<13}", total=total)

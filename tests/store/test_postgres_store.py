@@ -114,9 +114,9 @@ async def test_a_roster_change_that_waits_for_a_user_deletion_counts_the_roster_
             assert not change.done()  # waiting for the deleted entry's row
             other.execute("COMMIT")
         assert await change  # 4 entries after: within the limit
-        page = await store.list_participants(f"{10**16}", None, 10)
+        page = await store.list_participants(f"{10**16}", 0, 10)
         assert page is not None
-        assert {p.raw_id for p in page} == {*members[1:], "8:acs:resource_new"}
+        assert {p.raw_id for p in page.participants} == {*members[1:], "8:acs:resource_new"}
     finally:
         await store.close()
 

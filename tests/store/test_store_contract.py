@@ -9,7 +9,7 @@ import pytest
 from openrooms.service.identity import CommunicationUser
 from openrooms.service.model import CreateRecord, Participant, Role, Room
 from openrooms.service.tokens import SigningKey
-from openrooms.store.protocol import RoomIdTaken, RoomStore, RosterFull, UserIdTaken
+from openrooms.store.protocol import RoomIdTaken, RoomStore, RosterFull, RosterPage, UserIdTaken
 from tests.store.conftest import StoreFactory
 from tests.support import user_id
 
@@ -27,9 +27,21 @@ def record(request_id: str, room_id: str, created_at: int = T0) -> CreateRecord:
 
 
 async def roster(store: RoomStore, room_id: str) -> dict[str, Role]:
-    participants = await store.list_participants(room_id, None, 10_000)
-    assert participants is not None
-    return {p.raw_id: p.role for p in participants}
+    """The room's roster, in the order it is listed."""
+    return dict(await listed(store, room_id))
+
+
+async def listed(store: RoomStore, room_id: str, page_size: int = 10_000) -> list[tuple[str, Role]]:
+    """The room's whole roster, page after page, in the order it is listed."""
+    entries: list[tuple[str, Role]] = []
+    start: int | None = 0
+    while start is not None:
+        page = await store.list_participants(room_id, start, page_size)
+        assert page is not None
+        assert len(page.participants) == page_size or page.next_start is None
+        entries += page.participants
+        start = page.next_start
+    return entries
 
 
 async def test_a_room_is_stored_with_its_roster(store: RoomStore) -> None:
@@ -38,7 +50,7 @@ async def test_a_room_is_stored_with_its_roster(store: RoomStore) -> None:
     assert await store.get_room(stored.id) == stored
     assert await roster(store, stored.id) == {user_id(1): Role.PRESENTER}
     assert await store.get_room(room(2).id) is None
-    assert await store.list_participants(room(2).id, None, 10) is None
+    assert await store.list_participants(room(2).id, 0, 10) is None
 
 
 async def test_a_room_id_is_never_issued_twice_even_after_deletion(store: RoomStore) -> None:
@@ -86,7 +98,7 @@ async def test_delete_room_removes_it_and_its_roster(store: RoomStore) -> None:
     await store.insert_room(room(1), [Participant(user_id(1), Role.ATTENDEE)], None)
     assert await store.delete_room(room(1).id) is True
     assert await store.delete_room(room(1).id) is False
-    assert await store.list_participants(room(1).id, None, 10) is None
+    assert await store.list_participants(room(1).id, 0, 10) is None
     assert await store.update_participants(room(1).id, {user_id(2): Role.ATTENDEE}, []) is False
 
 
@@ -110,21 +122,42 @@ async def test_list_rooms_is_newest_first_by_keyset_and_skips_ended_rooms(store:
     assert ended in await store.list_rooms(T0 + 9, None, 100)
 
 
-async def test_participants_are_paged_in_byte_order_of_raw_id(store: RoomStore) -> None:
-    # Characters that a locale-aware collation would order differently from bytes.
-    suffixes = ["a-b", "a.b", "a_b", "aB", "ab", "A", "Z", "a0", "_x", "-x"]
-    ids = [user_id(s) for s in suffixes[1:]]
-    await store.insert_room(room(1), [Participant(i, Role.ATTENDEE) for i in ids], None)
-    expected = sorted(ids, key=lambda s: s.encode())
-    got, after = [], None
-    while True:
-        page = await store.list_participants(room(1).id, after, 4)
+async def test_a_roster_is_listed_in_the_order_of_addition_on_every_page(store: RoomStore) -> None:
+    # Ids whose byte order is another: "-x" < "A" < "_x" < "a.b" < "ab".
+    c, a, b, z, y = (user_id(s) for s in ["ab", "A", "a.b", "_x", "-x"])
+    await store.insert_room(room(1), [Participant(c, Role.ATTENDEE), Participant(a, Role.ATTENDEE),
+                                      Participant(b, Role.ATTENDEE)], None)
+    assert await store.update_participants(room(1).id, {z: Role.CONSUMER, y: Role.ATTENDEE}, [])
+    assert await store.update_participants(room(1).id, {a: Role.PRESENTER}, [b])  # a role change keeps its place
+    assert await store.update_participants(room(1).id, {b: Role.CONSUMER}, [])  # added again: last
+    expected = [(c, Role.ATTENDEE), (a, Role.PRESENTER), (z, Role.CONSUMER), (y, Role.ATTENDEE), (b, Role.CONSUMER)]
+    for page_size in (1, 2, 4, 5, 100):
+        assert await listed(store, room(1).id, page_size) == expected
+    page = await store.list_participants(room(1).id, 0, 2)
+    assert page == RosterPage([Participant(c, Role.ATTENDEE), Participant(a, Role.PRESENTER)], page.next_start)
+    assert page.next_start is not None
+    assert await store.list_participants(room(1).id, 0, 5) == RosterPage(
+        [Participant(*entry) for entry in expected], None)
+
+
+async def test_a_listing_in_progress_sees_each_remaining_participant_once(open_store: StoreFactory) -> None:
+    first, second = open_store(), open_store()
+    people = [user_id(n) for n in range(6)]
+    await first.insert_room(room(1), [Participant(p, Role.ATTENDEE) for p in people], None)
+    page = await first.list_participants(room(1).id, 0, 2)
+    assert page is not None and [p.raw_id for p in page.participants] == people[:2]
+    # Between two pages, from another instance: the next page's first participant leaves, one who was read
+    # leaves and comes back, a later one changes role, and someone new joins.
+    assert await second.update_participants(room(1).id, {people[3]: Role.PRESENTER}, [people[2], people[0]])
+    assert await second.update_participants(room(1).id, {people[0]: Role.ATTENDEE, user_id(9): Role.CONSUMER}, [])
+    rest: list[str] = []
+    start = page.next_start
+    while start is not None:
+        page = await first.list_participants(room(1).id, start, 2)
         assert page is not None
-        if not page:
-            break
-        got += [p.raw_id for p in page]
-        after = page[-1].raw_id
-    assert got == expected
+        rest += [p.raw_id for p in page.participants]
+        start = page.next_start
+    assert rest == [people[3], people[4], people[5], people[0], user_id(9)]
 
 
 async def test_update_participants_upserts_and_removes(store: RoomStore) -> None:
@@ -283,28 +316,31 @@ async def test_every_read_on_one_instance_sees_what_another_instance_changed(ope
         reads = []
         for _ in range(2):
             reads.append((await first.get_room(room(1).id), await first.get_participant(room(1).id, user_id(1)),
-                          await first.list_participants(room(1).id, None, 2),
-                          await first.list_participants(room(1).id, user_id(0), 2)))
+                          await first.list_participants(room(1).id, 0, 2),
+                          await first.list_participants(room(1).id, 2, 2)))
         assert reads[0] == reads[1]
         return reads[0]
 
+    # Places 1, 2 and 3: the second page starts at the second participant.
     assert await seen_by_first() == (room(1, valid_until=T0 + 10), Participant(user_id(1), Role.ATTENDEE),
-                                     [Participant(user_id(n), Role.ATTENDEE) for n in (0, 1)],
-                                     [Participant(user_id(n), Role.ATTENDEE) for n in (1, 2)])
+                                     RosterPage([Participant(user_id(n), Role.ATTENDEE) for n in (0, 1)], 3),
+                                     RosterPage([Participant(user_id(n), Role.ATTENDEE) for n in (1, 2)], None))
     await second.update_room(room(1).id, (T0 + 5, T0 + 15), True)
     await second.update_participants(room(1).id, {user_id(1): Role.PRESENTER}, [user_id(0)])
     assert await seen_by_first() == (Room(room(1).id, T0, T0 + 5, T0 + 15, True),
                                      Participant(user_id(1), Role.PRESENTER),
-                                     [Participant(user_id(1), Role.PRESENTER), Participant(user_id(2), Role.ATTENDEE)],
-                                     [Participant(user_id(1), Role.PRESENTER), Participant(user_id(2), Role.ATTENDEE)])
+                                     RosterPage([Participant(user_id(1), Role.PRESENTER),
+                                                 Participant(user_id(2), Role.ATTENDEE)], None),
+                                     RosterPage([Participant(user_id(1), Role.PRESENTER),
+                                                 Participant(user_id(2), Role.ATTENDEE)], None))
     assert await second.purge(rooms_valid_before=T0 + 20, records_created_before=T0) == (1, 0)
     assert await seen_by_first() == (None, None, None, None)
     assert await first.get_room(room(2).id) == room(2)
     # A deleted user leaves every room it was in.
-    assert await first.list_participants(room(2).id, None, 10) == [Participant(user_id(1), Role.ATTENDEE)]
+    assert await roster(first, room(2).id) == {user_id(1): Role.ATTENDEE}
     await second.insert_user(CommunicationUser(user_id(1), T0))
     assert await second.delete_user(user_id(1))
-    assert await first.list_participants(room(2).id, None, 10) == []
+    assert await roster(first, room(2).id) == {}
     assert await first.get_participant(room(2).id, user_id(1)) is None
     assert await second.delete_room(room(2).id)
     assert await first.get_room(room(2).id) is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from openrooms.service import errors
+from openrooms.service import errors, paging
 from openrooms.service.clock import TICKS_PER_DAY, TICKS_PER_SECOND, FixedClock
 from openrooms.service.errors import ServiceError
 from openrooms.service.model import CreateRoom, Participant, Repeatability, Role, Room, UpdateRoom
@@ -165,18 +165,25 @@ async def test_bad_cursors_and_page_sizes(service: RoomsService) -> None:
         await service.rooms_list(page_size=0)
 
 
-async def test_participants_page_in_raw_id_order(service: RoomsService) -> None:
-    users = {user_id(n): None for n in range(10)}
+async def test_participants_page_in_the_order_they_were_added(service: RoomsService) -> None:
+    users = {user_id(n): None for n in (7, 3, 9, 0, 5, 1, 8, 2, 6, 4)}  # not in raw id order
     room_id = (await service.rooms_create(CreateRoom(participants=users), ALL_ROLES, render)).room_id
+    await service.participants_update(room_id, {user_id(12): Upsert("Presenter"), user_id(10): Upsert(None),
+                                                user_id(3): Upsert("Consumer")}, ALL_ROLES)
     seen: list[Participant] = []
     cursor = None
     while True:
-        page = await service.participants_list(room_id, cursor)
+        page = await service.participants_list(room_id, cursor, page_size=3)
         seen += page.items
         if page.next_cursor is None:
             break
         cursor = page.next_cursor
-    assert [p.raw_id for p in seen] == sorted(users)
+    assert [p.raw_id for p in seen] == [*users, user_id(12), user_id(10)]  # a role change keeps its place
+    assert seen[1] == Participant(user_id(3), Role.CONSUMER)
+    for bad in ("%%%", paging.encode_cursor(user_id(1)), paging.encode_cursor("\u00b2"), paging.encode_cursor(10**30)):
+        with pytest.raises(ServiceError) as caught:
+            await service.participants_list(room_id, bad)
+        assert caught.value.target == "skipToken"
 
 
 async def test_repeated_create_returns_the_first_response(service: RoomsService, store: SqliteStore) -> None:

@@ -179,13 +179,16 @@ class RoomsService:
     ) -> Page[Participant]:
         ids.check_room_id(room_id)
         limit = paging.page_size(page_size, self._page_size)
-        after = None if cursor is None else paging.decode_cursor(cursor, 1)[0]
-        participants = await self._store.list_participants(room_id, after, limit + 1)
-        if participants is None:
+        start = 0
+        if cursor is not None:  # where the next page starts in the roster's order of addition
+            (place,) = paging.decode_cursor(cursor, 1)
+            if not (place.isascii() and place.isdigit() and len(place) <= 18):  # what a store's integer holds
+                raise errors.invalid_page_token()
+            start = int(place)
+        page = await self._store.list_participants(room_id, start, limit)
+        if page is None:
             raise errors.not_found()
-        if len(participants) <= limit:
-            return Page(participants, None)
-        return Page(participants[:limit], paging.encode_cursor(participants[limit - 1].raw_id))
+        return Page(page.participants, None if page.next_start is None else paging.encode_cursor(page.next_start))
 
     async def participants_update(
         self, room_id: str, changes: Mapping[str, Upsert | None], roles: Sequence[Role]

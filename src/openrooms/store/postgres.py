@@ -37,7 +37,7 @@ from openrooms.service.identity import CommunicationUser
 from openrooms.service.model import ROLES, CreateRecord, Participant, Role, Room
 from openrooms.service.tokens import SigningKey
 from openrooms.store import migrate
-from openrooms.store.protocol import RoomIdTaken, RosterFull, StoreUnavailable, UserIdTaken
+from openrooms.store.protocol import RoomIdTaken, RosterFull, RosterPage, StoreUnavailable, UserIdTaken
 
 log = logging.getLogger("openrooms.store")
 
@@ -72,31 +72,33 @@ _SIGNING_KEY_LOCK_CLASS = _PURGE_LOCK_CLASS + 2
 _CREATE_ROOM = (
     "WITH issued AS (INSERT INTO room_ids (id) VALUES (%s) ON CONFLICT DO NOTHING RETURNING id), "
     f"room AS (INSERT INTO rooms ({_ROOM_COLUMNS}) SELECT id, %s, %s, %s, %s FROM issued RETURNING id), "
-    "roster AS (INSERT INTO participants (room_id, raw_id, role) "
-    "SELECT room.id, entry.raw_id, entry.role FROM room, unnest(%s::text[], %s::text[]) AS entry (raw_id, role)) "
+    "roster AS (INSERT INTO participants (room_id, raw_id, role, seq) SELECT room.id, entry.raw_id, entry.role, "
+    "entry.seq FROM room, unnest(%s::text[], %s::text[]) WITH ORDINALITY AS entry (raw_id, role, seq)) "
     "SELECT count(*) FROM room"
 )
-# Whether the room exists (first column) and a page of its roster, as one statement: at least one row, whose
-# raw_id is NULL when the page is empty.
+# Whether the room exists (first column) and a page of its roster in the order of addition, as one statement: at
+# least one row, whose raw_id is NULL when the page is empty.
 _PARTICIPANTS_PAGE = (
-    "SELECT room.id IS NOT NULL, entry.raw_id, entry.role FROM (SELECT %s::text AS id) wanted "
+    "SELECT room.id IS NOT NULL, entry.raw_id, entry.role, entry.seq FROM (SELECT %s::text AS id) wanted "
     "LEFT JOIN rooms room ON room.id = wanted.id "
-    "LEFT JOIN LATERAL (SELECT raw_id, role FROM participants WHERE room_id = room.id AND raw_id > %s "
-    "ORDER BY raw_id LIMIT %s) entry ON true "
-    "ORDER BY entry.raw_id"
+    "LEFT JOIN LATERAL (SELECT raw_id, role, seq FROM participants WHERE room_id = room.id AND seq >= %s "
+    "ORDER BY seq LIMIT %s) entry ON true "
+    "ORDER BY entry.seq"
 )
 
 
-# A roster change as one statement: the upserts, the removals, and the counts that tell the roster's size before
+# A roster change as one statement: the upserts (new participants take the places after the last one, in the order
+# given; a role change keeps its place), the removals, and the counts that tell the roster's size before
 # and after. The counts all come from the roster as the statement found it, without its own changes: its size,
 # how many of the upserted ids were not on it, and how many of the removed ones were. Deleting a user takes
 # entries out of rosters without the room's lock: one it took between this statement's snapshot and its end is
 # still in the size before (and, if this change removes it too, in the removals), so the size after comes out
 # exact or too high, never too low, and the limit holds.
 _CHANGE_ROSTER = (
-    "WITH upserted AS (INSERT INTO participants (room_id, raw_id, role) "
-    "SELECT %(room)s, entry.raw_id, entry.role "
-    "FROM unnest(%(upserted)s::text[], %(roles)s::text[]) AS entry (raw_id, role) "
+    "WITH upserted AS (INSERT INTO participants (room_id, raw_id, role, seq) "
+    "SELECT %(room)s, entry.raw_id, entry.role, latest.seq + entry.n "
+    "FROM unnest(%(upserted)s::text[], %(roles)s::text[]) WITH ORDINALITY AS entry (raw_id, role, n), "
+    "(SELECT coalesce(max(seq), 0) AS seq FROM participants WHERE room_id = %(room)s) latest "
     "ON CONFLICT (room_id, raw_id) DO UPDATE SET role = excluded.role), "
     "removed AS (DELETE FROM participants WHERE room_id = %(room)s AND raw_id = ANY(%(removed)s::text[])) "
     "SELECT (SELECT count(*) FROM participants WHERE room_id = %(room)s), "
@@ -349,13 +351,14 @@ class PostgresStore:
             rows = await cursor.fetchall()
         return [_room(row) for row in rows]
 
-    async def list_participants(self, room_id: str, after: str | None, limit: int) -> list[Participant] | None:
+    async def list_participants(self, room_id: str, start: int, limit: int) -> RosterPage | None:
         async with self._connection() as db:  # one statement, one snapshot: whether the room exists, and the page
-            cursor = await db.execute(_PARTICIPANTS_PAGE, (room_id, after or "", limit))
+            cursor = await db.execute(_PARTICIPANTS_PAGE, (room_id, start, limit + 1))
             rows = await cursor.fetchall()
         if not rows or not rows[0][0]:
             return None
-        return [Participant(raw_id, ROLES[role]) for _, raw_id, role in rows if raw_id is not None]
+        participants = [Participant(raw_id, ROLES[role]) for _, raw_id, role, _ in rows[:limit] if raw_id is not None]
+        return RosterPage(participants, rows[limit][3] if len(rows) > limit else None)
 
     async def get_participant(self, room_id: str, raw_id: str) -> Participant | None:
         async with self._connection() as db:

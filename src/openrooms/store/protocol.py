@@ -1,4 +1,4 @@
-"""The store interface. Implementations: `sqlite.SqliteStore` (embedded default).
+"""The store interface. Implementations: `sqlite.SqliteStore` (embedded default) and `postgres.PostgresStore`.
 
 Every method is one transaction: it either happens whole or not at all. Methods return plain service
 types and raise `StoreUnavailable` when the database cannot be reached; they never know about HTTP.
@@ -7,7 +7,7 @@ types and raise `StoreUnavailable` when the database cannot be reached; they nev
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from openrooms.service.model import CreateRecord, Participant, Role, Room
 
@@ -34,6 +34,15 @@ class RosterFull(Exception):
     def __init__(self, size: int) -> None:
         super().__init__(f"the roster would have {size} participants")
         self.size = size
+
+
+class RosterPage(NamedTuple):
+    """A page of a roster, in the order of addition."""
+
+    participants: list[Participant]
+    # Where the next page starts: the place in the order of addition of the first participant after this page
+    # (a later page starts there, or after it if that participant has left since); None for the last page.
+    next_start: int | None
 
 
 class IdentityStore(Protocol):
@@ -114,8 +123,15 @@ class RoomStore(IdentityStore, AccessKeyStore, Protocol):
         after the `(created_at, id)` keyset cursor."""
         ...
 
-    async def list_participants(self, room_id: str, after: str | None, limit: int) -> list[Participant] | None:
-        """A room's participants ordered by raw id, strictly after `after`; None if no such room."""
+    async def list_participants(self, room_id: str, start: int, limit: int) -> RosterPage | None:
+        """Up to `limit` of a room's participants in the order they were added, from place `start` in that order
+        (0: the first); None if no such room.
+
+        Each participant added to a room takes the next place in it (the participants of one create or roster
+        change in the order given); a role change keeps the place, and a participant removed and added again
+        takes a new one. Places only grow, so a listing that goes on from a page's `next_start` sees every
+        participant still there exactly once, whatever was added or removed in between.
+        """
         ...
 
     async def get_participant(self, room_id: str, raw_id: str) -> Participant | None:
@@ -126,7 +142,8 @@ class RoomStore(IdentityStore, AccessKeyStore, Protocol):
         self, room_id: str, upserts: Mapping[str, Role], removals: Collection[str],
         max_participants: int | None = None,
     ) -> bool:
-        """Upsert and remove in one transaction; False (and nothing changed) if no such room.
+        """Upsert and remove in one transaction; False (and nothing changed) if no such room. The participants
+        `upserts` adds take their places in its order.
 
         With `max_participants`: if the change would leave the room with more participants than that AND
         more than it had before, raise `RosterFull(size after the change)` and change nothing (a roster that

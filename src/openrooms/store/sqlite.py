@@ -29,7 +29,7 @@ from openrooms.service.model import ROLES, CreateRecord, Participant, Role, Room
 from openrooms.service.tokens import SigningKey
 from openrooms.store import migrate
 from openrooms.store.changes import FOREVER, NOTHING, ChangeCounters, Changes, KeptReads
-from openrooms.store.protocol import RoomIdTaken, RosterFull, StoreUnavailable, UserIdTaken
+from openrooms.store.protocol import RoomIdTaken, RosterFull, RosterPage, StoreUnavailable, UserIdTaken
 from openrooms.store.writer import GroupCommitWriter
 
 T = TypeVar("T")
@@ -209,8 +209,8 @@ class SqliteStore:
             )
             if participants:
                 db.executemany(
-                    "INSERT INTO participants (room_id, raw_id, role) VALUES (?, ?, ?)",
-                    [(room.id, p.raw_id, p.role.value) for p in participants],
+                    "INSERT INTO participants (room_id, raw_id, role, seq) VALUES (?, ?, ?, ?)",
+                    [(room.id, p.raw_id, p.role.value, seq) for seq, p in enumerate(participants, 1)],
                 )
             if record is not None:
                 db.execute(
@@ -287,29 +287,30 @@ class SqliteStore:
             self._listings.put((after, limit), counter, (valid_after, ends, rooms))
         return list(rooms)
 
-    async def list_participants(self, room_id: str, after: str | None, limit: int) -> list[Participant] | None:
-        def query(db: sqlite3.Connection) -> tuple[int | None, str]:
-            # One statement: whether the room exists, and the page.
-            row: tuple[int | None, str] = db.execute(
+    async def list_participants(self, room_id: str, start: int, limit: int) -> RosterPage | None:
+        def query(db: sqlite3.Connection) -> tuple[int | None, str, int | None]:
+            # One statement: whether the room exists, the page, and where the next page starts.
+            row: tuple[int | None, str, int | None] = db.execute(
                 "SELECT (SELECT 1 FROM rooms WHERE id = ?1), (SELECT json_group_array(json_array(raw_id, role)) "
-                "FROM (SELECT raw_id, role FROM participants WHERE room_id = ?1 AND raw_id > ?2 "
-                "ORDER BY raw_id LIMIT ?3))",
-                (room_id, after or "", limit),
+                "FROM (SELECT raw_id, role FROM participants WHERE room_id = ?1 AND seq >= ?2 "
+                "ORDER BY seq LIMIT ?3)), "
+                "(SELECT seq FROM participants WHERE room_id = ?1 AND seq >= ?2 ORDER BY seq LIMIT 1 OFFSET ?3)",
+                (room_id, start, limit),
             ).fetchone()
             return row
 
         counter = self._counter(room_id)
-        key = (room_id, after, limit)
-        kept: list[Participant] | None = self._pages.get(key, counter)
+        key = (room_id, start, limit)
+        kept: RosterPage | None = self._pages.get(key, counter)
         if kept is not None:
-            return list(kept)
-        exists, page = await self._read(query)
+            return RosterPage(list(kept.participants), kept.next_start)
+        exists, participants, next_start = await self._read(query)
         if exists is None:
             return None
-        participants = _PARTICIPANTS.decode(page)
+        page = RosterPage(_PARTICIPANTS.decode(participants), next_start)
         if counter is not None:
-            self._pages.put(key, counter, participants)
-        return list(participants)
+            self._pages.put(key, counter, page)
+        return RosterPage(list(page.participants), next_start)
 
     async def get_participant(self, room_id: str, raw_id: str) -> Participant | None:
         counter = self._counter(room_id)
@@ -333,19 +334,24 @@ class SqliteStore:
         max_participants: int | None = None,
     ) -> bool:
         def transaction(db: sqlite3.Connection) -> tuple[bool, Changes]:
-            # Whether the room exists and its roster's size, in one statement (each one lets go of the GIL).
-            exists, before = db.execute(
+            # Whether the room exists, its roster's size and the last place taken in it, in one statement (each one
+            # lets go of the GIL).
+            exists, before, last = db.execute(
                 "SELECT (SELECT 1 FROM rooms WHERE id = ?1), "
-                "iif(?2, (SELECT count(*) FROM participants WHERE room_id = ?1), 0)",
-                (room_id, max_participants is not None and bool(upserts)),
+                "iif(?2, (SELECT count(*) FROM participants WHERE room_id = ?1), 0), "
+                "iif(?3, (SELECT coalesce(max(seq), 0) FROM participants WHERE room_id = ?1), 0)",
+                (room_id, max_participants is not None and bool(upserts), bool(upserts)),
             ).fetchone()
             if exists is None:
                 return False, NOTHING
             if upserts:
+                # New participants take the places after the last one, in the order given; a role change keeps
+                # its place (the conflict leaves `seq` as it was).
                 db.executemany(
-                    "INSERT INTO participants (room_id, raw_id, role) VALUES (?, ?, ?) "
+                    "INSERT INTO participants (room_id, raw_id, role, seq) VALUES (?, ?, ?, ?) "
                     "ON CONFLICT (room_id, raw_id) DO UPDATE SET role = excluded.role",
-                    [(room_id, raw_id, role.value) for raw_id, role in upserts.items()],
+                    [(room_id, raw_id, role.value, seq)
+                     for seq, (raw_id, role) in enumerate(upserts.items(), last + 1)],
                 )
             if removals:
                 db.executemany(
