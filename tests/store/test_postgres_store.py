@@ -4,13 +4,15 @@ instances may start at once."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
 
+from openrooms.service.identity import CommunicationUser
 from openrooms.service.model import Participant, Role, Room
 from openrooms.store import migrate, postgres
 from openrooms.store.postgres import PostgresStore, SchemaMismatch
-from openrooms.store.protocol import StoreUnavailable
+from openrooms.store.protocol import RosterPage, StoreUnavailable
 from tests.store import postgres_schema
 from tests.support import free_port
 
@@ -149,3 +151,52 @@ async def test_a_roster_change_that_waits_for_its_rooms_deletion_finds_no_room_a
         assert await store.update_participants(f"{10**16 + 2}", {"8:acs:b": Role.PRESENTER}, [])
     finally:
         await store.close()
+
+
+async def sessions_waiting_for_a_lock(url: str, application_name: str, count: int,
+                                      unless: asyncio.Task[object] | None = None) -> None:
+    """Return once `count` sessions named `application_name` wait for a lock (or `unless` has finished)."""
+    with postgres_schema.admin(url) as watcher:
+        for _ in range(2000):
+            row = watcher.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
+                                  "AND wait_event_type = 'Lock'", (application_name,)).fetchone()
+            if (row is not None and row[0] >= count) or (unless is not None and unless.done()):
+                return
+            await asyncio.sleep(0.01)
+    raise AssertionError(f"{count} sessions never waited for a lock")
+
+
+@pytest.mark.parametrize("by", ["roster change", "create"])
+async def test_adding_a_user_who_is_being_deleted_waits_for_the_deletion(postgres_url: str, by: str) -> None:
+    # Without that, an addition that commits while the deletion takes the user out of rosters is acknowledged
+    # before the deletion, and yet the user stays in that room after it.
+    postgres_schema.truncate_all(postgres_url)
+    name = f"openrooms-test-{uuid.uuid4().hex[:12]}"
+    url = postgres_schema.with_query(postgres_url, application_name=name)
+    adder, deleter = PostgresStore.open(url, pool_size=1), PostgresStore.open(url, pool_size=1)
+    user, joined, other = "8:acs:resource_user", f"{10**16 + 1}", f"{10**16 + 2}"
+    try:
+        await adder.insert_user(CommunicationUser(user, T0))
+        await adder.insert_room(Room(joined, T0, T0, T0 + 10**12, False), [Participant(user, Role.ATTENDEE)], None)
+        if by == "roster change":
+            await adder.insert_room(Room(other, T0, T0, T0 + 10**12, False), [], None)
+        with postgres_schema.admin(postgres_url) as holder:
+            holder.execute("BEGIN")  # holds the user's entry in the room it is in: the deletion's last step waits
+            holder.execute("SELECT 1 FROM participants WHERE room_id = %s AND raw_id = %s FOR UPDATE",
+                           (joined, user))
+            deletion = asyncio.create_task(deleter.delete_user(user))
+            await sessions_waiting_for_a_lock(postgres_url, name, 1)
+            addition = asyncio.create_task(
+                adder.update_participants(other, {user: Role.PRESENTER}, []) if by == "roster change" else
+                adder.insert_room(Room(other, T0, T0, T0 + 10**12, False), [Participant(user, Role.PRESENTER)], None))
+            await sessions_waiting_for_a_lock(postgres_url, name, 2, unless=addition)
+            assert not addition.done()  # it waits for the deletion in progress
+            holder.execute("COMMIT")
+        assert await deletion
+        assert await addition is (True if by == "roster change" else None)
+        # It came after the deletion: the user is in that room, as added, and in no other.
+        assert await adder.list_participants(other, 0, 10) == RosterPage([Participant(user, Role.PRESENTER)], None)
+        assert await adder.list_participants(joined, 0, 10) == RosterPage([], None)
+    finally:
+        await adder.close()
+        await deleter.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 
 import pytest
 
@@ -369,3 +370,26 @@ async def test_a_list_on_one_instance_sees_what_another_instance_changed_and_wha
     assert await listed(T0 + 10) == [room(3).id, room(2).id]
     await second.purge(rooms_valid_before=T0 + 60, records_created_before=T0)
     assert await listed(T0 + 10) == []
+
+
+async def test_a_user_deleted_while_being_added_to_rooms_stays_only_where_an_addition_came_after(
+    open_store: StoreFactory,
+) -> None:
+    adder, deleter = open_store(), open_store()
+    user = user_id(1)
+    await adder.insert_user(CommunicationUser(user, T0))
+    for n in range(16):  # the user is in the first eight, as an attendee
+        await adder.insert_room(room(n), [Participant(user, Role.ATTENDEE)] if n < 8 else [], None)
+
+    def add(n: int) -> Awaitable[bool]:
+        return adder.update_participants(room(n).id, {user: Role.PRESENTER, user_id(100 + n): Role.ATTENDEE}, [])
+
+    results = await asyncio.gather(*(add(n) for n in range(0, 16, 2)), deleter.delete_user(user),
+                                   *(add(n) for n in range(1, 16, 2)))
+    assert all(results)  # no deadlock, no conflict
+    assert await deleter.get_user(user) is None
+    for n in range(16):
+        entries = await roster(deleter, room(n).id)
+        assert entries.pop(user_id(100 + n)) == Role.ATTENDEE
+        # Where the user is still listed, an addition came after the deletion: never the entry it took.
+        assert entries in ({}, {user: Role.PRESENTER})

@@ -3,7 +3,8 @@
 Everything an instance needs lives in the database, so instances behind a load balancer agree without
 talking to each other. Each method is one transaction on a pooled connection (psycopg 3, async), and where it
 can be, one statement: each round trip costs this process more CPU than the database spends on it. Writes that
-could race across instances are made safe by the database: roster changes lock their room's row first, an
+could race across instances are made safe by the database: roster changes lock their room's row first (and
+before it, the users they add; deleting a user locks the user, then every room the user is in), an
 idempotent create claims its request id with `INSERT ... ON CONFLICT DO NOTHING` before anything else, and
 room ids are claimed in the `room_ids` ledger.
 
@@ -64,17 +65,38 @@ _KEY_COLUMNS = "kid, private_key_pem, certificate_pem, created_at"
 _PURGE_LOCK_CLASS = 0x6F70726D  # "oprm"
 _MIGRATE_LOCK_CLASS = _PURGE_LOCK_CLASS + 1
 _SIGNING_KEY_LOCK_CLASS = _PURGE_LOCK_CLASS + 2
+# Adding a user to a roster and deleting that user take turns: additions hold a shared advisory lock for each user
+# they add until they commit, and a deletion holds it exclusively until it commits. A deletion that waited for an
+# addition then finds the entry it added; an addition that waited for a deletion comes after it, as if sent
+# later. The lock is one of USER_LOCKS per user, picked by a hash of the raw id (an addition of a thousand users
+# takes at most that many locks); users that share one only wait for each other's deletion.
+_USER_LOCK_CLASS = _PURGE_LOCK_CLASS + 3
+USER_LOCKS = 64
+_LOCK_ADDED_USERS = (
+    f"SELECT count(pg_advisory_xact_lock_shared({_USER_LOCK_CLASS}, bucket)) AS taken FROM "
+    f"(SELECT DISTINCT hashtext(raw_id) & {USER_LOCKS - 1} AS bucket "
+    "FROM unnest(%(added)s::text[]) AS raw_id ORDER BY bucket) AS buckets"  # in order: no deadlock between two
+)
 
 
 # A room, its id claimed in the `room_ids` ledger and its roster, as one statement: its count is 0 when the id was
 # taken. The statements of a WITH see one another's rows only through RETURNING, and the roster's foreign key
-# is checked at the end of the statement, when the room is in.
+# is checked at the end of the statement, when the room is in. The users' locks come first: the id's claim reads
+# from them.
 _CREATE_ROOM = (
-    "WITH issued AS (INSERT INTO room_ids (id) VALUES (%s) ON CONFLICT DO NOTHING RETURNING id), "
-    f"room AS (INSERT INTO rooms ({_ROOM_COLUMNS}) SELECT id, %s, %s, %s, %s FROM issued RETURNING id), "
+    f"WITH locked AS MATERIALIZED ({_LOCK_ADDED_USERS}), "
+    "issued AS (INSERT INTO room_ids (id) SELECT %(id)s FROM locked ON CONFLICT DO NOTHING RETURNING id), "
+    f"room AS (INSERT INTO rooms ({_ROOM_COLUMNS}) "
+    "SELECT id, %(created_at)s, %(valid_from)s, %(valid_until)s, %(pstn)s FROM issued RETURNING id), "
     "roster AS (INSERT INTO participants (room_id, raw_id, role, seq) SELECT room.id, entry.raw_id, entry.role, "
-    "entry.seq FROM room, unnest(%s::text[], %s::text[]) WITH ORDINALITY AS entry (raw_id, role, seq)) "
+    "entry.seq FROM room, unnest(%(added)s::text[], %(roles)s::text[]) WITH ORDINALITY AS entry (raw_id, role, seq)) "
     "SELECT count(*) FROM room"
+)
+# A roster change's first step: the locks of the users it adds, then its room's row. The row is locked only once a
+# row of the join is there, so after the users' locks.
+_LOCK_ROSTER_ADDING = (
+    f"WITH locked AS MATERIALIZED ({_LOCK_ADDED_USERS}) "
+    "SELECT 1 FROM rooms, locked WHERE rooms.id = %(room)s FOR NO KEY UPDATE OF rooms"
 )
 # Whether the room exists (first column) and a page of its roster in the order of addition, as one statement: at
 # least one row, whose raw_id is NULL when the page is empty.
@@ -90,10 +112,8 @@ _PARTICIPANTS_PAGE = (
 # A roster change as one statement: the upserts (new participants take the places after the last one, in the order
 # given; a role change keeps its place), the removals, and the counts that tell the roster's size before
 # and after. The counts all come from the roster as the statement found it, without its own changes: its size,
-# how many of the upserted ids were not on it, and how many of the removed ones were. Deleting a user takes
-# entries out of rosters without the room's lock: one it took between this statement's snapshot and its end is
-# still in the size before (and, if this change removes it too, in the removals), so the size after comes out
-# exact or too high, never too low, and the limit holds.
+# how many of the upserted ids were not on it, and how many of the removed ones were. Every change to a roster
+# holds its room's lock (deleting a user too), so the roster found is the one the change before left.
 _CHANGE_ROSTER = (
     "WITH upserted AS (INSERT INTO participants (room_id, raw_id, role, seq) "
     "SELECT %(room)s, entry.raw_id, entry.role, latest.seq + entry.n "
@@ -378,8 +398,13 @@ class PostgresStore:
         async with self._transaction() as db:
             # Roster changes to one room take turns on its row: no deadlock between two requests touching
             # the same people in different orders, and none can slip in after the room is deleted. The change
-            # is the next statement, so that it counts the roster as the request before ours left it.
-            cursor = await db.execute("SELECT 1 FROM rooms WHERE id = %s FOR NO KEY UPDATE", (room_id,))
+            # is the next statement, so that it counts the roster as the request before ours left it. The
+            # users it adds are locked before the row, as a deletion of a user does.
+            if upserted:
+                cursor = await db.execute(_LOCK_ROSTER_ADDING, {"room": room_id,
+                                                                "added": [raw_id for raw_id, _ in upserted]})
+            else:
+                cursor = await db.execute("SELECT 1 FROM rooms WHERE id = %s FOR NO KEY UPDATE", (room_id,))
             if await cursor.fetchone() is None:
                 return False
             cursor = await db.execute(
@@ -492,9 +517,16 @@ class PostgresStore:
 
     async def delete_user(self, raw_id: str) -> bool:
         async with self._transaction() as db:
+            # First the user's lock: additions of the user in progress finish first (and their entries are seen
+            # below), later ones wait for this deletion. Then the rooms the user is in, in id order as every
+            # roster change takes one, so that a change in progress counts the roster it leaves exactly.
+            await db.execute(f"SELECT pg_advisory_xact_lock({_USER_LOCK_CLASS}, hashtext(%s) & {USER_LOCKS - 1})",
+                             (raw_id,))
             cursor = await db.execute("DELETE FROM identities WHERE raw_id = %s", (raw_id,))
             if cursor.rowcount == 0:
                 return False
+            await db.execute("SELECT 1 FROM rooms WHERE id IN (SELECT room_id FROM participants WHERE raw_id = %s) "
+                             "ORDER BY id FOR NO KEY UPDATE", (raw_id,))
             await db.execute("DELETE FROM participants WHERE raw_id = %s", (raw_id,))
         return True
 
@@ -526,8 +558,9 @@ async def _create_room(db: AsyncConnection[Any], room: Room, participants: Seque
     """Whether the room went in (False: its id was issued before)."""
     cursor = await db.execute(
         _CREATE_ROOM,
-        (room.id, room.created_at, room.valid_from, room.valid_until, room.pstn_dial_out_enabled,
-         [p.raw_id for p in participants], [p.role.value for p in participants]),
+        {"id": room.id, "created_at": room.created_at, "valid_from": room.valid_from, "valid_until": room.valid_until,
+         "pstn": room.pstn_dial_out_enabled, "added": [p.raw_id for p in participants],
+         "roles": [p.role.value for p in participants]},
     )
     row = await cursor.fetchone()
     return row is not None and row[0] > 0
