@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from azure.communication.rooms import ParticipantRole
+from azure.communication.rooms import CommunicationUserIdentifier, ParticipantRole, RoomParticipant
 
 from tests.e2e.rooms_support import Rooms, make_client
 from tests.support import Server, running_server, user_id
@@ -169,3 +169,22 @@ def test_bad_paging_parameters(paged_server: Server, query: str, target: str) ->
     error = response.json()["error"]
     assert (error["code"], error.get("target")) == ("BadRequest", target)
     assert response.headers["x-ms-error-code"] == "BadRequest"
+
+
+def test_the_sdk_lists_a_roster_in_the_order_of_addition_across_pages(tmp_path: Path) -> None:
+    def member(n: int, role: ParticipantRole = ParticipantRole.ATTENDEE) -> RoomParticipant:
+        return RoomParticipant(communication_identifier=CommunicationUserIdentifier(user_id(n)), role=role)
+
+    with running_server(tmp_path, "--page-size", "3") as server, make_client(server, "sync", "2025-03-13") as client:
+        room = client.create_room(participants=[member(9, ParticipantRole.PRESENTER), member(1)])
+        client.add_or_update_participants(room_id=room.id, participants=[member(7), member(3), member(5)])
+        client.add_or_update_participants(room_id=room.id, participants=[member(9, ParticipantRole.CONSUMER)])
+        pages = client.list_participants(room.id).by_page()
+        seen = [(p.communication_identifier.raw_id, p.role) for p in next(pages)]
+        # Between two pages: the next page's first participant leaves, and someone new joins.
+        client.remove_participants(room_id=room.id, participants=[CommunicationUserIdentifier(user_id(3))])
+        client.add_or_update_participants(room_id=room.id, participants=[member(2)])
+        seen += [(p.communication_identifier.raw_id, p.role) for page in pages for p in page]
+    assert seen == [(user_id(9), ParticipantRole.CONSUMER), (user_id(1), ParticipantRole.ATTENDEE),
+                    (user_id(7), ParticipantRole.ATTENDEE), (user_id(5), ParticipantRole.ATTENDEE),
+                    (user_id(2), ParticipantRole.ATTENDEE)]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import inspect
 import random
 import sqlite3
 from collections.abc import Awaitable
@@ -242,3 +244,17 @@ async def test_kept_reads_always_match_the_database_whichever_store_changes_it(t
     finally:
         for store in stores:
             await store.close()
+
+
+def test_the_store_writes_only_through_the_step_that_notes_what_a_write_changed() -> None:
+    # `_write` takes each transaction's changes for the bump after its COMMIT; a write straight to the writer
+    # would change rooms that other workers go on serving from memory.
+    tree = ast.parse(inspect.getsource(SqliteStore))
+    users = {
+        function.name
+        for function in ast.walk(tree) if isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef)
+        for node in ast.walk(function)
+        if isinstance(node, ast.Attribute) and node.attr == "run"
+        and isinstance(node.value, ast.Attribute) and node.value.attr == "_writer"
+    }
+    assert users == {"_read", "_write"}  # `_read`: a database in memory reads through the writer's connection
