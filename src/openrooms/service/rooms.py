@@ -165,7 +165,7 @@ class RoomsService:
         after = None
         if cursor is not None:
             created, room_id = paging.decode_cursor(cursor, 2)
-            if not created.isdigit():
+            if not (created.isascii() and created.isdigit() and len(created) <= 18):  # what a store's integer holds
                 raise errors.invalid_page_token()
             after = (int(created), room_id)
         rooms = await self._store.list_rooms(self._clock.now(), after, limit + 1)
