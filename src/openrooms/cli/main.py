@@ -14,6 +14,7 @@ import typer
 from openrooms import __version__
 from openrooms.cli.identity import identity_app
 from openrooms.cli.keys import keys_app
+from openrooms.cli.migrate import migrate_app
 from openrooms.cli.rooms import rooms_app
 from openrooms.config import DEV_ACCESS_KEY, DEV_SECONDARY_KEY, PROMETHEUS_MULTIPROC_ENV, Settings, event_loop
 
@@ -29,6 +30,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(rooms_app, name="rooms")
 app.add_typer(identity_app, name="identity")
 app.add_typer(keys_app, name="keys")
+app.add_typer(migrate_app, name="migrate")
 
 
 def fail(message: str) -> typer.Exit:

@@ -531,6 +531,44 @@ class PostgresStore:
         return True
 
     # Access keys ---------------------------------------------------------------------------------------------
+    async def adopt_resource_id(self, candidate: str, *, write: bool = True) -> str:
+        """`candidate` becomes the resource id unless another is stored and the database holds rooms or users
+        already; returns the resource id stored afterwards (for `openrooms migrate`). With `write` False,
+        only says what it would be."""
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "SELECT value FROM server_settings WHERE name = %s FOR UPDATE", (_RESOURCE_ID,)
+            )
+            row = await cursor.fetchone()
+            if row is not None and row[0] != candidate:
+                cursor = await db.execute(
+                    "SELECT EXISTS (SELECT 1 FROM rooms) OR EXISTS (SELECT 1 FROM identities)"
+                )
+                has_data = await cursor.fetchone()
+                if has_data is not None and has_data[0]:
+                    return str(row[0])
+            if not write:
+                return candidate
+            await db.execute(
+                "INSERT INTO server_settings (name, value) VALUES (%s, %s) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (_RESOURCE_ID, candidate),
+            )
+        return candidate
+
+    async def insert_users(self, users: Sequence[CommunicationUser]) -> int:
+        """Insert the users that do not exist yet, in one statement; how many were new."""
+        if not users:
+            return 0
+        async with self._connection() as db:
+            cursor = await db.execute(
+                "INSERT INTO identities (raw_id, created_at, tokens_revoked_before) "
+                "SELECT * FROM unnest(%s::text[], %s::bigint[], %s::bigint[]) ON CONFLICT (raw_id) DO NOTHING",
+                ([u.raw_id for u in users], [u.created_at for u in users],
+                 [u.tokens_revoked_before for u in users]),
+            )
+        return cursor.rowcount
+
     async def get_access_keys(self) -> dict[str, str]:
         async with self._connection() as db:
             cursor = await db.execute("SELECT name, key FROM access_keys")

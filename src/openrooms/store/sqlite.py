@@ -467,6 +467,40 @@ class SqliteStore:
 
         return await self._write(transaction)
 
+    async def adopt_resource_id(self, candidate: str, *, write: bool = True) -> str:
+        """`candidate` becomes the resource id unless another is stored and the database holds rooms or users
+        already; returns the resource id stored afterwards (for `openrooms migrate`). With `write` False,
+        only says what it would be."""
+        def transaction(db: sqlite3.Connection) -> str:
+            row = db.execute("SELECT value FROM server_settings WHERE name = ?", (_RESOURCE_ID,)).fetchone()
+            if row is not None and row[0] != candidate and db.execute(
+                "SELECT EXISTS (SELECT 1 FROM rooms) OR EXISTS (SELECT 1 FROM identities)"
+            ).fetchone()[0]:
+                return str(row[0])
+            if not write:
+                return candidate
+            db.execute(
+                "INSERT INTO server_settings (name, value) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (_RESOURCE_ID, candidate),
+            )
+            return candidate
+
+        return await (self._write(transaction) if write else self._read(transaction))
+
+    async def insert_users(self, users: Sequence[CommunicationUser]) -> int:
+        """Insert the users that do not exist yet, in one transaction; how many were new."""
+        def transaction(db: sqlite3.Connection) -> int:
+            before = db.total_changes
+            db.executemany(
+                "INSERT INTO identities (raw_id, created_at, tokens_revoked_before) VALUES (?, ?, ?) "
+                "ON CONFLICT (raw_id) DO NOTHING",
+                [(user.raw_id, user.created_at, user.tokens_revoked_before) for user in users],
+            )
+            return db.total_changes - before
+
+        return await self._write(transaction) if users else 0
+
     # Access keys ---------------------------------------------------------------------------------------------
     async def get_access_keys(self) -> dict[str, str]:
         return await self._read(lambda db: dict(db.execute("SELECT name, key FROM access_keys").fetchall()))

@@ -1,0 +1,83 @@
+"""The openrooms store a migration writes to: the one `openrooms serve` would open with the same options."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, cast
+
+from openrooms.config import Settings
+from openrooms.service.identity import CommunicationUser
+from openrooms.service.model import Participant, Role, Room
+from openrooms.store.protocol import RoomStore
+
+_EVERY_ROOM = -(1 << 62)  # a `valid_after` before any room's end: ended rooms too
+_PAGE = 1000
+
+
+class MigrationStore(RoomStore, Protocol):
+    """The store, with the two writes a migration needs beyond the API's."""
+
+    async def adopt_resource_id(self, candidate: str, *, write: bool = True) -> str:
+        """`candidate` becomes the resource id unless another is stored and there are rooms or users already;
+        the resource id stored afterwards (with `write` False: that it would be, and nothing is written)."""
+        ...
+
+    async def insert_users(self, users: Sequence[CommunicationUser]) -> int:
+        """Insert the users that do not exist yet; how many were new."""
+        ...
+
+
+class TargetError(Exception):
+    pass
+
+
+def open_target(settings: Settings) -> MigrationStore:
+    """Open (an embedded database: create or upgrade, as `serve` does) the store `settings` name."""
+    from openrooms.http.app import open_store
+
+    if settings.in_memory:
+        raise TargetError("an in-memory store is lost at exit: give --location or --database-url")
+    if settings.database_url:
+        from openrooms.store import postgres
+
+        if not postgres.is_postgres_url(settings.database_url):
+            raise TargetError("--database-url must be a PostgreSQL URL: postgresql://user:password@host:5432/db")
+        try:
+            postgres.check_schema(settings.database_url)
+        except (postgres.SchemaMismatch, postgres.DatabaseError) as exc:
+            raise TargetError(f"{postgres.redacted(settings.database_url)}: {exc}") from None
+    else:
+        import sqlite3
+
+        from openrooms.store.sqlite import SchemaMismatch, SqliteStore
+
+        try:
+            SqliteStore.upgrade(settings.database_file)
+        except (SchemaMismatch, OSError, sqlite3.Error) as exc:
+            raise TargetError(f"cannot open the database at {settings.database_path}: {exc}") from None
+    return cast(MigrationStore, open_store(settings, migrate_schema=False))
+
+
+async def target_rooms(store: RoomStore, valid_after: int = _EVERY_ROOM) -> dict[str, Room]:
+    """The target's rooms by id (by default every one, ended rooms too)."""
+    rooms: dict[str, Room] = {}
+    after: tuple[int, str] | None = None
+    while True:
+        page = await store.list_rooms(valid_after, after, _PAGE)
+        rooms.update((room.id, room) for room in page)
+        if len(page) < _PAGE:
+            return rooms
+        after = (page[-1].created_at, page[-1].id)
+
+
+async def target_roster(store: RoomStore, room_id: str) -> dict[str, Role] | None:
+    roster: dict[str, Role] = {}
+    after: str | None = None
+    while True:
+        page: list[Participant] | None = await store.list_participants(room_id, after, _PAGE)
+        if page is None:
+            return None
+        roster.update((p.raw_id, p.role) for p in page)
+        if len(page) < _PAGE:
+            return roster
+        after = page[-1].raw_id
