@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 from azure.communication.rooms import RoomsClient
+from bench.preload import preload
 from typer.testing import CliRunner
 
-from bench.preload import preload
 from openrooms.cli.main import app
 from tests.support import Server, running_server
 
@@ -26,13 +26,19 @@ class Source:
         return self.server.connection_string
 
     def client(self) -> RoomsClient:
-        return RoomsClient.from_connection_string(self.connection_string, api_version="2025-03-13")
+        return RoomsClient.from_connection_string(self.connection_string, api_version="2025-03-13",
+                                                  connection_verify=self.server.ca)
+
+    @property
+    def options(self) -> list[str]:
+        """What `openrooms migrate` needs to trust the server's certificate."""
+        return ["--source-ca-cert", self.server.ca]
 
 
 def start_source(location: Path, rooms: int, participants: int) -> Iterator[Source]:
     """A source server whose store was filled directly (as the benchmarks fill theirs)."""
     ids = preload(location, rooms, participants, quiet=True) if rooms else []
-    with running_server(location, "--silent", tls=False) as server:
+    with running_server(location, "--silent") as server:
         yield Source(server, ids)
 
 

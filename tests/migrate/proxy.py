@@ -4,6 +4,7 @@ Retry-After), server errors (5xx), or holding them unanswered (so that a test ca
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,11 +20,13 @@ _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"
 
 @dataclass
 class Faults:
-    """Of every `every` requests, the first `throttled` get a 429 and the next `failed` a 503 (then 500)."""
+    """Each distinct request (method and URL) is answered, on its first attempt, 429 with Retry-After when
+    `throttle` and, on the next, 503 or 500 when `fail`; then it is forwarded. With `always_fail`, every attempt
+    gets a 500."""
 
-    every: int = 5
-    throttled: int = 1
-    failed: int = 1
+    throttle: bool = True
+    fail: bool = True
+    always_fail: bool = False
     retry_after: str = "0"
     # Hold every participants request after this many (None: never); `held` is set when one is held.
     hold_after: int | None = None
@@ -42,23 +45,24 @@ class Proxy:
 
 
 @contextmanager
-def fault_proxy(upstream: str, faults: Faults) -> Iterator[Proxy]:
+def fault_proxy(upstream: str, faults: Faults, ca: str | None = None) -> Iterator[Proxy]:
     port = free_port()
     proxy = Proxy(f"http://127.0.0.1:{port}/", faults)
     loop = asyncio.new_event_loop()
     ready = threading.Event()
     stop = asyncio.Event()
-    state = {"seen": 0, "rosters": 0}
+    state = {"rosters": 0}
+    attempts: dict[str, int] = {}
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        state["seen"] += 1
-        position = (state["seen"] - 1) % faults.every
-        if position < faults.throttled:
+        key = f"{request.method} {request.path_qs}"
+        attempt = attempts[key] = attempts.get(key, 0) + 1
+        if faults.throttle and attempt == 1:
             proxy.injected[429] = proxy.injected.get(429, 0) + 1
             return web.json_response({"error": {"code": "TooManyRequests", "message": "slow down"}}, status=429,
                                      headers={"Retry-After": faults.retry_after})
-        if position < faults.throttled + faults.failed:
-            status = 503 if state["seen"] % 2 else 500
+        if faults.always_fail or (faults.fail and attempt == 1 + faults.throttle):
+            status = 503 if len(attempts) % 2 else 500
             proxy.injected[status] = proxy.injected.get(status, 0) + 1
             return web.json_response({"error": {"code": "InternalError", "message": "injected"}}, status=status)
         if request.path.endswith("/participants"):
@@ -76,7 +80,8 @@ def fault_proxy(upstream: str, faults: Faults) -> Iterator[Proxy]:
 
     async def serve() -> None:
         nonlocal session
-        session = aiohttp.ClientSession(auto_decompress=False)
+        tls = True if ca is None else ssl.create_default_context(cafile=ca)
+        session = aiohttp.ClientSession(auto_decompress=False, connector=aiohttp.TCPConnector(ssl=tls))
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", handle)
         runner = web.AppRunner(app, access_log=None)

@@ -49,6 +49,11 @@ RetryBackoffOption = Annotated[
     float, typer.Option(min=0, help="Seconds before the second retry, doubled for each next one (a 429's "
                         "Retry-After wins)."),
 ]
+SourceCaOption = Annotated[
+    Path | None,
+    typer.Option("--source-ca-cert", help="Trust this CA certificate (PEM) for the source, e.g. a proxy's.",
+                 exists=True, dir_okay=False, show_default=False),
+]
 ReportOption = Annotated[
     Path | None, typer.Option(help="Also write the outcome to this file as JSON.", dir_okay=False,
                               show_default=False),
@@ -60,7 +65,7 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(EXIT_USAGE)
 
 
-def _source(connection_string: str | None, retries: int, backoff: float) -> Any:
+def _source(connection_string: str | None, retries: int, backoff: float, ca: Path | None) -> Any:
     from openrooms.migrate.source import AcsSource, Retries, parse_connection_string
 
     if not connection_string:
@@ -69,7 +74,7 @@ def _source(connection_string: str | None, retries: int, backoff: float) -> Any:
         connection = parse_connection_string(connection_string)
     except ValueError as exc:
         raise _fail(str(exc)) from None
-    return AcsSource(connection, Retries(total=retries, backoff_factor=backoff))
+    return AcsSource(connection, Retries(total=retries, backoff_factor=backoff), ca_file=ca)
 
 
 def _target(location: Path | None, database_url: str | None) -> Any:
@@ -135,6 +140,7 @@ def _users_file(path: Path | None) -> list[str]:
 @migrate_app.command("from-acs")
 def from_acs(
     from_connection_string: SourceOption = None,
+    source_ca_cert: SourceCaOption = None,
     location: LocationOption = None,
     database_url: DatabaseUrlOption = None,
     users_file: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, show_default=False,
@@ -164,7 +170,7 @@ def from_acs(
             raise _fail(f"--resource-id: {exc}") from None
     options = CopyOptions(delete_missing=delete_missing, dry_run=dry_run, users=_users_file(users_file),
                           resource_id=resource_id, concurrency=concurrency)
-    source = _source(from_connection_string, retries, retry_backoff)
+    source = _source(from_connection_string, retries, retry_backoff, source_ca_cert)
     store = _target(location, database_url)
 
     async def run() -> Any:
@@ -224,6 +230,7 @@ def _print_outcome(data: dict[str, Any]) -> None:
 @migrate_app.command("verify")
 def verify_command(
     from_connection_string: SourceOption = None,
+    source_ca_cert: SourceCaOption = None,
     location: LocationOption = None,
     database_url: DatabaseUrlOption = None,
     report: ReportOption = None,
@@ -235,7 +242,7 @@ def verify_command(
     from openrooms.migrate.source import SourceError
     from openrooms.migrate.verify import verify
 
-    source = _source(from_connection_string, retries, retry_backoff)
+    source = _source(from_connection_string, retries, retry_backoff, source_ca_cert)
     store = _target(location, database_url)
 
     async def run() -> Any:

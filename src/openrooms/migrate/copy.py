@@ -191,9 +191,12 @@ async def copy(source: AcsSource, store: MigrationStore, options: CopyOptions = 
 
 async def _gather_all(work: Callable[[Room], Any], rooms: list[Room]) -> None:
     """Run `work` for every room; the first failure cancels the rest (and is raised)."""
-    async with asyncio.TaskGroup() as group:
-        for room in rooms:
-            group.create_task(work(room))
+    try:
+        async with asyncio.TaskGroup() as group:
+            for room in rooms:
+                group.create_task(work(room))
+    except* Exception as failures:
+        raise failures.exceptions[0] from None
 
 
 async def _apply(store: MigrationStore, room: Room, roster: dict[str, Any], target: Room | None, dry_run: bool,

@@ -9,7 +9,9 @@ is read here rather than by the SDK's models so that timestamps keep all seven f
 from __future__ import annotations
 
 import json
+import ssl
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -80,8 +82,10 @@ class SourceParticipant:
 class AcsSource:
     """An async reader of one ACS resource's rooms and rosters."""
 
-    def __init__(self, connection: Connection, retries: Retries = Retries(), *, connections: int = 32) -> None:
+    def __init__(self, connection: Connection, retries: Retries = Retries(), *, connections: int = 32,
+                 ca_file: Path | None = None) -> None:
         self._connection = connection
+        self._ca_file = ca_file
         self._retries = retries
         self._connections = connections
         self.requests = 0  # answered requests, retries included (for the benchmark)
@@ -103,7 +107,8 @@ class AcsSource:
             # After the retry policy: every attempt is signed afresh (its x-ms-date).
             HMACCredentialsPolicy(self._connection.endpoint, self._connection.access_key, decode_url=True),
         ]
-        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=self._connections))
+        tls = True if self._ca_file is None else ssl.create_default_context(cafile=str(self._ca_file))
+        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=self._connections, ssl=tls))
         transport = AioHttpTransport(session=self._session, session_owner=False)
         self._client = AsyncPipelineClient(base_url=self._connection.endpoint, policies=policies,
                                            transport=transport)

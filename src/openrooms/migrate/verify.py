@@ -61,9 +61,12 @@ async def verify(source: AcsSource, store: MigrationStore, *, concurrency: int =
                                               copied.get(raw_id, _ABSENT)))
         users.update(roster)
 
-    async with asyncio.TaskGroup() as group:
-        for room_id in sorted(rooms.keys() & existing.keys()):
-            group.create_task(compare(rooms[room_id], existing[room_id]))
+    try:
+        async with asyncio.TaskGroup() as group:
+            for room_id in sorted(rooms.keys() & existing.keys()):
+                group.create_task(compare(rooms[room_id], existing[room_id]))
+    except* Exception as failures:
+        raise failures.exceptions[0] from None
     for raw_id in sorted(users):
         if await store.get_user(raw_id) is None:
             differences.append(Difference("-", raw_id, "user", "not registered as an identity"))
