@@ -15,6 +15,7 @@ from openrooms.service.identity import IdentityService
 from openrooms.store.sqlite import SqliteStore
 from tests.migrate.conftest import Source, migrate, ok
 from tests.migrate.proxy import Faults, fault_proxy
+from tests.store import postgres_schema
 from tests.support import USER_PREFIX, user_id
 
 OTHER_RESOURCE = "0c6d9a55-59cc-4a8b-8a7a-3b0b0a7a1a11"
@@ -178,3 +179,12 @@ def test_the_source_connection_string_is_required_and_never_shown(tmp_path: Path
     secret = "endpoint=https://example.invalid/;accesskey=c2VjcmV0LXNlY3JldC1zZWNyZXQ="
     shown = migrate("from-acs", "--help", connection_string=secret)
     assert "c2VjcmV0" not in shown.stdout
+
+
+def test_copy_into_postgresql(source: Source) -> None:
+    with postgres_schema.fresh_schema(postgres_schema.base_url()) as url:
+        at = ["--database-url", url, *source.options]
+        first = ok("from-acs", *at, connection_string=source.connection_string)
+        assert "200 were created" in first.stdout
+        assert "200 unchanged" in ok("from-acs", *at, connection_string=source.connection_string).stdout
+        assert "0 differences" in ok("verify", *at, connection_string=source.connection_string).stdout
