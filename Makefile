@@ -45,4 +45,4 @@ BENCH_ARGS ?=
 bench: $(BIN)/.installed
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || \
 		{ echo "wrk is required: apt-get install wrk" >&2; exit 1; }
-	$(BIN)/python -m bench --postgres-url "$(OPENROOMS_TEST_POSTGRES_URL)" $(BENCH_ARGS)
+	$(BIN)/python -m bench --postgres-url "$(OPENROOMS_TEST_POSTGRES_URL)" --migrate $(BENCH_ARGS)

@@ -167,6 +167,13 @@ def markdown(doc: dict[str, Any]) -> str:
                 f"{sc['large_server_peak_rss_mb']} MB with {sc['large_rooms']:,} rooms.\n"]
         if "paged_scan" in sc:
             out += [f"### Full paged scan of {sc['large_rooms']:,} rooms\n", _scan(sc["paged_scan"])]
+    if "migration" in doc:
+        mg = doc["migration"]
+        out += [f"## `openrooms migrate from-acs`: {mg['rooms']:,} rooms, {mg['participants']:,} participants\n",
+                _table(["run", "seconds", "rooms/s", "participants/s", "source requests/s"],
+                       [[label, mg[label]["seconds"], mg[label]["rooms_per_second"],
+                         mg[label]["participants_per_second"], mg[label]["source_requests_per_second"]]
+                        for label in ("copy", "unchanged_rerun", "verify")])]
     if OPTIMISATIONS.exists():  # one level down, under the report's own title
         out.append(re.sub(r"^(#+) ", r"#\1 ", OPTIMISATIONS.read_text(), flags=re.MULTILINE))
     return "\n".join(out)

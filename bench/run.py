@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from bench import measure, preload, report, store_limit
+from bench import migrate as migration
 from bench.measure import LoadResult, RunningServer
 from bench.wire import Client, write_pool
 from bench.workloads import WORKLOADS, WRITES, Fixture, Pools, big_room, seed
@@ -80,6 +81,7 @@ class Settings:
     scan_seconds: float
     store_limit: bool
     work: Path
+    migrate_rooms: int = 0  # `openrooms migrate from-acs` of this many rooms (0: not measured)
 
 
 class Suite:
@@ -343,6 +345,9 @@ class Suite:
                 self.sections["postgresql_store_limit"] = self.postgres_store_limit()
         if s.scale:
             self.sections["scale"] = self.scale()
+        if s.migrate_rooms:
+            self.sections["migration"] = migration.measure_migration(s.work, s.migrate_rooms, s.migrate_rooms * 5)
+            console.log(f"migration: {self.sections['migration']}")
         return self.document(time.monotonic() - started)
 
     def document(self, seconds: float) -> dict[str, Any]:
@@ -428,6 +433,9 @@ def parse(argv: list[str] | None = None) -> tuple[Settings, Path]:
     parser.add_argument("--scale-participants", type=int, default=10_000_000)
     parser.add_argument("--scan-seconds", type=float, default=15, help="bound of the default run's paged scan")
     parser.add_argument("--output", type=Path, default=RESULTS, help="where report.md/json go (default bench/results)")
+    parser.add_argument("--migrate", action="store_true", help="also measure `openrooms migrate from-acs` "
+                        "(bench/migrate.py): --migrate-rooms rooms, five participants each")
+    parser.add_argument("--migrate-rooms", type=int, default=migration.DEFAULT_ROOMS)
     args = parser.parse_args(argv)
     work = args.output / "work"
     shutil.rmtree(work, ignore_errors=True)
@@ -437,7 +445,7 @@ def parse(argv: list[str] | None = None) -> tuple[Settings, Path]:
         workloads=args.workload or list(WORKLOADS), seed_rooms=args.seed_rooms, baseline=not args.no_baseline,
         workers=[int(w) for w in args.workers.split(",") if w], postgres_url=args.postgres_url, scale=args.scale,
         scale_rooms=args.scale_rooms, scale_participants=args.scale_participants, scan_seconds=args.scan_seconds,
-        store_limit=not args.no_store_limit, work=work,
+        store_limit=not args.no_store_limit, work=work, migrate_rooms=args.migrate_rooms if args.migrate else 0,
     )
     return settings, args.output
 
