@@ -50,7 +50,7 @@ def test_copy_verify_then_a_delta(source: Source, tmp_path: Path) -> None:
     assert f"create    {made.id}" in planned.stdout
     assert report_of(tmp_path / "dry.json")["rooms"] == {
         "source": 201, "created": 201, "updated": 0, "deleted": 0, "unchanged": 0, "skipped": 0, "notInSource": 0}
-    assert rooms_in(target) == {}
+    assert not target.exists()
 
     ok("from-acs", *at, "--users-file", str(users_file), "--report",
        str(tmp_path / "first.json"), **connection)
@@ -112,9 +112,12 @@ def test_copy_verify_then_a_delta(source: Source, tmp_path: Path) -> None:
     assert delta["notInSource"] == {"kept": [gone]}
     assert delta["users"] == {"registered": 2, "alreadyRegistered": 998}  # the users file was not given again
 
+    planned = ok("from-acs", *at, "--delete-missing", "--dry-run", **connection)
+    assert f"delete    {gone}" in planned.stdout and gone in rooms_in(target)
     ok("from-acs", *at, "--delete-missing", "--report", str(tmp_path / "delete.json"),
        **connection)
     assert report_of(tmp_path / "delete.json")["rooms"]["deleted"] == 1  # type: ignore[index]
+    assert report_of(tmp_path / "delete.json")["notInSource"] == {"deleted": [gone]}
     assert gone not in rooms_in(target)
     assert "0 differences" in ok("verify", *at, **connection).stdout
     again = ok("from-acs", *at, "--report", str(tmp_path / "again.json"), **connection)

@@ -77,11 +77,11 @@ def _source(connection_string: str | None, retries: int, backoff: float, ca: Pat
     return AcsSource(connection, Retries(total=retries, backoff_factor=backoff), ca_file=ca)
 
 
-def _target(location: Path | None, database_url: str | None) -> Any:
+def _target(location: Path | None, database_url: str | None, *, dry_run: bool = False) -> Any:
     from openrooms.migrate.target import TargetError, open_target
 
     try:
-        return open_target(Settings().replace(location=location, database_url=database_url))
+        return open_target(Settings().replace(location=location, database_url=database_url), dry_run=dry_run)
     except TargetError as exc:
         raise _fail(str(exc)) from None
 
@@ -160,6 +160,7 @@ def from_acs(
     """Copy every room of an ACS resource, with its roster, into openrooms; a rerun copies what changed."""
     from openrooms.migrate.copy import CopyOptions, ResourceIdConflict, copy
     from openrooms.migrate.source import SourceError
+    from openrooms.store.protocol import StoreUnavailable
 
     if resource_id is not None:
         from openrooms.service.identity import check_resource_id
@@ -171,7 +172,7 @@ def from_acs(
     options = CopyOptions(delete_missing=delete_missing, dry_run=dry_run, users=_users_file(users_file),
                           resource_id=resource_id, concurrency=concurrency)
     source = _source(from_connection_string, retries, retry_backoff, source_ca_cert)
-    store = _target(location, database_url)
+    store = _target(location, database_url, dry_run=dry_run)
 
     async def run() -> Any:
         try:
@@ -187,6 +188,8 @@ def from_acs(
         raise _fail(str(exc)) from None
     except SourceError as exc:
         raise _fail(f"reading the source: {exc}. Run the command again to finish the copy.") from None
+    except StoreUnavailable as exc:
+        raise _fail(f"writing to openrooms' database: {exc}. Run the command again to finish the copy.") from None
     data = outcome.to_json()
     _print_outcome(data)
     _write_report(report, data)
@@ -241,6 +244,7 @@ def verify_command(
     """Compare the source and openrooms room by room; list every difference (exit 0: there is none)."""
     from openrooms.migrate.source import SourceError
     from openrooms.migrate.verify import verify
+    from openrooms.store.protocol import StoreUnavailable
 
     source = _source(from_connection_string, retries, retry_backoff, source_ca_cert)
     store = _target(location, database_url)
@@ -256,6 +260,8 @@ def verify_command(
         rooms, differences = asyncio.run(run())
     except SourceError as exc:
         raise _fail(f"reading the source: {exc}") from None
+    except StoreUnavailable as exc:
+        raise _fail(f"reading openrooms' database: {exc}") from None
     for difference in differences:
         stdout.print(str(difference))
     stdout.print(f"{rooms} rooms in the source; {len(differences)} difference{'s' * (len(differences) != 1)}")

@@ -58,6 +58,7 @@ class _Silent:
 class Report:
     source: str
     dry_run: bool
+    delete_missing: bool = False
     resource_id: str | None = None
     source_rooms: int = 0
     changes: list[RoomPlan] = field(default_factory=list)
@@ -97,7 +98,7 @@ class Report:
             "users": {"registered": self.users_registered, "alreadyRegistered": self.users_known},
             "changes": [plan.to_json() for plan in self.changes],
             "skipped": [skip.to_json() for skip in self.skipped],
-            "notInSource": {"deleted" if self.count(Action.DELETE) else "kept": self.missing},
+            "notInSource": {"deleted" if self.delete_missing else "kept": self.missing},
             "seconds": round(self.seconds, 3),
             "roomsPerSecond": rate(self.source_rooms),
             "participantsPerSecond": rate(self.participants),
@@ -111,7 +112,7 @@ async def copy(source: AcsSource, store: MigrationStore, options: CopyOptions = 
     progress = progress or _Silent()
     clock = clock or SystemClock()
     started = time.monotonic()
-    report = Report(source.endpoint, options.dry_run)
+    report = Report(source.endpoint, options.dry_run, options.delete_missing)
     now = clock.now()
 
     listed = await source.rooms()

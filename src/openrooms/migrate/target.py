@@ -31,10 +31,15 @@ class TargetError(Exception):
     pass
 
 
-def open_target(settings: Settings) -> MigrationStore:
-    """Open (an embedded database: create or upgrade, as `serve` does) the store `settings` name."""
+def open_target(settings: Settings, *, dry_run: bool = False) -> MigrationStore:
+    """Open (an embedded database: create or upgrade, as `serve` does) the store `settings` name. For a dry run
+    where there is no database yet, an empty one in memory: a dry run creates nothing."""
     from openrooms.http.app import open_store
 
+    if dry_run and not settings.database_url and not settings.in_memory and not settings.database_file.exists():
+        from openrooms.store.sqlite import SqliteStore
+
+        return SqliteStore.open(None)
     if settings.in_memory:
         raise TargetError("an in-memory store is lost at exit: give --location or --database-url")
     if settings.database_url:
