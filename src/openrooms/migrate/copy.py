@@ -208,7 +208,8 @@ async def _apply(store: MigrationStore, room: Room, roster: dict[str, Any], targ
     if dry_run or plan.action is Action.UNCHANGED:
         return plan
     if plan.action is Action.CREATE:
-        participants = [Participant(raw_id, role) for raw_id, role in sorted(roster.items())]
+        # In the source's order: openrooms lists a roster in the order of addition, as ACS does.
+        participants = [Participant(raw_id, role) for raw_id, role in roster.items()]
         try:
             await store.insert_room(room, participants, None)
             return plan

@@ -7,7 +7,7 @@ from typing import Protocol, cast
 
 from openrooms.config import Settings
 from openrooms.service.identity import CommunicationUser
-from openrooms.service.model import Participant, Role, Room
+from openrooms.service.model import Role, Room
 from openrooms.store.protocol import RoomStore
 
 _EVERY_ROOM = -(1 << 62)  # a `valid_after` before any room's end: ended rooms too
@@ -76,13 +76,13 @@ async def target_rooms(store: RoomStore, valid_after: int = _EVERY_ROOM) -> dict
 
 
 async def target_roster(store: RoomStore, room_id: str) -> dict[str, Role] | None:
+    """A room's roster in the order of addition; None if there is no such room."""
     roster: dict[str, Role] = {}
-    after: str | None = None
-    while True:
-        page: list[Participant] | None = await store.list_participants(room_id, after, _PAGE)
+    start: int | None = 0
+    while start is not None:
+        page = await store.list_participants(room_id, start, _PAGE)
         if page is None:
             return None
-        roster.update((p.raw_id, p.role) for p in page)
-        if len(page) < _PAGE:
-            return roster
-        after = page[-1].raw_id
+        roster.update((p.raw_id, p.role) for p in page.participants)
+        start = page.next_start
+    return roster

@@ -486,18 +486,20 @@ class SqliteStore:
             )
             return candidate
 
-        return await (self._write(transaction) if write else self._read(transaction))
+        if not write:
+            return await self._read(transaction)
+        return await self._write(lambda db: (transaction(db), NOTHING))
 
     async def insert_users(self, users: Sequence[CommunicationUser]) -> int:
         """Insert the users that do not exist yet, in one transaction; how many were new."""
-        def transaction(db: sqlite3.Connection) -> int:
+        def transaction(db: sqlite3.Connection) -> tuple[int, Changes]:
             before = db.total_changes
             db.executemany(
                 "INSERT INTO identities (raw_id, created_at, tokens_revoked_before) VALUES (?, ?, ?) "
                 "ON CONFLICT (raw_id) DO NOTHING",
                 [(user.raw_id, user.created_at, user.tokens_revoked_before) for user in users],
             )
-            return db.total_changes - before
+            return db.total_changes - before, NOTHING
 
         return await self._write(transaction) if users else 0
 
