@@ -49,12 +49,14 @@ WRITES: dict[str, Write] = {
     "purge": lambda s: s.purge(rooms_valid_before=T0 + 20, records_created_before=T0 + 1),
     "delete_user": lambda s: s.delete_user(U),
     "insert_user": lambda s: s.insert_user(CommunicationUser(X, T0)),
+    "insert_users": lambda s: s.insert_users([CommunicationUser(U, T0), CommunicationUser(X, T0)]),
     "revoke_tokens": lambda s: s.revoke_tokens(U, T0 + 3),
     "ensure_resource_id": lambda s: s.ensure_resource_id("resource"),
+    "adopt_resource_id": lambda s: s.adopt_resource_id("resource"),
     "ensure_signing_key": lambda s: s.ensure_signing_key(SigningKey("kid", "key", "certificate", T0)),
     "set_access_keys": lambda s: s.set_access_keys({"primary": "p2"}, T0 + 1),
 }
-NO_READ_SEES = {"ensure_resource_id"}  # the resource id is only ever read by ensuring it
+NO_READ_SEES = {"ensure_resource_id", "adopt_resource_id"}  # the resource id is only ever read by ensuring it
 READS = {"get_room", "get_create_record", "list_rooms", "list_participants", "get_participant", "get_user",
          "get_signing_keys", "get_access_keys", "ping"}
 LIFECYCLE = {"close"}

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol, cast
-
 from openrooms.config import Settings
-from openrooms.service.identity import CommunicationUser
 from openrooms.service.model import Role, Room
 from openrooms.store.protocol import RoomStore
 
@@ -14,17 +10,8 @@ _EVERY_ROOM = -(1 << 62)  # a `valid_after` before any room's end: ended rooms t
 _PAGE = 1000
 
 
-class MigrationStore(RoomStore, Protocol):
-    """The store, with the two writes a migration needs beyond the API's."""
-
-    async def adopt_resource_id(self, candidate: str, *, write: bool = True) -> str:
-        """`candidate` becomes the resource id unless another is stored and there are rooms or users already;
-        the resource id stored afterwards (with `write` False: that it would be, and nothing is written)."""
-        ...
-
-    async def insert_users(self, users: Sequence[CommunicationUser]) -> int:
-        """Insert the users that do not exist yet; how many were new."""
-        ...
+# The store a migration writes to: the protocol has what it needs (`adopt_resource_id`, `insert_users`).
+MigrationStore = RoomStore
 
 
 class TargetError(Exception):
@@ -60,7 +47,7 @@ def open_target(settings: Settings, *, dry_run: bool = False) -> MigrationStore:
             SqliteStore.upgrade(settings.database_file)
         except (SchemaMismatch, OSError, sqlite3.Error) as exc:
             raise TargetError(f"cannot open the database at {settings.database_path}: {exc}") from None
-    return cast(MigrationStore, open_store(settings, migrate_schema=False))
+    return open_store(settings, migrate_schema=False)
 
 
 async def target_rooms(store: RoomStore, valid_after: int = _EVERY_ROOM) -> dict[str, Room]:

@@ -52,6 +52,12 @@ class IdentityStore(Protocol):
         """The stored resource id; `candidate` is stored (and returned) if there is none yet."""
         ...
 
+    async def adopt_resource_id(self, candidate: str, *, write: bool = True) -> str:
+        """`candidate` becomes the resource id unless another is stored and the database holds rooms or users
+        already; the resource id stored afterwards (`openrooms migrate` adopting the source's). With `write`
+        False: what it would be, and nothing is written."""
+        ...
+
     async def get_signing_keys(self) -> list[SigningKey]:
         """Every token signing key, newest first (the first one signs)."""
         ...
@@ -62,6 +68,11 @@ class IdentityStore(Protocol):
 
     async def insert_user(self, user: CommunicationUser) -> None:
         """Raises `UserIdTaken` if a user with that raw id exists."""
+        ...
+
+    async def insert_users(self, users: Sequence[CommunicationUser]) -> int:
+        """Insert, in one transaction, the users that do not exist yet; how many were new (`openrooms migrate`
+        registering the users it copies)."""
         ...
 
     async def get_user(self, raw_id: str) -> CommunicationUser | None: ...
