@@ -28,7 +28,6 @@ from openrooms.http import timestamps
 from openrooms.service.model import Room
 
 API_VERSION = "2025-03-13"
-PAGE_SIZE = 100  # rooms and participants per page; the API's default and what ACS serves
 
 
 class SourceError(Exception):
@@ -136,7 +135,8 @@ class AcsSource:
         return answer
 
     async def _pages(self, path: str) -> list[dict[str, Any]]:
-        url: str | None = f"{self._connection.endpoint}{path}?api-version={API_VERSION}&maxpagesize={PAGE_SIZE}"
+        # No page size is asked for: the published API has no such parameter; the service's default page is used.
+        url: str | None = f"{self._connection.endpoint}{path}?api-version={API_VERSION}"
         items: list[dict[str, Any]] = []
         while url is not None:
             page = await self._get(url)
