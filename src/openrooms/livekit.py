@@ -22,10 +22,11 @@ SOURCES_OF = {
     Capability.TURN_VIDEO_ON: ("camera",),
     Capability.SHARE_SCREEN: ("screen_share", "screen_share_audio"),
 }
-# Capabilities carried over LiveKit data messages (chat, reactions, raised hands).
-DATA_CAPABILITIES = (Capability.CHAT, Capability.REACTION, Capability.RAISE_HAND)
+# Capabilities carried over LiveKit data messages (reactions, raised hands, real-time text).
+DATA_CAPABILITIES = (Capability.USE_REACTIONS, Capability.RAISE_HAND, Capability.REAL_TIME_TEXT)
 # Capabilities that act on other participants: LiveKit's room admin grant.
-ADMIN_CAPABILITIES = (Capability.MUTE_OTHERS, Capability.REMOVE_PARTICIPANT, Capability.SPOTLIGHT_PARTICIPANT)
+ADMIN_CAPABILITIES = (Capability.MUTE_OTHERS, Capability.REMOVE_PARTICIPANT, Capability.SPOTLIGHT_PARTICIPANT,
+                      Capability.REMOVE_PARTICIPANTS_SPOTLIGHT)
 # The participant attribute that tells other clients the participant's room role.
 ROLE_ATTRIBUTE = "acs.role"
 
@@ -69,7 +70,7 @@ class LiveKitBridge:
             # The token library counts from the wall clock; the time left is the same either way.
             .with_ttl(timedelta(microseconds=(admission.grant_expires_at - self._clock.now()) // 10))
         )
-        if admission.has(Capability.ADD_PHONE_NUMBER):
+        if admission.has(Capability.PSTN_DIAL_OUT):
             token = token.with_sip_grants(api.SIPGrants(call=True))
         return LiveKitGrant(self.url, admission.room.id, admission.participant.raw_id, token.to_jwt(),
                             admission.grant_expires_at)

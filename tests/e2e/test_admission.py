@@ -28,7 +28,7 @@ from livekit.api import TokenVerifier
 
 from openrooms.service.model import Role
 from tests.support import Server, running_server
-from tests.unit.test_admission import ACS_ROLE_CAPABILITIES, expected_capabilities
+from tests.unit.test_admission import expected_capabilities
 
 API_VERSION = "2026-11-01-openrooms"
 LIVEKIT_URL = "wss://livekit.openrooms.test"
@@ -171,7 +171,7 @@ def test_admission_by_role_window_and_scope(cast: Cast, role: Role, scope: str, 
     assert set(video.can_publish_sources or ()) == PUBLISH_SOURCES[role]
     assert video.can_publish is bool(PUBLISH_SOURCES[role])
     assert bool(video.room_admin) is (role is Role.PRESENTER)
-    assert bool(video.can_publish_data) is bool(ACS_ROLE_CAPABILITIES[role])
+    assert bool(video.can_publish_data) is (role is not Role.CONSUMER)
     assert claims.sip.call is (role is Role.PRESENTER and room["pstnDialOutEnabled"])
     # Capped by the window or the token, whichever ends first: never later than the grant.
     payload = jwt_payload(livekit["token"])
@@ -209,9 +209,11 @@ def test_a_deleted_user_is_refused(cast: Cast) -> None:
 def test_a_user_not_on_the_roster_is_not_invited(cast: Cast) -> None:
     stranger = new_member(cast.identity)
     room_id = cast.room_ids["open-pstn"]
-    assert error_of(cast.join(room_id, stranger.tokens["voip"][0])) == (
+    answer = cast.join(room_id, stranger.tokens["voip"][0])
+    assert error_of(answer) == (
         403, "NotInvited", f"{stranger.user.raw_id} is not a participant of room {room_id}: only users on the "
         "room's roster may join its call.")
+    assert answer.json()["error"]["callEndReason"] == {"code": 403, "subCode": 5828}
 
 
 def test_no_such_room(cast: Cast) -> None:

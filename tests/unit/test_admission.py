@@ -8,13 +8,17 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import jwt
 import pytest
 from livekit.api import TokenVerifier
 
+from openrooms.config import Settings
 from openrooms.http import timestamps, versions
-from openrooms.http.pipeline import Credential, credential_for
+from openrooms.http.app import create_app
+from openrooms.http.pipeline import Credential, Pipeline, credential_for
 from openrooms.livekit import LiveKitBridge
+from openrooms.service import tokens
 from openrooms.service.admission import (
     PERMISSIONS,
     Admission,
@@ -22,10 +26,11 @@ from openrooms.service.admission import (
     Capability,
     CapabilityState,
     Reason,
+    Rule,
     capabilities_of,
     permission_table_markdown,
 )
-from openrooms.service.clock import TICKS_PER_SECOND, FixedClock
+from openrooms.service.clock import TICKS_PER_SECOND, FixedClock, SystemClock
 from openrooms.service.errors import ServiceError
 from openrooms.service.identity import CommunicationUser, IdentityService
 from openrooms.service.model import CreateRoom, Role, Room, UpdateRoom
@@ -41,27 +46,52 @@ LIVEKIT_SECRET = "a-livekit-api-secret-of-32-chars-or-more"
 
 # The ACS Rooms permission matrix, as the ACS documentation states it: Presenter everything; Collaborator mic,
 # camera and screen share; Attendee mic and camera; Consumer receives only. Dial-out also needs the room's
-# pstnDialOutEnabled. (Written out here, not read from the code, so that a change of the code's matrix fails.)
-EVERYDAY = {Capability.TURN_VIDEO_ON, Capability.UNMUTE_MIC, Capability.RAISE_HAND, Capability.REACTION,
-            Capability.CHAT}
-ACS_ROLE_CAPABILITIES: dict[Role, set[Capability]] = {
-    Role.PRESENTER: set(Capability),
-    Role.COLLABORATOR: EVERYDAY | {Capability.SHARE_SCREEN},
-    Role.ATTENDEE: EVERYDAY,
-    Role.CONSUMER: set(),
+# pstnDialOutEnabled. Raise hand, reactions, spotlight, captions, blur and real-time text are openrooms policy.
+# (Written out here, not read from the code, so that a change of the code's matrix fails.)
+SENDING = {"turnVideoOn", "unmuteMic", "raiseHand", "useReactions", "blurBackground", "startLiveCallingCaptions",
+           "setCaptionLanguage", "realTimeText", "viewAttendeeNames"}
+PRESENTING = SENDING | {"shareScreen", "removeParticipant", "addCommunicationUser", "addPhoneNumber",
+                        "spotlightParticipant", "removeParticipantsSpotlight", "pstnDialOut", "muteOthers"}
+ACS_ROLE_CAPABILITIES: dict[Role, set[str]] = {
+    Role.PRESENTER: PRESENTING,
+    Role.COLLABORATOR: SENDING | {"shareScreen"},
+    Role.ATTENDEE: SENDING,
+    Role.CONSUMER: {"viewAttendeeNames"},
 }
+DIAL_OUT = {"addPhoneNumber", "pstnDialOut"}
+# What the SDK answers for a capability a room call never has.
+NEVER_IN_ROOMS = {
+    "hangUpForEveryOne": "CapabilityNotApplicableForTheCallType",
+    "addTeamsUser": "FeatureNotSupported",
+    "manageLobby": "CapabilityNotApplicableForTheCallType",
+    "startLiveMeetingCaptions": "CapabilityNotApplicableForTheCallType",
+    "startTogetherMode": "CapabilityNotApplicableForTheCallType",
+    "joinBreakoutRooms": "CapabilityNotApplicableForTheCallType",
+    "forbidOthersAudio": "CapabilityNotApplicableForTheCallType",
+    "forbidOthersVideo": "CapabilityNotApplicableForTheCallType",
+}
+# `ParticipantCapabilityName` of `@azure/communication-calling` 2.0.0, in its order.
+SDK_CAPABILITY_NAMES = [
+    "turnVideoOn", "unmuteMic", "shareScreen", "removeParticipant", "hangUpForEveryOne", "addCommunicationUser",
+    "addTeamsUser", "addPhoneNumber", "manageLobby", "spotlightParticipant", "removeParticipantsSpotlight",
+    "blurBackground", "startLiveMeetingCaptions", "startLiveCallingCaptions", "setCaptionLanguage", "raiseHand",
+    "pstnDialOut", "muteOthers", "useReactions", "viewAttendeeNames", "startTogetherMode", "joinBreakoutRooms",
+    "forbidOthersAudio", "forbidOthersVideo", "realTimeText",
+]
 
 
 def expected_capabilities(role: Role, pstn_dial_out_enabled: bool) -> dict[str, tuple[bool, str]]:
     """What the join answer must say for `role`: present or not, and why."""
     expected = {}
-    for capability in Capability:
-        if capability not in ACS_ROLE_CAPABILITIES[role]:
-            expected[capability.value] = (False, "RoleRestricted")
-        elif capability is Capability.ADD_PHONE_NUMBER and not pstn_dial_out_enabled:
-            expected[capability.value] = (False, "MeetingRestricted")
+    for name in SDK_CAPABILITY_NAMES:
+        if name in NEVER_IN_ROOMS:
+            expected[name] = (False, NEVER_IN_ROOMS[name])
+        elif name not in ACS_ROLE_CAPABILITIES[role]:
+            expected[name] = (False, "RoleRestricted")
+        elif name in DIAL_OUT and not pstn_dial_out_enabled:
+            expected[name] = (False, "MeetingRestricted")
         else:
-            expected[capability.value] = (True, "Capable")
+            expected[name] = (True, "Capable")
     return expected
 
 
@@ -81,6 +111,19 @@ def test_every_capability_is_in_the_matrix_once() -> None:
     assert [p.capability for p in PERMISSIONS] == list(Capability)
 
 
+def test_the_capabilities_are_the_calling_sdks_names() -> None:
+    assert [c.value for c in Capability] == SDK_CAPABILITY_NAMES
+    assert "chat" not in SDK_CAPABILITY_NAMES  # a room has no chat: not a capability of its call
+
+
+def test_rules_acs_does_not_document_are_marked_as_policy() -> None:
+    policy = {p.capability.value for p in PERMISSIONS if p.rule is Rule.POLICY}
+    assert {"raiseHand", "useReactions", "spotlightParticipant", "removeParticipantsSpotlight"} <= policy
+    assert {p.capability.value for p in PERMISSIONS if p.rule is Rule.NEVER} == set(NEVER_IN_ROOMS)
+    doc_rows = {row.split("|")[1].strip(" `"): row for row in permission_table_markdown().splitlines()[2:]}
+    assert doc_rows["raiseHand"].rstrip(" |").endswith("openrooms policy")
+
+
 @pytest.mark.parametrize("pstn", [True, False], ids=["pstn-on", "pstn-off"])
 @pytest.mark.parametrize("role", list(Role))
 def test_matrix_is_the_acs_matrix(role: Role, pstn: bool) -> None:
@@ -94,7 +137,6 @@ def test_the_join_path_has_its_own_version_family_and_needs_a_user_token() -> No
     assert versions.family_for_path("/rooms/12345678901234567") is versions.ROOMS
     assert versions.family_for_path("/rooms") is versions.ROOMS
     assert credential_for("POST", "/rooms/12345678901234567:join") is Credential.USER_TOKEN
-    assert credential_for("GET", "/rooms/12345678901234567:join") is Credential.ACCESS_KEY
     assert credential_for("POST", "/rooms/12345678901234567/participants:join") is Credential.ACCESS_KEY
     assert credential_for("POST", "/rooms") is Credential.ACCESS_KEY
     assert credential_for("GET", "/healthz") is Credential.NONE
@@ -180,7 +222,8 @@ async def test_before_valid_from_the_room_is_not_open_yet(world: World) -> None:
     raw_id, token = await world.user()
     room_id = await world.room({raw_id: Role.PRESENTER}, valid_from=START + HOUR, valid_until=START + 2 * HOUR)
     error = await refusal(world, token, room_id)
-    assert (error.status, error.code, error.target) == (403, "RoomNotOpenYet", "validFrom")
+    assert (error.status, error.code, error.target, error.call_end_sub_code) == (403, "RoomNotOpenYet", "validFrom",
+                                                                                  5829)
     assert error.message == f"Room {room_id} opens at 2026-09-21T15:13:20+00:00 (validFrom); join from then on."
     world.clock.advance(HOUR - 1)
     assert (await refusal(world, token, room_id)).code == "RoomNotOpenYet"
@@ -204,7 +247,8 @@ async def test_from_valid_until_on_the_room_has_ended(world: World) -> None:
     assert (await world.admission.admit(token, room_id)).grant_expires_at == START + 10 * MINUTE
     world.clock.advance(1)  # validUntil is the first instant outside the window
     error = await refusal(world, token, room_id)
-    assert (error.status, error.code, error.target) == (403, "RoomEnded", "validUntil")
+    assert (error.status, error.code, error.target, error.call_end_sub_code) == (403, "RoomEnded", "validUntil",
+                                                                                  5829)
     assert error.message == (f"Room {room_id} ended at 2026-09-21T14:23:20+00:00 (validUntil); "
                              "its call can no longer be joined.")
 
@@ -260,9 +304,24 @@ async def test_a_user_not_on_the_roster_is_not_invited(world: World) -> None:
     stranger, token = await world.user()
     room_id = await world.room({invited: Role.PRESENTER})
     error = await refusal(world, token, room_id)
-    assert (error.status, error.code) == (403, "NotInvited")
+    assert (error.status, error.code, error.call_end_sub_code) == (403, "NotInvited", 5828)
     assert error.message == (f"{stranger} is not a participant of room {room_id}: only users on the room's roster "
                              "may join its call.")
+
+
+@pytest.mark.parametrize("raw_id", [
+    "8:teamsvisitor:5b3c1d4e", "8:spool:1b5cc06b-f352-4571-b1e6-d9b259b7c776_00000001",
+    "8:acs:123456c",  # not <resource id>_<user>
+])
+async def test_a_token_of_no_communication_services_user_is_refused(world: World, raw_id: str) -> None:
+    """5830: a token this server signed, for a subject that is not one of its Communication Services users."""
+    key = await world.identity._active_key()
+    claims = tokens.TokenClaims(raw_id, await world.identity.resource_id(), ("voip",), START, START + HOUR)
+    await world.store.insert_user(CommunicationUser(raw_id, START))
+    room_id = await world.room({})
+    error = await refusal(world, tokens.issue(claims, key), room_id)
+    assert (error.status, error.code, error.call_end_sub_code) == (403, "NotACommunicationServicesUser", 5830)
+    assert error.message == f"{raw_id} is not a Communication Services user: only such users join a room's call."
 
 
 async def test_no_such_room(world: World) -> None:
@@ -300,10 +359,10 @@ async def test_a_role_change_or_removal_takes_effect_at_the_next_admission(world
 async def test_a_room_setting_change_takes_effect_at_the_next_admission(world: World) -> None:
     raw_id, token = await world.user()
     room_id = await world.room({raw_id: Role.PRESENTER}, pstn=False)
-    assert (await world.admission.admit(token, room_id)).capabilities[Capability.ADD_PHONE_NUMBER] == \
+    assert (await world.admission.admit(token, room_id)).capabilities[Capability.PSTN_DIAL_OUT] == \
         CapabilityState(False, Reason.MEETING_RESTRICTED)
     await world.rooms.rooms_update(room_id, UpdateRoom(pstn_dial_out_enabled=True))
-    assert (await world.admission.admit(token, room_id)).has(Capability.ADD_PHONE_NUMBER)
+    assert (await world.admission.admit(token, room_id)).has(Capability.PSTN_DIAL_OUT)
 
 
 async def test_the_roster_lookup_finds_ids_among_near_neighbours(world: World) -> None:
@@ -369,3 +428,46 @@ async def test_livekit_token_of_another_secret_does_not_verify(world: World) -> 
     grant = LiveKitBridge("wss://livekit.test", LIVEKIT_KEY, LIVEKIT_SECRET, world.clock).grant(admission)
     with pytest.raises(jwt.InvalidSignatureError):
         TokenVerifier(LIVEKIT_KEY, "another-livekit-api-secret-32-chars-long").verify(grant.token)
+
+
+# On the wire, in process: the join path's methods and the call-end sub-code in the envelope ----------------------
+JOIN_V = "api-version=2026-11-01-openrooms"
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[tuple[Pipeline, SqliteStore]]:
+    store = SqliteStore.open(None)
+    yield create_app(Settings(in_memory=True), store=store), store
+    await store.close()
+
+
+async def asgi(app: Pipeline, method: str, path: str, **headers: str) -> httpx.Response:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+        return await client.request(method, path, headers=headers)
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
+@pytest.mark.parametrize("query", [f"?{JOIN_V}", "?api-version=2025-03-13", ""])
+async def test_a_join_path_takes_post_only_before_any_credential(served: tuple[Pipeline, SqliteStore],
+                                                                method: str, query: str) -> None:
+    response = await asgi(served[0], method, f"/rooms/12345678901234567:join{query}")  # unsigned, no token
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    if method != "HEAD":
+        assert response.json()["error"]["code"] == "MethodNotAllowed"
+
+
+async def test_a_refusal_on_the_wire_carries_the_call_end_sub_code(served: tuple[Pipeline, SqliteStore]) -> None:
+    app, store = served
+    identity = IdentityService(store, SystemClock())
+    _, token = await identity.create_user(["voip"])
+    assert token is not None
+    created = await RoomsService(store, SystemClock()).rooms_create(CreateRoom(None, None, False, {}), list(Role),
+                                                                    lambda room: b"")
+    response = await asgi(app, "POST", f"/rooms/{created.room_id}:join?{JOIN_V}",
+                          authorization=f"Bearer {token.token}")
+    assert response.status_code == 403
+    error = response.json()["error"]
+    assert (error["code"], error["callEndReason"]) == ("NotInvited", {"code": 403, "subCode": 5828})
+    other = await asgi(app, "POST", f"/rooms/{created.room_id}:join?{JOIN_V}", authorization="Bearer x.y.z")
+    assert other.status_code == 401 and "callEndReason" not in other.json()["error"]

@@ -24,6 +24,8 @@ def envelope(error: ServiceError) -> bytes:
         body["target"] = error.target
     if error.details:
         body["details"] = [_detail(d) for d in error.details]
+    if error.call_end_sub_code is not None:  # as the ACS Calling SDK's CallEndReason names it
+        body["callEndReason"] = {"code": error.status, "subCode": error.call_end_sub_code}
     return msgspec.json.encode({"error": body})
 
 

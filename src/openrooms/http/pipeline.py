@@ -48,6 +48,7 @@ log = logging.getLogger("openrooms")
 UNAUTHENTICATED = {
     ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/.well-known/jwks.json"),
 }
+JOIN_METHODS = frozenset({"POST"})
 Lifespan = Callable[[Any], contextlib.AbstractAsyncContextManager[None]]
 
 
@@ -110,6 +111,8 @@ class Pipeline:
     # -- 1. route ---------------------------------------------------------------------------------------------
     def _route(self, method: str, path: str) -> tuple[Route | None, dict[str, str], frozenset[str]]:
         """The route for the method and path, its path parameters; without a route, the methods the path takes."""
+        if method != "POST" and is_join_path(path):
+            return None, {}, JOIN_METHODS
         allowed: frozenset[str] = frozenset()
         for regex, methods, route in self._table:
             match = regex.match(path)
@@ -153,6 +156,10 @@ class Pipeline:
         path_params: dict[str, str], allowed: frozenset[str],
     ) -> Response:
         method, path = scope["method"], scope["path"]
+        # A join path takes POST only: answered before the version and the credential steps, and never handed to
+        # the room routes (whose `{room_id}` would match `x:join`).
+        if route is None and is_join_path(path):
+            raise wire_errors.method_not_allowed(JOIN_METHODS)
         # -- 3. api-version
         family = family_for_path(path)
         if family is not None:

@@ -28,6 +28,8 @@ class ServiceError(Exception):
     target: str | None = None
     details: Sequence[ErrorDetail] = field(default_factory=tuple)
     headers: dict[str, str] = field(default_factory=dict)
+    # An ACS call-end sub-code (`CallEndReason.subCode`) for refusals of a room call (see docs/admission.md).
+    call_end_sub_code: int | None = None
 
     def __str__(self) -> str:
         return f"{self.status} {self.code}: {self.message}"
@@ -249,23 +251,39 @@ def admission_room_not_found(room_id: str) -> ServiceError:
     return ServiceError(404, "RoomNotFound", f"Room {room_id} does not exist (or was deleted or purged).", "roomId")
 
 
+# The ACS calling service's call-end sub-codes of a refused room call (with code 403).
+SUB_CODE_NOT_ON_ROSTER = 5828
+SUB_CODE_OUTSIDE_WINDOW = 5829
+SUB_CODE_NOT_ACS_USER = 5830
+
+
 def admission_not_invited(raw_id: str, room_id: str) -> ServiceError:
     return ServiceError(
         403,
         "NotInvited",
         f"{raw_id} is not a participant of room {room_id}: only users on the room's roster may join its call.",
         "roomId",
+        call_end_sub_code=SUB_CODE_NOT_ON_ROSTER,
     )
 
 
 def admission_room_not_open(room_id: str, valid_from: str) -> ServiceError:
     return ServiceError(
-        403, "RoomNotOpenYet", f"Room {room_id} opens at {valid_from} (validFrom); join from then on.", "validFrom"
+        403, "RoomNotOpenYet", f"Room {room_id} opens at {valid_from} (validFrom); join from then on.", "validFrom",
+        call_end_sub_code=SUB_CODE_OUTSIDE_WINDOW,
     )
 
 
 def admission_room_ended(room_id: str, valid_until: str) -> ServiceError:
     return ServiceError(
         403, "RoomEnded", f"Room {room_id} ended at {valid_until} (validUntil); its call can no longer be joined.",
-        "validUntil",
+        "validUntil", call_end_sub_code=SUB_CODE_OUTSIDE_WINDOW,
+    )
+
+
+def admission_not_acs_user(raw_id: str) -> ServiceError:
+    return ServiceError(
+        403, "NotACommunicationServicesUser",
+        f"{raw_id} is not a Communication Services user: only such users join a room's call.",
+        "Authorization", call_end_sub_code=SUB_CODE_NOT_ACS_USER,
     )
