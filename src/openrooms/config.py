@@ -69,6 +69,9 @@ class Settings:
     livekit_url: str | None = None
     livekit_api_key: str | None = None
     livekit_api_secret: str | None = None
+    # Janus servers (WebSocket URLs, comma-separated) that hold room calls (openrooms.calls), and their API secret.
+    janus_url: str | None = None
+    janus_api_secret: str | None = None
     max_participants_per_room: int = rooms.DEFAULT_MAX_PARTICIPANTS_PER_ROOM
     max_participants_per_request: int = rooms.DEFAULT_MAX_PARTICIPANTS_PER_REQUEST
     # GET /metrics (Prometheus text format, unauthenticated like /healthz).

@@ -126,6 +126,12 @@ def serve(
                                                            "more (with --livekit-url).",
                                                            envvar="OPENROOMS_LIVEKIT_API_SECRET",
                                                            show_default=False)] = None,
+    janus_url: Annotated[str | None, typer.Option(help="Janus WebRTC Server(s) for room calls: WebSocket URLs of "
+                                                  "their JSON API, comma-separated, e.g. ws://127.0.0.1:8188/.",
+                                                  envvar="OPENROOMS_JANUS_URL", show_default=False)] = None,
+    janus_api_secret: Annotated[str | None, typer.Option(help="The Janus servers' api_secret (with --janus-url).",
+                                                         envvar="OPENROOMS_JANUS_API_SECRET",
+                                                         show_default=False)] = None,
     max_participants_per_room: Annotated[int | None, typer.Option(help="Most participants a room may have "
                                                                   "(default: 10000).", min=1, show_default=False,
                                                                   envvar="OPENROOMS_MAX_PARTICIPANTS_PER_ROOM")] = None,
@@ -149,6 +155,7 @@ def serve(
         workers=workers, server=server, public_url=public_url, page_size=page_size,
         database_url=database_url, pool_size=pool_size, resource_id=resource_id,
         livekit_url=livekit_url, livekit_api_key=livekit_api_key, livekit_api_secret=livekit_api_secret,
+        janus_url=janus_url, janus_api_secret=janus_api_secret,
         purge_grace_days=purge_grace_days, max_body_bytes=max_body_bytes, clock_skew_seconds=clock_skew_seconds,
         max_participants_per_room=max_participants_per_room,
         max_participants_per_request=max_participants_per_request, metrics=metrics, log_format=log_format,
@@ -313,6 +320,8 @@ def _print_banner(settings: Settings, ca: Path | None) -> None:
     lines.append(f"  server             {settings.server}, {workers}, event loop {event_loop()}")
     if settings.livekit_url:
         lines.append(f"  LiveKit            {settings.livekit_url} (join answers carry LiveKit tokens)")
+    if settings.janus_url:
+        lines.append(f"  Janus              {settings.janus_url} (room calls: /rooms/<id>/call)")
     if settings.access_key == DEV_ACCESS_KEY or settings.secondary_key == DEV_SECONDARY_KEY:
         lines.append("  access keys        the well-known development keys: set --access-key and --secondary-key "
                      "for anything shared")

@@ -13,6 +13,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from openrooms.calls.http import CallsApi
+from openrooms.calls.service import CallService
 from openrooms.config import Settings
 from openrooms.http import auth, metrics, openapi
 from openrooms.http.admission import AdmissionApi
@@ -59,9 +61,9 @@ def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clo
     rooms_api = RoomsApi(rooms_service, settings.public_url)
     identity_service = IdentityService(room_store, clock, resource_id=settings.resource_id)
     identity_api = IdentityApi(identity_service)
-    admission_api = AdmissionApi(
-        AdmissionService(identity_service, room_store, clock), _livekit_bridge(settings, clock)
-    )
+    admission_service = AdmissionService(identity_service, room_store, clock)
+    admission_api = AdmissionApi(admission_service, _livekit_bridge(settings, clock))
+    calls_api = CallsApi(_call_service(settings, admission_service, room_store, clock))
     authenticator = auth.HmacAuthenticator(
         [auth.decode_key(settings.access_key), auth.decode_key(settings.secondary_key)],
         skew_seconds=settings.clock_skew_seconds,
@@ -93,6 +95,8 @@ def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clo
             purger.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await purger
+            if calls_api.service is not None:
+                await calls_api.service.close()
             if owns_store:
                 await room_store.close()
             metrics.flush()
@@ -101,6 +105,7 @@ def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clo
         *rooms_api.routes(),
         *admission_api.routes(),
         *identity_api.routes(),
+        *calls_api.routes(),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         *([Route("/metrics", metrics_text, methods=["GET"], name="metrics")] if settings.metrics else []),
@@ -116,7 +121,16 @@ def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clo
         rate_limiter=RateLimiter(settings.rate_limit) if settings.rate_limit > 0 else None,
         metrics=settings.metrics,
         lifespan=lifespan,
+        websocket=calls_api.websocket,
     )
+
+
+def _call_service(settings: Settings, admission: AdmissionService, store: RoomStore,
+                  clock: Clock) -> CallService | None:
+    if not settings.janus_url:
+        return None
+    urls = [url.strip() for url in settings.janus_url.split(",") if url.strip()]
+    return CallService(admission, store, clock, urls, settings.janus_api_secret)
 
 
 def _livekit_bridge(settings: Settings, clock: Clock) -> LiveKitBridge | None:

@@ -19,7 +19,7 @@ import enum
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -28,6 +28,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
+from openrooms.calls.http import is_page_path
 from openrooms.http import errors as wire_errors
 from openrooms.http import metrics
 from openrooms.http.admission import is_join_path
@@ -64,6 +65,8 @@ def credential_for(method: str, path: str) -> Credential:
         return Credential.NONE
     if method == "POST" and is_join_path(path):
         return Credential.USER_TOKEN
+    if method in ("GET", "HEAD") and is_page_path(path):
+        return Credential.NONE  # the call page: static files; the user's token stays in the page
     return Credential.ACCESS_KEY
 
 
@@ -89,7 +92,9 @@ class Pipeline:
     def __init__(
         self, routes: Sequence[Route], *, authenticator: HmacAuthenticator, keyring: KeyRing, clock: Clock,
         max_body_bytes: int, rate_limiter: RateLimiter | None, metrics: bool, lifespan: Lifespan,
+        websocket: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None,
     ) -> None:
+        self._websocket = websocket  # the room calls' signalling (openrooms.calls), when configured
         self.routes = list(routes)  # the busiest first: a request is matched against them in this order
         self._table = [(route.path_regex, frozenset(route.methods or ()), route) for route in self.routes]
         self._authenticator = authenticator
@@ -105,7 +110,9 @@ class Pipeline:
             await self._http(scope, receive, send)
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
-        else:  # no WebSocket endpoints
+        elif self._websocket is not None:  # the room calls' signalling; it checks its own credential
+            await self._websocket(scope, receive, send)
+        else:
             await send({"type": "websocket.close", "code": 1000})
 
     # -- 1. route ---------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from openrooms.service.errors import ServiceError
@@ -25,6 +26,8 @@ class ApiFamily:
     versions: tuple[ApiVersion, ...]
     # Set: the family owns only the paths under its prefixes that end with this (an action like `:join`).
     path_suffix: str | None = None
+    # Set: the family owns only the paths that match this (e.g. a room's call and its actions).
+    path_pattern: str | None = None
     supported: str = field(init=False, compare=False)  # the versions, as the api-supported-versions header lists them
     supported_header: tuple[bytes, bytes] = field(init=False, repr=False, compare=False)
     _by_name: dict[str, ApiVersion] = field(init=False, repr=False, compare=False)
@@ -38,6 +41,8 @@ class ApiFamily:
         object.__setattr__(self, "_under", tuple(prefix + "/" for prefix in self.path_prefixes))
 
     def owns(self, path: str) -> bool:
+        if self.path_pattern is not None and re.fullmatch(self.path_pattern, path) is None:
+            return False
         if self.path_suffix is not None and not path.endswith(self.path_suffix):
             return False
         return path.startswith(self._under) or path in self.path_prefixes
@@ -100,8 +105,16 @@ ADMISSION = ApiFamily(
     path_suffix=":join",
 )
 
-# The first family that owns a path answers for it: the narrower admission family before Rooms.
-FAMILIES = (ADMISSION, ROOMS, IDENTITY)
+# openrooms' own extension too: a room's call (`/rooms/{roomId}/call...`, see docs/calls.md), same version.
+CALLS = ApiFamily(
+    "Calls (openrooms extension)",
+    ("/rooms",),
+    ADMISSION.versions,
+    path_pattern=r"/rooms/[^/]+/call(?::end|/ws|/participants/[^/]+)?",
+)
+
+# The first family that owns a path answers for it: the narrower extension families before Rooms.
+FAMILIES = (ADMISSION, CALLS, ROOMS, IDENTITY)
 
 
 def family_for_path(path: str) -> ApiFamily | None:

@@ -34,6 +34,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
+from openrooms.calls.model import CallEvent, CallServer
 from openrooms.service.identity import CommunicationUser
 from openrooms.service.model import ROLES, CreateRecord, Participant, Role, Room
 from openrooms.service.tokens import SigningKey
@@ -590,6 +591,54 @@ class PostgresStore:
     async def ping(self) -> None:
         async with self._connection() as db:
             await db.execute("SELECT 1 FROM rooms LIMIT 1")
+
+    # Room calls (openrooms.calls) ---------------------------------------------------------------------------
+    async def claim_call_server(self, candidate: CallServer) -> CallServer:
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO call_servers (room_id, server, janus_room, secret, pin, server_call_id, started_at) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (room_id) DO NOTHING",
+                (candidate.room_id, candidate.server, candidate.janus_room, candidate.secret, candidate.pin,
+                 candidate.server_call_id, candidate.started_at),
+            )
+            cursor = await db.execute(f"SELECT {_CALL_SERVER_COLUMNS} FROM call_servers WHERE room_id = %s",
+                                      (candidate.room_id,))
+            row = await cursor.fetchone()
+        assert row is not None
+        return CallServer(*row)
+
+    async def get_call_server(self, room_id: str) -> CallServer | None:
+        async with self._connection() as db:
+            cursor = await db.execute(f"SELECT {_CALL_SERVER_COLUMNS} FROM call_servers WHERE room_id = %s",
+                                      (room_id,))
+            row = await cursor.fetchone()
+        return None if row is None else CallServer(*row)
+
+    async def release_call_server(self, room_id: str, server_call_id: str) -> bool:
+        async with self._connection() as db:
+            cursor = await db.execute("DELETE FROM call_servers WHERE room_id = %s AND server_call_id = %s",
+                                      (room_id, server_call_id))
+            return cursor.rowcount > 0
+
+    async def add_call_event(self, event: CallEvent) -> None:
+        async with self._connection() as db:
+            await db.execute(
+                f"INSERT INTO call_events ({_CALL_EVENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (event.event_type, event.server_call_id, event.room_id, event.at, event.raw_id, event.role,
+                 event.display_name, event.duration_ticks, event.end_reason, event.sub_code),
+            )
+
+    async def list_call_events(self, room_id: str) -> list[CallEvent]:
+        async with self._connection() as db:
+            cursor = await db.execute(
+                f"SELECT {_CALL_EVENT_COLUMNS}, seq FROM call_events WHERE room_id = %s ORDER BY seq", (room_id,))
+            rows = await cursor.fetchall()
+        return [CallEvent(*row) for row in rows]
+
+
+_CALL_SERVER_COLUMNS = "room_id, server, janus_room, secret, pin, server_call_id, started_at"
+_CALL_EVENT_COLUMNS = ("event_type, server_call_id, room_id, at, raw_id, role, display_name, duration_ticks, "
+                       "end_reason, sub_code")
 
 
 async def _create_room(db: AsyncConnection[Any], room: Room, participants: Sequence[Participant]) -> bool:

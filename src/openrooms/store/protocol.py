@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
+from openrooms.calls.model import CallStore
 from openrooms.service.model import CreateRecord, Participant, Role, Room
 
 if TYPE_CHECKING:
@@ -104,7 +105,7 @@ class AccessKeyStore(Protocol):
         ...
 
 
-class RoomStore(IdentityStore, AccessKeyStore, Protocol):
+class RoomStore(IdentityStore, AccessKeyStore, CallStore, Protocol):
     async def close(self) -> None: ...
 
     async def insert_room(

@@ -24,6 +24,7 @@ import msgspec
 from sqlalchemy import create_engine
 from sqlalchemy.pool import StaticPool
 
+from openrooms.calls.model import CallEvent, CallServer
 from openrooms.service.identity import CommunicationUser
 from openrooms.service.model import ROLES, CreateRecord, Participant, Role, Room
 from openrooms.service.tokens import SigningKey
@@ -521,3 +522,46 @@ class SqliteStore:
 
     async def ping(self) -> None:
         await self._read(lambda db: db.execute("SELECT 1 FROM rooms LIMIT 1").fetchall())
+
+    # Room calls (openrooms.calls) ---------------------------------------------------------------------------
+    async def claim_call_server(self, candidate: CallServer) -> CallServer:
+        def transaction(db: sqlite3.Connection) -> CallServer:
+            db.execute(
+                "INSERT INTO call_servers (room_id, server, janus_room, secret, pin, server_call_id, started_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (room_id) DO NOTHING",
+                (candidate.room_id, candidate.server, candidate.janus_room, candidate.secret, candidate.pin,
+                 candidate.server_call_id, candidate.started_at),
+            )
+            row = db.execute(f"SELECT {_CALL_SERVER_COLUMNS} FROM call_servers WHERE room_id = ?",
+                             (candidate.room_id,)).fetchone()
+            return CallServer(*row)
+
+        return await self._write(transaction)
+
+    async def get_call_server(self, room_id: str) -> CallServer | None:
+        row = await self._read(lambda db: db.execute(
+            f"SELECT {_CALL_SERVER_COLUMNS} FROM call_servers WHERE room_id = ?", (room_id,)).fetchone())
+        return None if row is None else CallServer(*row)
+
+    async def release_call_server(self, room_id: str, server_call_id: str) -> bool:
+        return await self._write(lambda db: db.execute(
+            "DELETE FROM call_servers WHERE room_id = ? AND server_call_id = ?", (room_id, server_call_id),
+        ).rowcount > 0)
+
+    async def add_call_event(self, event: CallEvent) -> None:
+        await self._write(lambda db: db.execute(
+            f"INSERT INTO call_events ({_CALL_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (event.event_type, event.server_call_id, event.room_id, event.at, event.raw_id, event.role,
+             event.display_name, event.duration_ticks, event.end_reason, event.sub_code),
+        ))
+
+    async def list_call_events(self, room_id: str) -> list[CallEvent]:
+        rows = await self._read(lambda db: db.execute(
+            f"SELECT {_CALL_EVENT_COLUMNS}, seq FROM call_events WHERE room_id = ? ORDER BY seq", (room_id,),
+        ).fetchall())
+        return [CallEvent(*row) for row in rows]
+
+
+_CALL_SERVER_COLUMNS = "room_id, server, janus_room, secret, pin, server_call_id, started_at"
+_CALL_EVENT_COLUMNS = ("event_type, server_call_id, room_id, at, raw_id, role, display_name, duration_ticks, "
+                       "end_reason, sub_code")

@@ -1,0 +1,188 @@
+"""Room calls on the wire (openrooms extension, api-version 2026-11-01-openrooms):
+
+- `WS /rooms/{roomId}/call/ws`: a participant's signalling (JSON messages, see docs/calls.md); the first message
+  is `{"type": "join", "accessToken": "<the user's ACS access token>"}`;
+- `GET /rooms/{roomId}/call`, `POST /rooms/{roomId}/call:end`, `DELETE /rooms/{roomId}/call/participants/{rawId}`
+  (access key): the application server's view and controls;
+- `GET /call/{roomId}`: the call page (static HTML and JS, no credential: the token stays in the page).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from openrooms.calls.service import CallConnection, CallService, CallsUnavailable, refusal
+from openrooms.http import timestamps
+from openrooms.http.versions import CALLS
+from openrooms.http.wire import json_response, query_of
+from openrooms.service import errors, ids
+from openrooms.service.errors import ServiceError
+
+WS_PATH = re.compile(r"/rooms/(?P<room_id>[^/]+)/call/ws")
+STATIC = Path(__file__).with_name("static")
+PAGE_PREFIX = "/call/"
+MAX_MESSAGE = 256 * 1024
+
+
+def is_page_path(path: str) -> bool:
+    return path.startswith(PAGE_PREFIX) or path.startswith("/call-static/")
+
+
+class CallParticipantBody(msgspec.Struct):
+    rawId: str
+    role: str
+    joinedAt: str
+    publishes: list[str]
+    displayName: str | None = None
+
+
+class CallBody(msgspec.Struct):
+    roomId: str
+    serverCallId: str
+    startedAt: str
+    participants: list[CallParticipantBody]
+
+
+class CallsApi:
+    def __init__(self, service: CallService | None) -> None:
+        self.service = service
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/rooms/{room_id}/call", self.call_get, methods=["GET"]),
+            Route("/rooms/{room_id}/call:end", self.call_end, methods=["POST"]),
+            Route("/rooms/{room_id}/call/participants/{raw_id}", self.call_participant_remove, methods=["DELETE"]),
+            Route("/call/{room_id}", self.page, methods=["GET"]),
+            Route("/call-static/{name}", self.static, methods=["GET"]),
+        ]
+
+    def _service(self) -> CallService:
+        if self.service is None:
+            raise errors.ServiceError(404, "CallsNotConfigured",
+                                      "Room calls are not configured on this server (start it with --janus-url).")
+        return self.service
+
+    async def call_get(self, request: Request) -> Response:
+        room_id = request.path_params["room_id"]
+        ids.check_room_id(room_id)
+        service = self._service()
+        try:
+            found = await service.feeds(room_id)
+        except CallsUnavailable as exc:
+            raise ServiceError(503, "CallsUnavailable", str(exc)) from None
+        if found is None:
+            raise ServiceError(404, "CallNotFound", f"Room {room_id} has no call right now.", "roomId")
+        stored, feeds = found
+        people: dict[str, CallParticipantBody] = {}
+        for feed in sorted(feeds, key=lambda f: (f.kind != "camera", f.joined_at)):
+            person = people.get(feed.raw_id)
+            if person is None:
+                person = people[feed.raw_id] = CallParticipantBody(
+                    feed.raw_id, feed.role, timestamps.format(feed.joined_at), [], feed.display_name)
+            if feed.publishing:
+                person.publishes += ["screen"] if feed.kind == "screen" else (
+                    ["audio", "video"] if feed.audio_mids else ["video"])
+        return json_response(CallBody(room_id, stored.server_call_id, timestamps.format(stored.started_at),
+                                      list(people.values())))
+
+    async def call_end(self, request: Request) -> Response:
+        room_id = request.path_params["room_id"]
+        ids.check_room_id(room_id)
+        if not await self._service().end_call(room_id, "EndedByApplication"):
+            raise ServiceError(404, "CallNotFound", f"Room {room_id} has no call right now.", "roomId")
+        return Response(status_code=204)
+
+    async def call_participant_remove(self, request: Request) -> Response:
+        room_id, raw_id = request.path_params["room_id"], request.path_params["raw_id"]
+        ids.check_room_id(room_id)
+        if not await self._service().remove_participant(room_id, raw_id):
+            raise ServiceError(404, "CallParticipantNotFound",
+                               f"{raw_id} is not in the call of room {room_id}.", "rawId")
+        return Response(status_code=204)
+
+    async def page(self, request: Request) -> Response:
+        return FileResponse(STATIC / "call.html", headers={"Cache-Control": "no-store"})
+
+    async def static(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in ("call.js", "call.css", "LICENSE"):
+            raise ServiceError(404, "NotFound", "The server cannot find the requested resource.")
+        return FileResponse(STATIC / name)
+
+    # -- the signalling WebSocket ------------------------------------------------------------------------------
+    async def websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ws = WebSocket(scope, receive, send)
+        match = WS_PATH.fullmatch(scope["path"])
+        if match is None:
+            await ws.close(code=4404)
+            return
+        await ws.accept()
+        try:
+            CALLS.resolve(query_of(scope["query_string"]).get("api-version"))
+            ids.check_room_id(match.group("room_id"))
+            service = self._service()
+        except ServiceError as exc:
+            await ws.send_json({"type": "refused", "status": exc.status, "code": exc.code, "message": exc.message})
+            await ws.close(code=4000 + exc.status)
+            return
+        lock = asyncio.Lock()
+
+        async def push(message: dict[str, Any]) -> None:
+            async with lock:
+                await ws.send_text(json.dumps(message))
+
+        connection = CallConnection(service, match.group("room_id"), push)
+        try:
+            first = await asyncio.wait_for(ws.receive_text(), timeout=30)
+            hello = json.loads(first)
+            if not isinstance(hello, dict) or hello.get("type") != "join" or not hello.get("accessToken"):
+                await push(refusal("BadRequest", 'The first message must be {"type": "join", "accessToken": ...}.'))
+                await ws.close(code=4400)
+                return
+            name = hello.get("displayName")
+            await connection.join(str(hello["accessToken"]), str(name)[:64] if name else None)
+            if connection.ended.is_set():
+                await ws.close(code=4403)
+                return
+            reader = asyncio.create_task(self._read(ws, connection, push))
+            ended = asyncio.create_task(connection.ended.wait())
+            await asyncio.wait({reader, ended}, return_when=asyncio.FIRST_COMPLETED)
+            reader.cancel()
+            ended.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+        except (WebSocketDisconnect, TimeoutError, ValueError):
+            pass
+        finally:
+            await connection.end("left", None)
+            with contextlib.suppress(Exception):
+                await ws.close(code=1000)
+
+    async def _read(self, ws: WebSocket, connection: CallConnection, push: Any) -> None:
+        with contextlib.suppress(WebSocketDisconnect):
+            while True:
+                raw = await ws.receive_text()
+                if len(raw) > MAX_MESSAGE:
+                    await push(refusal("BadRequest", "The message is too large."))
+                    continue
+                try:
+                    message = json.loads(raw)
+                except ValueError:
+                    await push(refusal("BadRequest", "Messages are JSON objects."))
+                    continue
+                if not isinstance(message, dict):
+                    await push(refusal("BadRequest", "Messages are JSON objects."))
+                    continue
+                await connection.handle(message)

@@ -1,0 +1,75 @@
+"""A local Janus for development and tests: a private configuration folder (VideoRoom plugin and WebSocket
+transport only, stock ICE settings) and the `janus -F <folder>` process."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+PLUGINS = Path("/usr/lib/x86_64-linux-gnu/janus/plugins")
+TRANSPORTS = Path("/usr/lib/x86_64-linux-gnu/janus/transports")
+
+
+def write_config(folder: Path, *, ws_port: int, api_secret: str, rtp_ports: tuple[int, int] = (20000, 20999),
+                 interface: str = "127.0.0.1") -> Path:
+    """Write Janus's configuration into `folder` (created) and answer it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    plugins = PLUGINS if PLUGINS.is_dir() else Path("/usr/lib/janus/plugins")
+    transports = TRANSPORTS if TRANSPORTS.is_dir() else Path("/usr/lib/janus/transports")
+    (folder / "janus.jcfg").write_text(f"""general: {{
+    configs_folder = "{folder}"
+    plugins_folder = "{plugins}"
+    transports_folder = "{transports}"
+    events_folder = "{folder}/none"
+    loggers_folder = "{folder}/none"
+    log_to_stdout = true
+    debug_level = 3
+    api_secret = "{api_secret}"
+    session_timeout = 60
+}}
+media: {{
+    rtp_port_range = "{rtp_ports[0]}-{rtp_ports[1]}"
+}}
+nat: {{
+}}
+plugins: {{
+    disable = "{_others(plugins, 'libjanus_videoroom.so')}"
+}}
+transports: {{
+    disable = "{_others(transports, 'libjanus_websockets.so')}"
+}}
+events: {{
+    broadcast = false
+}}
+""")
+    (folder / "janus.plugin.videoroom.jcfg").write_text("general: {\n}\n")
+    (folder / "janus.transport.websockets.jcfg").write_text(f"""general: {{
+    json = "compact"
+    ws = true
+    ws_port = {ws_port}
+    ws_ip = "{interface}"
+    wss = false
+}}
+admin: {{
+    admin_ws = false
+    admin_wss = false
+}}
+""")
+    return folder
+
+
+def _others(folder: Path, keep: str) -> str:
+    return ",".join(sorted(p.name for p in folder.glob("*.so") if p.name != keep))
+
+
+def janus_binary() -> str | None:
+    return shutil.which("janus")
+
+
+def start(folder: Path, log: Path) -> subprocess.Popen[bytes]:
+    binary = janus_binary()
+    if binary is None:
+        raise FileNotFoundError("janus is not installed (apt-get install janus)")
+    with log.open("wb") as out:
+        return subprocess.Popen([binary, "-F", str(folder)], stdout=out, stderr=subprocess.STDOUT)

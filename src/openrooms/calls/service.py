@@ -1,0 +1,498 @@
+"""Room calls on Janus VideoRooms: admission, the rules of every signalled request, live enforcement.
+
+Each participant's WebSocket is a `CallConnection`: it admits the participant (`AdmissionService.admit`, the same
+checks as `POST /rooms/{id}:join`, in the same order), then speaks for it to Janus over a Janus session of its own.
+Every request it relays is checked against the one permission matrix (`service/admission.py`) with the
+participant's current admission. The VideoRoom of a room's call is created by the first join with a secret and a
+pin only openrooms knows (stored, so every instance finds it); the browser never sees either.
+
+Live enforcement: each connection asks for admission again every `RECHECK_SECONDS` and at its grant's end
+(`validUntil` or the token's expiry), and leaves the call on a refusal or a role change. Actions that touch other
+participants go through Janus (kick, moderate, destroy), so they reach participants served by other instances.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import re
+import secrets
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from openrooms.calls import janus
+from openrooms.calls.model import CallEvent, CallServer, CallStore
+from openrooms.service.admission import Admission, AdmissionService, Capability
+from openrooms.service.clock import TICKS_PER_SECOND, Clock
+from openrooms.service.errors import ServiceError
+
+log = logging.getLogger("openrooms.calls")
+
+RECHECK_SECONDS = 1.0  # how often a connected participant's admission is asked again (changes land within 2 s)
+MAX_PUBLISHERS = 100
+# ACS call-end sub-codes used when openrooms ends a participant's call.
+SUB_CODE_ROLE_CHANGED = 5317
+SUB_CODE_REMOVED = 5300  # removed from the call by a Presenter or the application
+SUB_CODE_CALL_ENDED = 5000  # the call was ended for everyone
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class CallsUnavailable(Exception):
+    pass
+
+
+def refusal(code: str, message: str) -> dict[str, Any]:
+    return {"type": "refused", "code": code, "message": message}
+
+
+def error_message(error: ServiceError) -> dict[str, Any]:
+    body: dict[str, Any] = {"type": "refused", "status": error.status, "code": error.code, "message": error.message}
+    if error.call_end_sub_code is not None:
+        body["callEndReason"] = {"code": error.status, "subCode": error.call_end_sub_code}
+    return body
+
+
+_MEDIA = re.compile(r"^m=(audio|video) ", re.MULTILINE)
+
+
+def offered_media(sdp: str) -> set[str]:
+    """The kinds of media an offer sends (an m-line that is not inactive nor recvonly)."""
+    kinds = set()
+    for section in re.split(r"(?m)^(?=m=)", sdp):
+        match = _MEDIA.match(section)
+        if match is None or re.search(r"(?m)^a=(inactive|recvonly)\s*$", section) or section.startswith(
+                "m=" + match.group(1) + " 0 "):
+            continue
+        kinds.add(match.group(1))
+    return kinds
+
+
+def audio_mids(sdp: str) -> list[str]:
+    mids = []
+    for section in re.split(r"(?m)^(?=m=)", sdp):
+        if section.startswith("m=audio"):
+            mid = re.search(r"(?m)^a=mid:(\S+)", section)
+            if mid:
+                mids.append(mid.group(1))
+    return mids
+
+
+@dataclass
+class Feed:
+    """A participant of the Janus room as openrooms labels it (its `display`, as JSON)."""
+
+    feed_id: int
+    raw_id: str
+    role: str
+    kind: str  # camera | screen
+    joined_at: int
+    audio_mids: list[str] = field(default_factory=list)
+    publishing: bool = False
+    display_name: str | None = None
+
+    @classmethod
+    def of(cls, entry: Mapping[str, Any]) -> Feed | None:
+        try:
+            label = json.loads(entry.get("display") or "")
+            return cls(int(entry["id"]), label["rawId"], label["role"], label["kind"], int(label["joinedAt"]),
+                       list(label.get("audio", [])), bool(entry.get("publisher", False)), label.get("name"))
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    def display(self) -> str:
+        label = {"rawId": self.raw_id, "role": self.role, "kind": self.kind, "joinedAt": self.joined_at,
+                 "audio": self.audio_mids}
+        if self.display_name:
+            label["name"] = self.display_name
+        return json.dumps(label)
+
+    def wire(self) -> dict[str, Any]:
+        return {"feedId": self.feed_id, "rawId": self.raw_id, "role": self.role, "kind": self.kind,
+                "displayName": self.display_name}
+
+
+class CallService:
+    def __init__(self, admission: AdmissionService, store: CallStore, clock: Clock, janus_urls: Sequence[str],
+                 api_secret: str | None) -> None:
+        self.admission = admission
+        self.store = store
+        self.clock = clock
+        self.janus_urls = list(janus_urls)
+        self.api_secret = api_secret
+        self._control: dict[str, tuple[janus.JanusSession, janus.Handle]] = {}
+        self._control_lock = asyncio.Lock()
+        self.connections: set[CallConnection] = set()
+
+    async def control(self, url: str) -> janus.Handle:
+        """A handle on `url` for the requests that need the room's secret (create, destroy, kick, moderate)."""
+        async with self._control_lock:
+            held = self._control.get(url)
+            if held is not None and not held[0].closed.is_set():
+                return held[1]
+            try:
+                session = await janus.JanusSession.open(url, self.api_secret)
+                handle = await session.attach()
+            except (OSError, janus.JanusError, TimeoutError, ConnectionError) as exc:
+                raise CallsUnavailable(f"the Janus server {url} cannot be reached: {exc}") from exc
+            self._control[url] = (session, handle)
+            return handle
+
+    async def call_server(self, room_id: str) -> CallServer:
+        """The room's VideoRoom, created on the first join (and again after a Janus restart)."""
+        stored = await self.store.get_call_server(room_id)
+        if stored is None:
+            candidate = CallServer(
+                room_id, random.choice(self.janus_urls), secrets.randbelow(2**52) + 1, secrets.token_urlsafe(24),
+                secrets.token_urlsafe(24), secrets.token_hex(16), self.clock.now(),
+            )
+            stored = await self.store.claim_call_server(candidate)
+            if stored == candidate:
+                await self.store.add_call_event(CallEvent("CallStarted", stored.server_call_id, room_id,
+                                                          stored.started_at))
+        await janus.ensure_room(await self.control(stored.server), spec(stored), MAX_PUBLISHERS)
+        return stored
+
+    async def feeds(self, room_id: str) -> tuple[CallServer, list[Feed]] | None:
+        stored = await self.store.get_call_server(room_id)
+        if stored is None:
+            return None
+        try:
+            listed = await (await self.control(stored.server)).message(
+                {"request": "listparticipants", "room": stored.janus_room})
+        except janus.JanusError as exc:
+            if exc.code == janus.NO_SUCH_ROOM:
+                return stored, []
+            raise
+        return stored, [feed for entry in listed.data.get("participants", []) if (feed := Feed.of(entry))]
+
+    async def end_call(self, room_id: str, reason: str) -> bool:
+        """Destroy the room's VideoRoom (everyone in it leaves) and record the call's end."""
+        stored = await self.store.get_call_server(room_id)
+        if stored is None:
+            return False
+        with contextlib.suppress(janus.JanusError, CallsUnavailable):
+            await janus.destroy_room(await self.control(stored.server), spec(stored))
+        if await self.store.release_call_server(room_id, stored.server_call_id):
+            now = self.clock.now()
+            await self.store.add_call_event(CallEvent("CallEnded", stored.server_call_id, room_id, now,
+                                                      duration_ticks=now - stored.started_at, end_reason=reason))
+        return True
+
+    async def remove_participant(self, room_id: str, raw_id: str) -> bool:
+        """Kick every feed of `raw_id` from the room's call (wherever it is served)."""
+        found = await self.feeds(room_id)
+        if found is None:
+            return False
+        stored, feeds = found
+        control = await self.control(stored.server)
+        removed = False
+        for feed in feeds:
+            if feed.raw_id == raw_id:
+                with contextlib.suppress(janus.JanusError):
+                    await control.message({"request": "kick", "room": stored.janus_room, "secret": stored.secret,
+                                           "id": feed.feed_id})
+                    removed = True
+        return removed
+
+    async def mute_participant(self, room_id: str, raw_id: str) -> bool:
+        found = await self.feeds(room_id)
+        if found is None:
+            return False
+        stored, feeds = found
+        control = await self.control(stored.server)
+        muted = False
+        for feed in feeds:
+            if feed.raw_id == raw_id and feed.kind == "camera":
+                for mid in feed.audio_mids:
+                    with contextlib.suppress(janus.JanusError):
+                        await control.message({"request": "moderate", "room": stored.janus_room,
+                                               "secret": stored.secret, "id": feed.feed_id, "mid": mid,
+                                               "mute": True})
+                        muted = True
+        return muted
+
+    async def close(self) -> None:
+        for connection in list(self.connections):
+            await connection.end("server stopping", None)
+        for session, _ in self._control.values():
+            await session.close()
+        self._control.clear()
+
+
+def spec(stored: CallServer) -> janus.VideoRoomSpec:
+    return janus.VideoRoomSpec(stored.janus_room, stored.secret, stored.pin)
+
+
+class CallConnection:
+    """One participant's signalling connection to its room's call."""
+
+    def __init__(self, service: CallService, room_id: str, send: Send) -> None:
+        self.service = service
+        self.room_id = room_id
+        self._send = send
+        self.admission: Admission | None = None
+        self._token = ""
+        self._session: janus.JanusSession | None = None
+        self._server: CallServer | None = None
+        self._publishers: dict[str, janus.Handle] = {}  # kind -> handle joined as publisher
+        self._feeds: dict[str, Feed] = {}  # kind -> our own feed
+        self._subscribers: dict[int, janus.Handle] = {}  # remote feed id -> subscriber handle
+        self._tasks: list[asyncio.Task[None]] = []
+        self.ended = asyncio.Event()
+        self._end_lock = asyncio.Lock()
+
+    # -- joining ----------------------------------------------------------------------------------------------
+    async def join(self, access_token: str, display_name: str | None) -> None:
+        try:
+            self.admission = await self.service.admission.admit(access_token, self.room_id)
+        except ServiceError as exc:
+            await self._send(error_message(exc))
+            self.ended.set()
+            return
+        self._token = access_token
+        admission = self.admission
+        try:
+            self._server = await self.service.call_server(self.room_id)
+            self._session = await janus.JanusSession.open(self._server.server, self.service.api_secret)
+            camera = Feed(0, admission.participant.raw_id, admission.participant.role.value, "camera",
+                          self.service.clock.now(), display_name=display_name)
+            joined = await self._join_as_publisher(camera)
+        except (CallsUnavailable, OSError, janus.JanusError, TimeoutError, ConnectionError) as exc:
+            log.warning("room %s: the call could not be joined: %s", self.room_id, exc)
+            await self._send(refusal("CallsUnavailable", "The room's call cannot be reached right now."))
+            await self._close_janus()
+            self.ended.set()
+            return
+        self.service.connections.add(self)
+        await self.service.store.add_call_event(CallEvent(
+            "CallParticipantAdded", self._server.server_call_id, self.room_id, camera.joined_at,
+            raw_id=camera.raw_id, role=camera.role, display_name=display_name))
+        others = [f.wire() for entry in joined.data.get("publishers", []) if (f := Feed.of(entry))]
+        await self._send({
+            "type": "joined", "roomId": self.room_id, "feedId": camera.feed_id,
+            "participant": {"rawId": camera.raw_id, "role": camera.role},
+            "capabilities": {c.value: s.is_present for c, s in admission.capabilities.items()},
+            "grantExpiresAt": admission.grant_expires_at, "feeds": others,
+        })
+        self._tasks.append(asyncio.create_task(self._enforce()))
+
+    async def _join_as_publisher(self, feed: Feed) -> janus.Reply:
+        assert self._session is not None and self._server is not None
+        handle = await self._session.attach()
+        joined = await handle.message({"request": "join", "ptype": "publisher", "room": self._server.janus_room,
+                                       "pin": self._server.pin, "display": feed.display()})
+        feed.feed_id = int(joined.data["id"])
+        self._publishers[feed.kind] = handle
+        self._feeds[feed.kind] = feed
+        self._tasks.append(asyncio.create_task(self._pump(handle, feed.kind)))
+        return joined
+
+    # -- requests ---------------------------------------------------------------------------------------------
+    async def handle(self, message: Mapping[str, Any]) -> None:
+        """One request of the participant; anything not allowed is refused and nothing happens."""
+        if self.admission is None or self.ended.is_set():
+            return
+        kind = message.get("type")
+        try:
+            match kind:
+                case "publish":
+                    await self._publish(message)
+                case "unpublish":
+                    await self._unpublish(str(message.get("feed", "camera")))
+                case "subscribe":
+                    await self._subscribe(int(message["feedId"]))
+                case "start":
+                    await self._start(int(message["feedId"]), message["jsep"])
+                case "trickle":
+                    await self._trickle(message)
+                case "mute":
+                    await self._moderate(Capability.MUTE_OTHERS, str(message.get("target", "")))
+                case "remove":
+                    await self._moderate(Capability.REMOVE_PARTICIPANT, str(message.get("target", "")))
+                case "leave":
+                    await self.end("left", None)
+                case _:
+                    await self._send(refusal("UnknownRequest", f"Unknown request type {kind!r}: openrooms relays "
+                                             "publish, unpublish, subscribe, start, trickle, mute, remove and "
+                                             "leave; the media server's API is not reachable through it."))
+        except (KeyError, ValueError, TypeError):
+            await self._send(refusal("BadRequest", f"The {kind} request is missing a field or has a bad one."))
+        except janus.JanusError as exc:
+            await self._send(refusal("MediaServerError", f"The media server refused the {kind} request: "
+                                     f"{exc.reason}"))
+
+    def _allowed(self, capability: Capability) -> bool:
+        return self.admission is not None and self.admission.has(capability)
+
+    async def _forbidden(self, request: str, capability: Capability) -> None:
+        assert self.admission is not None
+        await self._send(refusal("Forbidden", f"A {self.admission.participant.role} may not {request} in this "
+                                 f"room's call (capability {capability} is not present)."))
+
+    async def _publish(self, message: Mapping[str, Any]) -> None:
+        kind = str(message.get("feed", "camera"))
+        jsep = message["jsep"]
+        sdp = str(jsep["sdp"])
+        media = offered_media(sdp)
+        if kind == "screen":
+            if not self._allowed(Capability.SHARE_SCREEN):
+                return await self._forbidden("share the screen", Capability.SHARE_SCREEN)
+        elif kind == "camera":
+            if "audio" in media and not self._allowed(Capability.UNMUTE_MIC):
+                return await self._forbidden("send audio", Capability.UNMUTE_MIC)
+            if "video" in media and not self._allowed(Capability.TURN_VIDEO_ON):
+                return await self._forbidden("send video", Capability.TURN_VIDEO_ON)
+        else:
+            raise ValueError(kind)
+        if kind not in self._publishers:
+            assert self.admission is not None
+            camera = self._feeds["camera"]
+            await self._join_as_publisher(Feed(0, camera.raw_id, camera.role, kind, self.service.clock.now(),
+                                               display_name=camera.display_name))
+        feed = self._feeds[kind]
+        feed.audio_mids = audio_mids(sdp)
+        answer = await self._publishers[kind].message(
+            {"request": "configure", "audio": "audio" in media, "video": "video" in media,
+             "display": feed.display()}, {"type": "offer", "sdp": sdp})
+        await self._send({"type": "answer", "feed": kind, "feedId": feed.feed_id, "jsep": answer.jsep})
+
+    async def _unpublish(self, kind: str) -> None:
+        handle = self._publishers.get(kind)
+        if handle is not None:
+            await handle.message({"request": "unpublish"})
+
+    async def _subscribe(self, feed_id: int) -> None:
+        assert self._session is not None and self._server is not None
+        handle = await self._session.attach()
+        offer = await handle.message({"request": "join", "ptype": "subscriber", "room": self._server.janus_room,
+                                      "pin": self._server.pin, "streams": [{"feed": feed_id}]})
+        self._subscribers[feed_id] = handle
+        await self._send({"type": "offer", "feedId": feed_id, "jsep": offer.jsep})
+
+    async def _start(self, feed_id: int, jsep: Mapping[str, Any]) -> None:
+        handle = self._subscribers[feed_id]
+        await handle.message({"request": "start"}, {"type": "answer", "sdp": str(jsep["sdp"])})
+
+    async def _trickle(self, message: Mapping[str, Any]) -> None:
+        if "feedId" in message:
+            handle = self._subscribers.get(int(message["feedId"]))
+        else:
+            handle = self._publishers.get(str(message.get("feed", "camera")))
+        if handle is not None:
+            await handle.trickle(message.get("candidate"))
+
+    async def _moderate(self, capability: Capability, target: str) -> None:
+        verb = "mute others" if capability is Capability.MUTE_OTHERS else "remove participants"
+        if not self._allowed(capability):
+            return await self._forbidden(verb, capability)
+        if capability is Capability.MUTE_OTHERS:
+            done = await self.service.mute_participant(self.room_id, target)
+        else:
+            done = await self.service.remove_participant(self.room_id, target)
+        await self._send({"type": "done", "request": "mute" if capability is Capability.MUTE_OTHERS else "remove",
+                          "target": target, "found": done})
+
+    # -- events from Janus ------------------------------------------------------------------------------------
+    async def _pump(self, handle: janus.Handle, kind: str) -> None:
+        while True:
+            event = await handle.events.get()
+            if event.get("janus") in ("closed", "detached"):
+                if kind == "camera":
+                    await self.end("media server connection lost", None)
+                return
+            if event.get("janus") == "webrtcup" or event.get("janus") == "media":
+                continue
+            data = (event.get("plugindata") or {}).get("data") or {}
+            if data.get("videoroom") == "destroyed":
+                await self.end("the call was ended", SUB_CODE_CALL_ENDED)
+                return
+            if data.get("leaving") == "ok" and data.get("reason") == "kicked":
+                await self.end("removed from the call", SUB_CODE_REMOVED)
+                return
+            publishers = [f.wire() for entry in data.get("publishers", []) if (f := Feed.of(entry))]
+            if publishers:
+                await self._send({"type": "feeds", "feeds": publishers})
+            gone = data.get("unpublished") or data.get("leaving")
+            if isinstance(gone, int):
+                await self._send({"type": "left", "feedId": gone})
+                handle_of = self._subscribers.pop(gone, None)
+                if handle_of is not None:
+                    self._tasks.append(asyncio.create_task(handle_of.detach()))
+            if data.get("videoroom") == "talking" or data.get("videoroom") == "stopped-talking":
+                continue
+            if "moderation" in data or (data.get("videoroom") == "event" and "mid" in data and "moderation" in data):
+                await self._send({"type": "muted", "feedId": data.get("id")})
+
+    # -- live enforcement -------------------------------------------------------------------------------------
+    async def _enforce(self) -> None:
+        assert self.admission is not None
+        role = self.admission.participant.role
+        while not self.ended.is_set():
+            left = (self.admission.grant_expires_at - self.service.clock.now()) / TICKS_PER_SECOND
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.ended.wait(), timeout=max(0.0, min(RECHECK_SECONDS, left)))
+            if self.ended.is_set():
+                return
+            try:
+                admission = await self.service.admission.admit(self._token, self.room_id)
+            except ServiceError as exc:
+                ended = exc.code == "RoomEnded" or exc.code == "RoomNotFound"
+                await self.end(exc.message, exc.call_end_sub_code, error=exc)
+                if ended:
+                    await self.service.end_call(self.room_id, "RoomEnded" if exc.code == "RoomEnded"
+                                                else "RoomDeleted")
+                return
+            except Exception:  # the store may be away for a moment: ask again at the next turn
+                log.exception("room %s: admission could not be asked again", self.room_id)
+                continue
+            if admission.participant.role is not role:
+                await self.end(f"The participant's role changed from {role} to {admission.participant.role}: "
+                               "join again to take part with the new role.", SUB_CODE_ROLE_CHANGED)
+                return
+            self.admission = admission
+
+    async def end(self, reason: str, sub_code: int | None, *, error: ServiceError | None = None) -> None:
+        async with self._end_lock:
+            if self.ended.is_set():
+                return
+            self.ended.set()
+        message: dict[str, Any] = {"type": "ended", "reason": reason}
+        if error is not None:
+            message = {**error_message(error), "type": "ended", "reason": reason}
+        elif sub_code is not None:
+            message["callEndReason"] = {"code": 0 if sub_code == SUB_CODE_CALL_ENDED else 403, "subCode": sub_code}
+        with contextlib.suppress(Exception):
+            await self._send(message)
+        await self._leave(reason)
+
+    async def _leave(self, reason: str) -> None:
+        self.service.connections.discard(self)
+        if self._server is not None and self.admission is not None:
+            camera = self._feeds.get("camera")
+            now = self.service.clock.now()
+            with contextlib.suppress(Exception):
+                await self.service.store.add_call_event(CallEvent(
+                    "CallParticipantRemoved", self._server.server_call_id, self.room_id, now,
+                    raw_id=self.admission.participant.raw_id, role=self.admission.participant.role.value,
+                    duration_ticks=now - camera.joined_at if camera else None, end_reason=reason))
+        await self._close_janus()
+        # The last one out ends the call, as in ACS.
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                found = await self.service.feeds(self.room_id)
+                if found is not None and not found[1]:
+                    await self.service.end_call(self.room_id, "AllParticipantsLeft")
+
+    async def _close_janus(self) -> None:
+        current = asyncio.current_task()
+        for task in self._tasks:
+            if task is not current:
+                task.cancel()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

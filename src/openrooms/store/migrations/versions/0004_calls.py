@@ -1,0 +1,48 @@
+"""Room calls: which media server room holds each room's call (found by any instance), and a record of every
+call start and end and every participant joining and leaving, with what ACS's Event Grid call events carry.
+
+Revision ID: 0004
+Revises: 0003
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0004"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "call_servers",
+        sa.Column("room_id", sa.String(32), primary_key=True),
+        sa.Column("server", sa.Text, nullable=False),  # the Janus server's WebSocket URL
+        sa.Column("janus_room", sa.BigInteger, nullable=False),
+        sa.Column("secret", sa.Text, nullable=False),  # the VideoRoom's secret and pin: guard the database
+        sa.Column("pin", sa.Text, nullable=False),
+        sa.Column("server_call_id", sa.String(64), nullable=False),
+        sa.Column("started_at", sa.BigInteger, nullable=False),  # ticks of 100 ns since the epoch
+    )
+    op.create_table(
+        "call_events",
+        sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("event_type", sa.String(32), nullable=False),  # CallStarted, CallEnded, CallParticipant...
+        sa.Column("server_call_id", sa.String(64), nullable=False),
+        sa.Column("room_id", sa.String(32), nullable=False),
+        sa.Column("raw_id", sa.Text, nullable=True),  # the participant (participant events)
+        sa.Column("role", sa.String(16), nullable=True),
+        sa.Column("display_name", sa.Text, nullable=True),
+        sa.Column("at", sa.BigInteger, nullable=False),
+        sa.Column("duration_ticks", sa.BigInteger, nullable=True),  # ended / removed: since started / added
+        sa.Column("end_reason", sa.Text, nullable=True),
+        sa.Column("sub_code", sa.Integer, nullable=True),
+    )
+    op.create_index("call_events_by_room", "call_events", ["room_id", "seq"])
+
+
+def downgrade() -> None:
+    op.drop_index("call_events_by_room", "call_events")
+    op.drop_table("call_events")
+    op.drop_table("call_servers")

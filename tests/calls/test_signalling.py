@@ -1,0 +1,173 @@
+"""A room's call signalling against a real Janus and a real `openrooms serve` (in the tests' network namespace),
+spoken by a raw WebSocket client: admission and its codes, and every forbidden request refused."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+
+from tests.calls.conftest import CallServer
+from tests.support import sign_headers
+
+V = "api-version=2026-11-01-openrooms"
+ROOMS_V = "api-version=2025-03-13"
+IDENTITY_V = "api-version=2025-06-30"
+# An offer that sends audio and video (what openrooms reads of an offer is its m-lines).
+OFFER = ("v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+         "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=sendrecv\r\n"
+         "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=sendrecv\r\n")
+
+
+@dataclass
+class Cast:
+    server: CallServer
+
+    def api(self, method: str, path: str, body: Any = None, version: str = V) -> httpx.Response:
+        path_and_query = f"{path}?{version}"
+        host = f"127.0.0.1:{self.server.server.port}"
+        content = b"" if body is None else json.dumps(body).encode()
+        headers = {**sign_headers(method, path_and_query, host, content), "content-type": "application/json"}
+        return httpx.request(method, f"http://{host}{path_and_query}", content=content, headers=headers)
+
+    def user(self, scopes: tuple[str, ...] = ("voip",)) -> tuple[str, str]:
+        answer = self.api("POST", "/identities", {"createTokenWithScopes": list(scopes)}, IDENTITY_V).json()
+        return answer["identity"]["id"], answer["accessToken"]["token"]
+
+    def room(self, roster: dict[str, str], valid_from: datetime | None = None,
+             valid_until: datetime | None = None) -> str:
+        body: dict[str, Any] = {"participants": {raw_id: {"role": role} for raw_id, role in roster.items()}}
+        if valid_from is not None:
+            body["validFrom"] = valid_from.isoformat()
+        if valid_until is not None:
+            body["validUntil"] = valid_until.isoformat()
+        answer = self.api("POST", "/rooms", body, ROOMS_V)
+        assert answer.status_code == 201, answer.text
+        return str(answer.json()["id"])
+
+    def ws_url(self, room_id: str) -> str:
+        return f"ws://127.0.0.1:{self.server.server.port}/rooms/{room_id}/call/ws?{V}"
+
+
+@pytest.fixture(scope="module")
+def cast(call_server: CallServer) -> Cast:
+    return Cast(call_server)
+
+
+class Client:
+    def __init__(self, ws: websockets.ClientConnection) -> None:
+        self.ws = ws
+
+    async def send(self, **message: Any) -> None:
+        await self.ws.send(json.dumps(message))
+
+    async def next(self, *types: str) -> dict[str, Any]:
+        """The next message of one of `types` (others, such as feed announcements, are skipped)."""
+        while True:
+            message = json.loads(await self.ws.recv())
+            if not types or message["type"] in types:
+                return message
+
+
+@pytest.fixture
+async def connect(cast: Cast) -> AsyncIterator[Any]:
+    opened: list[websockets.ClientConnection] = []
+
+    async def open_as(room_id: str, token: str) -> tuple[Client, dict[str, Any]]:
+        ws = await websockets.connect(cast.ws_url(room_id))
+        opened.append(ws)
+        client = Client(ws)
+        await client.send(type="join", accessToken=token)
+        return client, await client.next("joined", "refused")
+
+    yield open_as
+    for ws in opened:
+        await ws.close()
+
+
+async def test_a_participant_on_the_roster_joins_with_its_capabilities(cast: Cast, connect: Any) -> None:
+    raw_id, token = cast.user()
+    room_id = cast.room({raw_id: "Attendee"})
+    _, joined = await connect(room_id, token)
+    assert joined["type"] == "joined"
+    assert joined["participant"] == {"rawId": raw_id, "role": "Attendee"}
+    assert joined["capabilities"]["unmuteMic"] is True and joined["capabilities"]["shareScreen"] is False
+    call = cast.api("GET", f"/rooms/{room_id}/call").json()
+    assert [(p["rawId"], p["role"]) for p in call["participants"]] == [(raw_id, "Attendee")]
+
+
+async def test_refusals_carry_the_call_end_sub_codes(cast: Cast, connect: Any) -> None:
+    invited, _ = cast.user()
+    _, stranger_token = cast.user()
+    room_id = cast.room({invited: "Presenter"})
+    _, refused = await connect(room_id, stranger_token)
+    assert (refused["type"], refused["code"], refused["callEndReason"]) == (
+        "refused", "NotInvited", {"code": 403, "subCode": 5828})
+
+    early, early_token = cast.user()
+    later = datetime.now(UTC) + timedelta(hours=1)
+    room_id = cast.room({early: "Presenter"}, valid_from=later, valid_until=later + timedelta(hours=1))
+    _, refused = await connect(room_id, early_token)
+    assert (refused["code"], refused["callEndReason"]) == ("RoomNotOpenYet", {"code": 403, "subCode": 5829})
+
+    _, refused = await connect(room_id, "not-a-token")
+    assert (refused["status"], refused["code"]) == (401, "InvalidAccessToken")
+
+
+async def test_a_consumer_may_not_publish_and_an_attendee_may_not_share_its_screen(cast: Cast, connect: Any) -> None:
+    consumer, consumer_token = cast.user()
+    attendee, attendee_token = cast.user()
+    room_id = cast.room({consumer: "Consumer", attendee: "Attendee"})
+    client, joined = await connect(room_id, consumer_token)
+    assert joined["capabilities"]["unmuteMic"] is False
+    await client.send(type="publish", feed="camera", jsep={"type": "offer", "sdp": OFFER})
+    refused = await client.next("refused", "answer")
+    assert (refused["type"], refused["code"]) == ("refused", "Forbidden")
+    assert "Consumer may not send audio" in refused["message"]
+
+    client, _ = await connect(room_id, attendee_token)
+    await client.send(type="publish", feed="screen", jsep={"type": "offer", "sdp": OFFER})
+    refused = await client.next("refused", "answer")
+    assert (refused["code"], "share the screen" in refused["message"]) == ("Forbidden", True)
+    call = cast.api("GET", f"/rooms/{room_id}/call").json()
+    assert all(p["publishes"] == [] for p in call["participants"])
+
+
+async def test_janus_requests_do_not_pass_through(cast: Cast, connect: Any) -> None:
+    raw_id, token = cast.user()
+    room_id = cast.room({raw_id: "Presenter"})
+    client, _ = await connect(room_id, token)
+    await client.send(type="janus", janus="message", body={"request": "destroy", "room": 1})
+    refused = await client.next("refused")
+    assert refused["code"] == "UnknownRequest"
+
+
+async def test_only_a_presenter_removes_a_participant_from_the_call(cast: Cast, connect: Any) -> None:
+    presenter, presenter_token = cast.user()
+    attendee, attendee_token = cast.user()
+    other, other_token = cast.user()
+    room_id = cast.room({presenter: "Presenter", attendee: "Attendee",
+                         other: "Attendee"})
+    boss, _ = await connect(room_id, presenter_token)
+    peer, _ = await connect(room_id, attendee_token)
+    target, _ = await connect(room_id, other_token)
+    await peer.send(type="remove", target=other)
+    refused = await peer.next("refused", "done")
+    assert (refused["type"], refused["code"]) == ("refused", "Forbidden")
+    await peer.send(type="mute", target=other)
+    assert (await peer.next("refused", "done"))["code"] == "Forbidden"
+    assert {p["rawId"] for p in cast.api("GET", f"/rooms/{room_id}/call").json()["participants"]} == {
+        presenter, attendee, other}
+
+    await boss.send(type="remove", target=other)
+    assert (await boss.next("done", "refused"))["found"] is True
+    ended = await target.next("ended")
+    assert ended["callEndReason"]["subCode"] == 5300
+    assert {p["rawId"] for p in cast.api("GET", f"/rooms/{room_id}/call").json()["participants"]} == {
+        presenter, attendee}
