@@ -3,6 +3,7 @@ spoken by a raw WebSocket client: admission and its codes, and every forbidden r
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -171,3 +172,39 @@ async def test_only_a_presenter_removes_a_participant_from_the_call(cast: Cast, 
     assert ended["callEndReason"]["subCode"] == 5300
     assert {p["rawId"] for p in cast.api("GET", f"/rooms/{room_id}/call").json()["participants"]} == {
         presenter, attendee}
+
+
+# Changes while the call runs ------------------------------------------------------------------------------------
+async def ended_of(client: Client) -> dict[str, Any]:
+    async with asyncio.timeout(30):  # a guard against a hang, not a measure: the recheck runs every second
+        return await client.next("ended")
+
+
+def patch_roster(cast: Cast, room_id: str, changes: dict[str, Any]) -> None:
+    answer = cast.api("PATCH", f"/rooms/{room_id}/participants", {"participants": changes}, ROOMS_V)
+    assert answer.status_code == 200, answer.text
+
+
+async def test_roster_removal_role_change_and_room_deletion_end_the_participants_call(cast: Cast,
+                                                                                      connect: Any) -> None:
+    removed, removed_token = cast.user()
+    promoted, promoted_token = cast.user()
+    room_id = cast.room({removed: "Attendee", promoted: "Consumer"})
+    gone, _ = await connect(room_id, removed_token)
+    changed, _ = await connect(room_id, promoted_token)
+    patch_roster(cast, room_id, {removed: None, promoted: {"role": "Presenter"}})
+    assert (await ended_of(gone))["callEndReason"] == {"code": 403, "subCode": 5828}
+    assert (await ended_of(changed))["callEndReason"]["subCode"] == 5317
+    again, joined = await connect(room_id, promoted_token)  # rejoins with the new role
+    assert joined["participant"]["role"] == "Presenter"
+    assert cast.api("DELETE", f"/rooms/{room_id}", version=ROOMS_V).status_code == 204
+    assert (await ended_of(again))["code"] == "RoomNotFound"
+
+
+async def test_at_valid_until_everyone_leaves_and_the_call_ends(cast: Cast, connect: Any) -> None:
+    raw_id, token = cast.user()
+    room_id = cast.room({raw_id: "Presenter"}, valid_until=datetime.now(UTC) + timedelta(seconds=3))
+    client, joined = await connect(room_id, token)
+    assert joined["type"] == "joined"
+    assert (await ended_of(client))["callEndReason"] == {"code": 403, "subCode": 5829}
+    assert cast.api("GET", f"/rooms/{room_id}/call").status_code == 404
