@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import re
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 
 import msgspec
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -38,6 +39,14 @@ MAX_MESSAGE = 256 * 1024
 
 def is_page_path(path: str) -> bool:
     return path.startswith(PAGE_PREFIX) or path.startswith("/call-static/")
+
+
+_TYPES = {"call.js": "text/javascript; charset=utf-8", "call.css": "text/css; charset=utf-8"}
+
+
+@functools.cache
+def _static(name: str) -> bytes:
+    return (STATIC / name).read_bytes()
 
 
 class CallParticipantBody(msgspec.Struct):
@@ -113,13 +122,14 @@ class CallsApi:
         return Response(status_code=204)
 
     async def page(self, request: Request) -> Response:
-        return FileResponse(STATIC / "call.html", headers={"Cache-Control": "no-store"})
+        return Response(_static("call.html"), media_type="text/html; charset=utf-8",
+                        headers={"Cache-Control": "no-store"})
 
     async def static(self, request: Request) -> Response:
         name = request.path_params["name"]
-        if name not in ("call.js", "call.css", "LICENSE"):
+        if name not in _TYPES:
             raise ServiceError(404, "NotFound", "The server cannot find the requested resource.")
-        return FileResponse(STATIC / name)
+        return Response(_static(name), media_type=_TYPES[name])
 
     # -- the signalling WebSocket ------------------------------------------------------------------------------
     async def websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
