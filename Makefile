@@ -6,7 +6,7 @@ NODE_TESTS := tests/e2e/node
 # The PostgreSQL the tests use (a fresh schema per run); CI fails when it is unreachable.
 export OPENROOMS_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: serve test lint install bench lock
+.PHONY: serve serve-calls test lint install bench lock call-tools
 .DEFAULT_GOAL := serve
 
 $(BIN)/.installed: pyproject.toml constraints.txt
@@ -33,7 +33,23 @@ lock:
 serve: $(BIN)/.installed
 	$(BIN)/openrooms serve
 
-test: $(BIN)/.installed $(NODE_TESTS)/node_modules/.installed
+# openrooms with a local Janus for room calls (docs/calls.md): Janus on ws://127.0.0.1:8188/, stopped with openrooms.
+JANUS_DIR ?= $(VENV)/janus
+JANUS_SECRET ?= openrooms-local-janus
+serve-calls: $(BIN)/.installed call-tools
+	$(BIN)/python -c "from pathlib import Path; from openrooms.calls import local; \
+		local.write_config(Path('$(JANUS_DIR)').resolve(), ws_port=8188, api_secret='$(JANUS_SECRET)')"
+	janus -F $(abspath $(JANUS_DIR)) > $(JANUS_DIR)/janus.log 2>&1 & JANUS_PID=$$!; \
+		trap 'kill $$JANUS_PID; wait $$JANUS_PID' EXIT INT TERM; \
+		$(BIN)/openrooms serve --janus-url ws://127.0.0.1:8188/ --janus-api-secret $(JANUS_SECRET)
+
+# The room call tests run a real Janus and Debian's Chromium (driven by Playwright, no browser download).
+call-tools:
+	@{ command -v janus >/dev/null && command -v chromium >/dev/null; } || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq janus chromium; } || \
+		{ echo "janus and chromium are required for the call tests: apt-get install janus chromium" >&2; exit 1; }
+
+test: $(BIN)/.installed $(NODE_TESTS)/node_modules/.installed call-tools
 	$(BIN)/pytest -q
 
 lint: $(BIN)/.installed
