@@ -41,7 +41,7 @@ def is_page_path(path: str) -> bool:
     return path.startswith(PAGE_PREFIX) or path.startswith("/call-static/")
 
 
-_TYPES = {"call.js": "text/javascript; charset=utf-8", "call.css": "text/css; charset=utf-8"}
+ASSET_TYPES = {"call.js": "text/javascript", "call.css": "text/css"}
 
 
 @functools.cache
@@ -74,7 +74,8 @@ class CallsApi:
             Route("/rooms/{room_id}/call:end", self.call_end, methods=["POST"]),
             Route("/rooms/{room_id}/call/participants/{raw_id}", self.call_participant_remove, methods=["DELETE"]),
             Route("/call/{room_id}", self.page, methods=["GET"]),
-            Route("/call-static/{name}", self.static, methods=["GET"]),
+            Route("/call-static/call.js", self.static, methods=["GET"]),
+            Route("/call-static/call.css", self.static, methods=["GET"]),
         ]
 
     def _service(self) -> CallService:
@@ -126,10 +127,8 @@ class CallsApi:
                         headers={"Cache-Control": "no-store"})
 
     async def static(self, request: Request) -> Response:
-        name = request.path_params["name"]
-        if name not in _TYPES:
-            raise ServiceError(404, "NotFound", "The server cannot find the requested resource.")
-        return Response(_static(name), media_type=_TYPES[name])
+        name = request.url.path.rsplit("/", 1)[-1]
+        return Response(_static(name), media_type=ASSET_TYPES[name])
 
     # -- the signalling WebSocket ------------------------------------------------------------------------------
     async def websocket(self, scope: Scope, receive: Receive, send: Send) -> None:

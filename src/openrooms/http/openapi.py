@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 
 from openrooms import __version__
+from openrooms.calls import http as calls_http
 from openrooms.http import admission, identity, rooms, versions
 from openrooms.http.versions import ApiFamily
 from openrooms.service import ids
@@ -141,6 +142,20 @@ OPERATIONS = (
               "Admit the token's user to the room's call: its role, capabilities and, with a LiveKit server "
               "configured, a LiveKit token. The user's ACS access token authenticates, not an access key.", 200,
               admission.AdmissionBody, body=admission.JoinRequest, family=versions.ADMISSION, security="bearer"),
+    # Room calls (openrooms extension, docs/calls.md); the signalling itself is a WebSocket, not described here
+    Operation("get", "/rooms/{room_id}/call", "Calls_Get",
+              "Who is in the room's call now: role, since when, what each publishes.", 200, calls_http.CallBody,
+              family=versions.CALLS),
+    Operation("post", "/rooms/{room_id}/call:end", "Calls_End", "End the room's call for everyone.", 204,
+              family=versions.CALLS),
+    Operation("delete", "/rooms/{room_id}/call/participants/{raw_id}", "Calls_RemoveParticipant",
+              "Remove one participant from the room's call (it stays on the roster).", 204, family=versions.CALLS),
+    Operation("get", "/call/{room_id}", "Calls_Page", "The call page (HTML); the user's token stays in the page.",
+              200, str, response_type="text/html", security=None),
+    Operation("get", "/call-static/call.js", "Calls_PageScript", "The call page's script.", 200, str,
+              response_type="text/javascript", security=None),
+    Operation("get", "/call-static/call.css", "Calls_PageStyle", "The call page's style sheet.", 200, str,
+              response_type="text/css", security=None),
     # The server itself
     Operation("get", "/healthz", "Health", "Up: answers as long as the process serves.", 200, ServerStatus,
               security=None),
@@ -158,6 +173,8 @@ PATH_PARAMETERS: dict[str, dict[str, Any]] = {
     "id": {"type": "string", "pattern": f"^{ids.USER_ID_PATTERN}$",
            "description": "An ACS user id, as POST /identities answered it."},
 }
+PATH_PARAMETERS["raw_id"] = {"type": "string", "pattern": f"^{ids.USER_ID_PATTERN}$",
+                              "description": "The participant's ACS user id."}
 _PATH_PARAMETER = re.compile(r"{(\w+)}")
 
 SECURITY_SCHEMES = {
