@@ -11,10 +11,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import queue
 import shutil
 import socket
 import subprocess
+import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from openrooms.calls import local
+from tests.store import postgres_schema
 from tests.support import Server, running_server
 
 CLONE_NEWNET = 0x40000000
@@ -39,8 +43,92 @@ def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True)
 
 
+class HostDialer:
+    """Connects to addresses outside the namespace: its thread is started before the main thread moves in, and a
+    socket belongs to the namespace of the thread that made it. Only the PostgreSQL the tests use is reached
+    this way (loopback traffic of the machine, never media)."""
+
+    def __init__(self) -> None:
+        self._requests: queue.Queue[tuple[tuple[str, int], queue.Queue[socket.socket | OSError]] | None] = \
+            queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="host-dialer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (item := self._requests.get()) is not None:
+            address, answer = item
+            try:
+                answer.put(socket.create_connection(address, timeout=5))
+            except OSError as exc:
+                answer.put(exc)
+
+    def dial(self, address: tuple[str, int]) -> socket.socket:
+        answer: queue.Queue[socket.socket | OSError] = queue.Queue()
+        self._requests.put((address, answer))
+        result = answer.get()
+        if isinstance(result, OSError):
+            raise result
+        return result
+
+    def stop(self) -> None:
+        self._requests.put(None)
+        self._thread.join()
+
+
+class Relay:
+    """A port inside the namespace whose connections are carried to `target` outside it."""
+
+    def __init__(self, dialer: HostDialer, target: tuple[str, int]) -> None:
+        self._dialer = dialer
+        self._target = target
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._sockets: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, name="relay", daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = self._dialer.dial(self._target)
+            except OSError:
+                client.close()
+                continue
+            self._sockets += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=_pump, args=(source, sink), daemon=True).start()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept (closing alone does not)
+        self._listener.close()
+        self._thread.join()
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+
+def _pump(source: socket.socket, sink: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := source.recv(65536):
+            sink.sendall(data)
+    with contextlib.suppress(OSError):
+        sink.shutdown(socket.SHUT_WR)
+
+
+@dataclass
+class Namespace:
+    name: str
+    dialer: HostDialer
+
+
 @pytest.fixture(scope="session")
-def netns() -> Iterator[str]:
+def netns() -> Iterator[Namespace]:
     if os.geteuid() != 0 or shutil.which("ip") is None:
         pytest.fail("room call tests need root and iproute2 (a network namespace of their own)")
     name = f"orcalls{os.getpid()}"
@@ -53,15 +141,17 @@ def netns() -> Iterator[str]:
         _ip("-n", name, "addr", "add", "10.203.0.2/24", "dev", "v1")
         _ip("-n", name, "link", "set", "v0", "up")
         _ip("-n", name, "link", "set", "v1", "up")
+        dialer = HostDialer()
         target = os.open(f"/run/netns/{name}", os.O_RDONLY)
         try:
             _setns(target)
         finally:
             os.close(target)
         try:
-            yield name
+            yield Namespace(name, dialer)
         finally:
             _setns(original)
+            dialer.stop()
     finally:
         os.close(original)
         _ip("netns", "del", name)
@@ -79,7 +169,7 @@ def _wait_listening(port: int, process: subprocess.Popen[bytes], log: Path) -> N
 
 
 @pytest.fixture(scope="session")
-def janus_url(netns: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def janus_url(netns: Namespace, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if local.janus_binary() is None:
         pytest.fail("janus is not installed: `make test` installs it (apt-get install janus)")
     folder = local.write_config(tmp_path_factory.mktemp("janus"), ws_port=JANUS_PORT, api_secret=JANUS_SECRET)
@@ -108,3 +198,18 @@ def call_server(janus_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     with running_server(tmp_path_factory.mktemp("calls"), "--in-memory", "--janus-url", janus_url,
                         "--janus-api-secret", JANUS_SECRET, tls=False) as server:
         yield CallServer(server, janus_url)
+
+
+@pytest.fixture(scope="session")
+def postgres_url(netns: Namespace) -> Iterator[str]:
+    """A fresh, migrated schema of the tests' PostgreSQL, reached from inside the namespace through a relay."""
+    base = urllib.parse.urlsplit(postgres_schema.base_url())
+    relay = Relay(netns.dialer, (base.hostname or "127.0.0.1", base.port or 5432))
+    try:
+        userinfo = base.netloc.rpartition("@")[0]
+        netloc = f"{userinfo + '@' if userinfo else ''}127.0.0.1:{relay.port}"
+        url = urllib.parse.urlunsplit(base._replace(netloc=netloc))
+        with postgres_schema.fresh_schema(url) as schema_url:
+            yield schema_url
+    finally:
+        relay.close()

@@ -20,7 +20,7 @@ import logging
 import random
 import re
 import secrets
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,10 @@ from openrooms.service.errors import ServiceError
 log = logging.getLogger("openrooms.calls")
 
 RECHECK_SECONDS = 1.0  # how often a connected participant's admission is asked again (changes land within 2 s)
+# With the store's change notifications (PostgreSQL LISTEN/NOTIFY) a change wakes the recheck at once; the turn
+# is then only a safety net.
+RECHECK_SECONDS_NOTIFIED = 30.0
+RELISTEN_SECONDS = 1.0
 MAX_PUBLISHERS = 100
 # ACS call-end sub-codes used when openrooms ends a participant's call.
 SUB_CODE_ROLE_CHANGED = 5317
@@ -127,6 +131,49 @@ class CallService:
         self._control: dict[str, tuple[janus.JanusSession, janus.Handle]] = {}
         self._control_lock = asyncio.Lock()
         self.connections: set[CallConnection] = set()
+        self._listen: Callable[[], AsyncIterator[str]] | None = getattr(store, "listen_changes", None)
+        self._listener: asyncio.Task[None] | None = None
+        self.listening = asyncio.Event()  # set while the store's change notifications arrive
+
+    @property
+    def recheck_seconds(self) -> float:
+        return RECHECK_SECONDS_NOTIFIED if self.listening.is_set() else RECHECK_SECONDS
+
+    def watch_changes(self) -> None:
+        """Start listening to the store's change notifications (once, in the serving event loop)."""
+        if self._listen is not None and self._listener is None:
+            self._listener = asyncio.create_task(self._listen_forever())
+
+    async def _listen_forever(self) -> None:
+        assert self._listen is not None
+        while True:
+            try:
+                async for change in self._listen():
+                    if change:
+                        self._wake(change)
+                    else:  # listening: changes made meanwhile are caught by one recheck
+                        log.info("room calls: listening to the store's change notifications")
+                        self.listening.set()
+                        self._wake_all()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database went away: recheck on the clock until it is back
+                log.warning("room calls: change notifications stopped: %s", exc)
+            self.listening.clear()
+            self._wake_all()
+            await asyncio.sleep(RELISTEN_SECONDS)
+
+    def _wake(self, change: str) -> None:
+        kind, _, key = change.partition(":")
+        for connection in list(self.connections):
+            if (kind == "room" and connection.room_id == key) or (
+                    kind == "user" and connection.admission is not None
+                    and connection.admission.participant.raw_id == key):
+                connection.wake.set()
+
+    def _wake_all(self) -> None:
+        for connection in list(self.connections):
+            connection.wake.set()
 
     async def control(self, url: str) -> janus.Handle:
         """A handle on `url` for the requests that need the room's secret (create, destroy, kick, moderate)."""
@@ -175,9 +222,11 @@ class CallService:
         stored = await self.store.get_call_server(room_id)
         if stored is None:
             return False
+        # Forgotten first: a join from now on starts the next call rather than one about to be destroyed.
+        released = await self.store.release_call_server(room_id, stored.server_call_id)
         with contextlib.suppress(janus.JanusError, CallsUnavailable):
             await janus.destroy_room(await self.control(stored.server), spec(stored))
-        if await self.store.release_call_server(room_id, stored.server_call_id):
+        if released:
             now = self.clock.now()
             await self.store.add_call_event(CallEvent("CallEnded", stored.server_call_id, room_id, now,
                                                       duration_ticks=now - stored.started_at, end_reason=reason))
@@ -217,6 +266,11 @@ class CallService:
         return muted
 
     async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
         for connection in list(self.connections):
             await connection.end("server stopping", None)
         for session, _ in self._control.values():
@@ -244,7 +298,9 @@ class CallConnection:
         self._subscribers: dict[int, janus.Handle] = {}  # remote feed id -> subscriber handle
         self._tasks: list[asyncio.Task[None]] = []
         self.ended = asyncio.Event()
+        self.wake = asyncio.Event()  # a change to the room or the user: ask for admission again now
         self._end_lock = asyncio.Lock()
+        self._ending = False
 
     # -- joining ----------------------------------------------------------------------------------------------
     async def join(self, access_token: str, display_name: str | None) -> None:
@@ -252,23 +308,34 @@ class CallConnection:
             self.admission = await self.service.admission.admit(access_token, self.room_id)
         except ServiceError as exc:
             await self._send(error_message(exc))
+            self._ending = True
             self.ended.set()
             return
         self._token = access_token
         admission = self.admission
+        camera = Feed(0, admission.participant.raw_id, admission.participant.role.value, "camera",
+                      self.service.clock.now(), display_name=display_name)
         try:
-            self._server = await self.service.call_server(self.room_id)
-            self._session = await janus.JanusSession.open(self._server.server, self.service.api_secret)
-            camera = Feed(0, admission.participant.raw_id, admission.participant.role.value, "camera",
-                          self.service.clock.now(), display_name=display_name)
-            joined = await self._join_as_publisher(camera)
+            for attempt in range(3):
+                self._server = await self.service.call_server(self.room_id)
+                if self._session is None:
+                    self._session = await janus.JanusSession.open(self._server.server, self.service.api_secret)
+                try:
+                    joined = await self._join_as_publisher(camera)
+                    break
+                except janus.JanusError as exc:
+                    # The call ended (its room destroyed) between reading it and joining it: start the next one.
+                    if exc.code != janus.NO_SUCH_ROOM or attempt == 2:
+                        raise
         except (CallsUnavailable, OSError, janus.JanusError, TimeoutError, ConnectionError) as exc:
             log.warning("room %s: the call could not be joined: %s", self.room_id, exc)
             await self._send(refusal("CallsUnavailable", "The room's call cannot be reached right now."))
             await self._close_janus()
+            self._ending = True
             self.ended.set()
             return
         self.service.connections.add(self)
+        self.service.watch_changes()
         await self.service.store.add_call_event(CallEvent(
             "CallParticipantAdded", self._server.server_call_id, self.room_id, camera.joined_at,
             raw_id=camera.raw_id, role=camera.role, display_name=display_name))
@@ -284,8 +351,12 @@ class CallConnection:
     async def _join_as_publisher(self, feed: Feed) -> janus.Reply:
         assert self._session is not None and self._server is not None
         handle = await self._session.attach()
-        joined = await handle.message({"request": "join", "ptype": "publisher", "room": self._server.janus_room,
-                                       "pin": self._server.pin, "display": feed.display()})
+        try:
+            joined = await handle.message({"request": "join", "ptype": "publisher", "room": self._server.janus_room,
+                                           "pin": self._server.pin, "display": feed.display()})
+        except BaseException:
+            await handle.detach()
+            raise
         feed.feed_id = int(joined.data["id"])
         self._publishers[feed.kind] = handle
         self._feeds[feed.kind] = feed
@@ -435,7 +506,8 @@ class CallConnection:
         while not self.ended.is_set():
             left = (self.admission.grant_expires_at - self.service.clock.now()) / TICKS_PER_SECOND
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.ended.wait(), timeout=max(0.0, min(RECHECK_SECONDS, left)))
+                await asyncio.wait_for(self._woken(), timeout=max(0.0, min(self.service.recheck_seconds, left)))
+            self.wake.clear()
             if self.ended.is_set():
                 return
             try:
@@ -456,11 +528,20 @@ class CallConnection:
                 return
             self.admission = admission
 
+    async def _woken(self) -> None:
+        ended = asyncio.ensure_future(self.ended.wait())
+        woken = asyncio.ensure_future(self.wake.wait())
+        try:
+            await asyncio.wait({ended, woken}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ended.cancel()
+            woken.cancel()
+
     async def end(self, reason: str, sub_code: int | None, *, error: ServiceError | None = None) -> None:
         async with self._end_lock:
-            if self.ended.is_set():
+            if self._ending:
                 return
-            self.ended.set()
+            self._ending = True
         message: dict[str, Any] = {"type": "ended", "reason": reason}
         if error is not None:
             message = {**error_message(error), "type": "ended", "reason": reason}
@@ -468,6 +549,7 @@ class CallConnection:
             message["callEndReason"] = {"code": 0 if sub_code == SUB_CODE_CALL_ENDED else 403, "subCode": sub_code}
         with contextlib.suppress(Exception):
             await self._send(message)
+        self.ended.set()  # only now: the connection is closed once it is set, and the message is out
         await self._leave(reason)
 
     async def _leave(self, reason: str) -> None:

@@ -593,6 +593,19 @@ class PostgresStore:
             await db.execute("SELECT 1 FROM rooms LIMIT 1")
 
     # Room calls (openrooms.calls) ---------------------------------------------------------------------------
+    async def listen_changes(self) -> AsyncIterator[str]:
+        """Every change to a room, its roster or a user, from any instance, as the triggers of migration 0004
+        announce it (`room:<id>`, `user:<raw id>`), on a connection of its own (LISTEN/NOTIFY); first an empty
+        string, once listening. Ends when that connection fails: the caller listens again."""
+        connection = await AsyncConnection.connect(libpq_url(self._url), **_connection_kwargs(self._url))
+        try:
+            await connection.execute(f"LISTEN {CHANGES_CHANNEL}")
+            yield ""
+            async for notify in connection.notifies():
+                yield notify.payload
+        finally:
+            await connection.close()
+
     async def claim_call_server(self, candidate: CallServer) -> CallServer:
         async with self._transaction() as db:
             await db.execute(
@@ -636,6 +649,7 @@ class PostgresStore:
         return [CallEvent(*row) for row in rows]
 
 
+CHANGES_CHANNEL = "openrooms_changes"
 _CALL_SERVER_COLUMNS = "room_id, server, janus_room, secret, pin, server_call_id, started_at"
 _CALL_EVENT_COLUMNS = ("event_type, server_call_id, room_id, at, raw_id, role, display_name, duration_ticks, "
                        "end_reason, sub_code")

@@ -1,6 +1,10 @@
 """Room calls: which media server room holds each room's call (found by any instance), and a record of every
 call start and end and every participant joining and leaving, with what ACS's Event Grid call events carry.
 
+On PostgreSQL, triggers also announce every change to a room, its roster or a user on the channel
+`openrooms_changes` (payload `room:<id>` or `user:<raw id>`; PostgreSQL folds repeats within a transaction), so
+that every instance applies it to the calls it serves at once (LISTEN/NOTIFY).
+
 Revision ID: 0004
 Revises: 0003
 """
@@ -40,9 +44,34 @@ def upgrade() -> None:
         sa.Column("sub_code", sa.Integer, nullable=True),
     )
     op.create_index("call_events_by_room", "call_events", ["room_id", "seq"])
+    if op.get_bind().dialect.name == "postgresql":
+        for table, function, payload in _NOTIFIERS:
+            op.execute(f"""CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        PERFORM pg_notify('{CHANNEL}', {payload.format(row="OLD")});
+    ELSE
+        PERFORM pg_notify('{CHANNEL}', {payload.format(row="NEW")});
+    END IF;
+    RETURN NULL;
+END $$""")
+            op.execute(f"CREATE TRIGGER {function} AFTER INSERT OR UPDATE OR DELETE ON {table} "
+                       f"FOR EACH ROW EXECUTE FUNCTION {function}()")
+
+
+CHANNEL = "openrooms_changes"
+_NOTIFIERS = (
+    ("rooms", "openrooms_notify_room", "'room:' || {row}.id"),
+    ("participants", "openrooms_notify_participant", "'room:' || {row}.room_id"),
+    ("identities", "openrooms_notify_identity", "'user:' || {row}.raw_id"),
+)
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        for table, function, _ in _NOTIFIERS:
+            op.execute(f"DROP TRIGGER IF EXISTS {function} ON {table}")
+            op.execute(f"DROP FUNCTION IF EXISTS {function}()")
     op.drop_index("call_events_by_room", "call_events")
     op.drop_table("call_events")
     op.drop_table("call_servers")
