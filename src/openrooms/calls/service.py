@@ -334,6 +334,7 @@ class CallConnection:
             self._ending = True
             self.ended.set()
             return
+        assert self._server is not None
         self.service.connections.add(self)
         self.service.watch_changes()
         await self.service.store.add_call_event(CallEvent(
