@@ -13,25 +13,7 @@ from playwright.async_api import Browser, Page, async_playwright
 from tests.calls.test_signalling import Cast, cast  # noqa: F401  (the module's fixture)
 
 CHROMIUM = "/usr/bin/chromium"
-STATS = """async () => {
-  const sum = {outBytes: 0, inBytes: 0, framesDecoded: 0, inboundFeeds: 0};
-  const s = window.openrooms;
-  for (const {pc} of Object.values(s.publishers)) {
-    (await pc.getStats()).forEach((r) => { if (r.type === 'outbound-rtp') sum.outBytes += r.bytesSent || 0; });
-  }
-  for (const sub of Object.values(s.subscribers)) {
-    if (!sub.pc) continue;
-    let counted = false;
-    (await sub.pc.getStats()).forEach((r) => {
-      if (r.type === 'inbound-rtp') {
-        sum.inBytes += r.bytesReceived || 0;
-        sum.framesDecoded += r.framesDecoded || 0;
-        if (r.kind === 'video' && (r.framesDecoded || 0) > 0 && !counted) { sum.inboundFeeds += 1; counted = true; }
-      }
-    });
-  }
-  return sum;
-}"""
+
 
 
 @pytest.fixture
@@ -56,8 +38,15 @@ async def open_page(browser: Browser, cast: Cast, room_id: str, token: str) -> P
 
 
 async def stats(page: Page) -> dict[str, Any]:
-    result: dict[str, Any] = await page.evaluate(STATS)
+    """What the page last sampled of its peer connections' statistics (`getStats`, twice a second)."""
+    result: dict[str, Any] = await page.evaluate("window.openrooms.stats")
     return result
+
+
+async def until(page: Page, condition: str) -> None:
+    """Wait for `condition` on the page's sampled statistics `s` (a guard against a hang, not a measure)."""
+    await page.wait_for_function(f"(() => {{ const s = window.openrooms.stats; return {condition}; }})()",
+                                 polling=250, timeout=30000)
 
 
 async def test_presenter_attendee_and_consumer_exchange_media_as_their_roles_allow(
@@ -71,17 +60,17 @@ async def test_presenter_attendee_and_consumer_exchange_media_as_their_roles_all
     for page in pages.values():
         assert await page.evaluate("window.openrooms.status") == "joined"
     # Media flows: each sender's video is decoded by the others (waited for, not timed).
-    wait = f"async () => ({STATS})().then((s) => s.inboundFeeds >= %d && s.framesDecoded > 10)"
-    await pages["presenter"].wait_for_function(wait % 1, polling=250, timeout=30000)
-    await pages["attendee"].wait_for_function(wait % 1, polling=250, timeout=30000)
-    await pages["consumer"].wait_for_function(wait % 2, polling=250, timeout=30000)
+    await until(pages["presenter"], "s.inboundFeeds >= 1 && s.framesDecoded > 10")
+    await until(pages["attendee"], "s.inboundFeeds >= 1 && s.framesDecoded > 10")
+    await until(pages["consumer"], "s.inboundFeeds >= 2 && s.framesDecoded > 10")
     first = {name: await stats(page) for name, page in pages.items()}
-    await pages["consumer"].wait_for_function(
-        f"async () => ({STATS})().then((s) => s.inBytes > {first['consumer']['inBytes']})", polling=250)
+    # ... and keeps flowing: received and sent bytes grow.
+    for name in ("presenter", "attendee", "consumer"):
+        await until(pages[name], f"s.inBytes > {first[name]['inBytes']}")
     for name in ("presenter", "attendee"):
-        await pages[name].wait_for_function(
-            f"async () => ({STATS})().then((s) => s.outBytes > {first[name]['outBytes']})", polling=250)
-    assert first["consumer"]["outBytes"] == 0
+        await until(pages[name], f"s.outBytes > {first[name]['outBytes']}")
+    assert first["presenter"]["inboundFeeds"] == first["attendee"]["inboundFeeds"] == 1  # a Consumer sends nothing
+    assert (await stats(pages["consumer"]))["outBytes"] == 0
     assert await pages["consumer"].evaluate("Object.keys(window.openrooms.publishers).length") == 0
     # Buttons follow the capabilities: only the Presenter has moderation controls; screen share for none here
     # but the Presenter.
@@ -93,3 +82,18 @@ async def test_presenter_attendee_and_consumer_exchange_media_as_their_roles_all
     await pages["presenter"].locator("[data-key^=feed-] button[data-request=remove]").first.click()
     await pages["attendee"].wait_for_function("window.openrooms.status === 'ended'")
     assert "removed" in await pages["attendee"].evaluate("window.openrooms.message")
+
+
+async def test_a_collaborator_shares_its_screen_as_a_second_feed(browser: Browser, cast: Cast) -> None:  # noqa: F811
+    collaborator, collaborator_token = cast.user()
+    viewer, viewer_token = cast.user()
+    room_id = cast.room({collaborator: "Collaborator", viewer: "Consumer"})
+    sharing = await open_page(browser, cast, room_id, collaborator_token)
+    watching = await open_page(browser, cast, room_id, viewer_token)
+    assert await sharing.locator("#screen").is_visible()
+    await sharing.locator("#screen").click()
+    await sharing.wait_for_function("window.openrooms.publishers.screen !== undefined")
+    # The viewer decodes two feeds of the collaborator: camera and screen.
+    await until(watching, "s.inboundFeeds >= 2")
+    kinds = await watching.evaluate("Object.values(window.openrooms.feeds).map((f) => f.kind).sort()")
+    assert kinds == ["camera", "screen"]

@@ -208,3 +208,19 @@ async def test_at_valid_until_everyone_leaves_and_the_call_ends(cast: Cast, conn
     assert joined["type"] == "joined"
     assert (await ended_of(client))["callEndReason"] == {"code": 403, "subCode": 5829}
     assert cast.api("GET", f"/rooms/{room_id}/call").status_code == 404
+
+
+async def test_revoked_tokens_and_a_deleted_user_leave_the_call_and_cannot_come_back(cast: Cast,
+                                                                                     connect: Any) -> None:
+    revoked, revoked_token = cast.user()
+    deleted, deleted_token = cast.user()
+    room_id = cast.room({revoked: "Attendee", deleted: "Attendee"})
+    first, _ = await connect(room_id, revoked_token)
+    second, _ = await connect(room_id, deleted_token)
+    assert cast.api("POST", f"/identities/{revoked}/:revokeAccessTokens", version=IDENTITY_V).status_code == 204
+    ended = await ended_of(first)
+    assert (ended["status"], ended["code"]) == (401, "InvalidAccessToken")
+    _, refused = await connect(room_id, revoked_token)
+    assert refused["message"] == "The access token is not valid: it was revoked."
+    assert cast.api("DELETE", f"/identities/{deleted}", version=IDENTITY_V).status_code == 204
+    assert (await ended_of(second))["message"] == "The access token is not valid: its user was deleted."

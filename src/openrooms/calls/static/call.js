@@ -12,6 +12,30 @@
   };
   $("room").textContent = roomId;
 
+  // Media statistics of every peer connection, sampled twice a second (for the page's tests and debugging):
+  // bytes sent, bytes received, video frames decoded, and how many remote feeds decode video.
+  state.stats = { outBytes: 0, inBytes: 0, framesDecoded: 0, inboundFeeds: 0, feeds: {} };
+  async function sample() {
+    const sum = { outBytes: 0, inBytes: 0, framesDecoded: 0, inboundFeeds: 0, feeds: {} };
+    for (const { pc } of Object.values(state.publishers)) {
+      (await pc.getStats()).forEach((r) => { if (r.type === "outbound-rtp") sum.outBytes += r.bytesSent || 0; });
+    }
+    for (const [feedId, sub] of Object.entries(state.subscribers)) {
+      if (!sub.pc) continue;
+      let frames = 0;
+      (await sub.pc.getStats()).forEach((r) => {
+        if (r.type !== "inbound-rtp") return;
+        sum.inBytes += r.bytesReceived || 0;
+        if (r.kind === "video") frames += r.framesDecoded || 0;
+      });
+      sum.framesDecoded += frames;
+      sum.feeds[feedId] = frames;
+      if (frames > 0) sum.inboundFeeds += 1;
+    }
+    state.stats = sum;
+  }
+  setInterval(() => { sample().catch(() => {}); }, 500);
+
   function setStatus(status, text, error = false) {
     state.status = status;
     state.message = text;
