@@ -78,7 +78,12 @@ async def test_presenter_attendee_and_consumer_exchange_media_as_their_roles_all
     assert await pages["attendee"].locator("button[data-request=remove]").count() == 0
     assert await pages["attendee"].locator("#screen").is_hidden()
     assert await pages["presenter"].locator("#screen").is_visible()
-    # The Presenter removes the Attendee: its page says so.
+    # The Presenter mutes the Attendee (Janus moderates its audio, with the secret openrooms holds) ...
+    await pages["presenter"].locator("[data-key^=feed-] button[data-request=mute]").first.click()
+    await pages["presenter"].wait_for_function("(window.openrooms.lastDone || {}).request === 'mute'")
+    assert await pages["presenter"].evaluate("window.openrooms.lastDone") == {
+        "type": "done", "request": "mute", "target": attendee, "found": True}
+    # ... and removes it: its page says so.
     await pages["presenter"].locator("[data-key^=feed-] button[data-request=remove]").first.click()
     await pages["attendee"].wait_for_function("window.openrooms.status === 'ended'")
     assert "removed" in await pages["attendee"].evaluate("window.openrooms.message")

@@ -148,6 +148,7 @@
       case "feeds": for (const feed of message.feeds) subscribe(feed); return;
       case "offer": return answerOffer(message.feedId, message.jsep);
       case "left": return drop(message.feedId);
+      case "done": state.lastDone = message; return;
       case "refused":
         if (state.status !== "joined") { setStatus("refused", `Refused: ${message.message}`, true); }
         else { state.lastRefusal = message; setStatus("joined", `Not allowed: ${message.message}`, true); }
