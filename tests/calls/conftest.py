@@ -9,7 +9,6 @@ open and every process they start (Janus, openrooms, Chromium) lives there. Noth
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import queue
 import shutil
@@ -28,19 +27,8 @@ from openrooms.calls import local
 from tests.store import postgres_schema
 from tests.support import Server, running_server
 
-CLONE_NEWNET = 0x40000000
 JANUS_PORT = 8188
 JANUS_SECRET = "janus-test-api-secret"
-
-
-def _setns(fd: int) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.setns(fd, CLONE_NEWNET) != 0:
-        raise OSError(ctypes.get_errno(), "setns failed")
-
-
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True)
 
 
 class HostDialer:
@@ -131,30 +119,13 @@ class Namespace:
 def netns() -> Iterator[Namespace]:
     if os.geteuid() != 0 or shutil.which("ip") is None:
         pytest.fail("room call tests need root and iproute2 (a network namespace of their own)")
-    name = f"orcalls{os.getpid()}"
-    _ip("netns", "add", name)
-    original = os.open("/proc/self/ns/net", os.O_RDONLY)
+    dialers: list[HostDialer] = []
     try:
-        _ip("-n", name, "link", "set", "lo", "up")
-        _ip("-n", name, "link", "add", "v0", "type", "veth", "peer", "name", "v1")
-        _ip("-n", name, "addr", "add", "10.203.0.1/24", "dev", "v0")
-        _ip("-n", name, "addr", "add", "10.203.0.2/24", "dev", "v1")
-        _ip("-n", name, "link", "set", "v0", "up")
-        _ip("-n", name, "link", "set", "v1", "up")
-        dialer = HostDialer()
-        target = os.open(f"/run/netns/{name}", os.O_RDONLY)
-        try:
-            _setns(target)
-        finally:
-            os.close(target)
-        try:
-            yield Namespace(name, dialer)
-        finally:
-            _setns(original)
-            dialer.stop()
+        with local.private_network(f"orcalls{os.getpid()}", lambda: dialers.append(HostDialer())) as name:
+            yield Namespace(name, dialers[0])
     finally:
-        os.close(original)
-        _ip("netns", "del", name)
+        for dialer in dialers:
+            dialer.stop()
 
 
 def _wait_listening(port: int, process: subprocess.Popen[bytes], log: Path) -> None:

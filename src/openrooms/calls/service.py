@@ -208,14 +208,7 @@ class CallService:
         stored = await self.store.get_call_server(room_id)
         if stored is None:
             return None
-        try:
-            listed = await (await self.control(stored.server)).message(
-                {"request": "listparticipants", "room": stored.janus_room})
-        except janus.JanusError as exc:
-            if exc.code == janus.NO_SUCH_ROOM:
-                return stored, []
-            raise
-        return stored, [feed for entry in listed.data.get("participants", []) if (feed := Feed.of(entry))]
+        return stored, await self._listed(stored)
 
     async def end_call(self, room_id: str, reason: str) -> bool:
         """Destroy the room's VideoRoom (everyone in it leaves) and record the call's end."""
@@ -231,6 +224,35 @@ class CallService:
             await self.store.add_call_event(CallEvent("CallEnded", stored.server_call_id, room_id, now,
                                                       duration_ticks=now - stored.started_at, end_reason=reason))
         return True
+
+    async def end_call_if_empty(self, room_id: str) -> None:
+        """End the room's call when nobody is in it. A join racing with this either lands in the call before it
+        is forgotten (then it goes on: the mapping is put back) or starts the next call."""
+        found = await self.feeds(room_id)
+        if found is None or found[1]:
+            return
+        stored = found[0]
+        if not await self.store.release_call_server(room_id, stored.server_call_id):
+            return
+        again = await self._listed(stored)
+        if again and await self.store.claim_call_server(stored) == stored:
+            return  # someone came in meanwhile: the call goes on
+        with contextlib.suppress(janus.JanusError, CallsUnavailable):
+            await janus.destroy_room(await self.control(stored.server), spec(stored))
+        now = self.clock.now()
+        await self.store.add_call_event(CallEvent("CallEnded", stored.server_call_id, room_id, now,
+                                                  duration_ticks=now - stored.started_at,
+                                                  end_reason="AllParticipantsLeft"))
+
+    async def _listed(self, stored: CallServer) -> list[Feed]:
+        try:
+            listed = await (await self.control(stored.server)).message(
+                {"request": "listparticipants", "room": stored.janus_room})
+        except janus.JanusError as exc:
+            if exc.code == janus.NO_SUCH_ROOM:
+                return []
+            raise
+        return [feed for entry in listed.data.get("participants", []) if (feed := Feed.of(entry))]
 
     async def remove_participant(self, room_id: str, raw_id: str) -> bool:
         """Kick every feed of `raw_id` from the room's call (wherever it is served)."""
@@ -567,9 +589,7 @@ class CallConnection:
         # The last one out ends the call, as in ACS.
         if self._server is not None:
             with contextlib.suppress(Exception):
-                found = await self.service.feeds(self.room_id)
-                if found is not None and not found[1]:
-                    await self.service.end_call(self.room_id, "AllParticipantsLeft")
+                await self.service.end_call_if_empty(self.room_id)
 
     async def _close_janus(self) -> None:
         current = asyncio.current_task()
