@@ -9,6 +9,7 @@
   const state = window.openrooms = {
     roomId, status: "connecting", capabilities: {}, participant: null, me: null,
     publishers: {}, subscribers: {}, feeds: {}, message: "",
+    timing: { wsOpen: null, firstFrame: null },  // performance.now() of the WebSocket's open and the first remote frame
   };
   $("room").textContent = roomId;
 
@@ -91,6 +92,9 @@
     const element = tile(`feed-${feedId}`, (feed.displayName || feed.rawId) + (feed.kind === "screen" ? " — screen" : ""), feed.role);
     const stream = new MediaStream();
     element.querySelector("video").srcObject = stream;
+    element.querySelector("video").addEventListener("loadeddata", () => {
+      if (state.timing.firstFrame === null) state.timing.firstFrame = performance.now();
+    }, { once: true });
     pc.ontrack = (event) => stream.addTrack(event.track);
     if (state.capabilities.muteOthers && feed.kind === "camera") {
       const actions = element.querySelector(".actions");
@@ -163,7 +167,7 @@
   function join(token, name) {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     ws = new WebSocket(`${scheme}://${location.host}/rooms/${encodeURIComponent(roomId)}/call/ws?api-version=${API_VERSION}`);
-    ws.onopen = () => send({ type: "join", accessToken: token, displayName: name || undefined });
+    ws.onopen = () => (state.timing.wsOpen = performance.now()) && send({ type: "join", accessToken: token, displayName: name || undefined });
     ws.onmessage = (event) => onMessage(JSON.parse(event.data)).catch((error) => setStatus(state.status, String(error), true));
     ws.onclose = () => { if (state.status === "joined" || state.status === "connecting") { closeAll(); setStatus("ended", "Disconnected.", true); } };
   }
