@@ -525,7 +525,7 @@ class SqliteStore:
 
     # Room calls (openrooms.calls) ---------------------------------------------------------------------------
     async def claim_call_server(self, candidate: CallServer) -> CallServer:
-        def transaction(db: sqlite3.Connection) -> CallServer:
+        def transaction(db: sqlite3.Connection) -> tuple[CallServer, Changes]:
             db.execute(
                 "INSERT INTO call_servers (room_id, server, janus_room, secret, pin, server_call_id, started_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (room_id) DO NOTHING",
@@ -534,7 +534,7 @@ class SqliteStore:
             )
             row = db.execute(f"SELECT {_CALL_SERVER_COLUMNS} FROM call_servers WHERE room_id = ?",
                              (candidate.room_id,)).fetchone()
-            return CallServer(*row)
+            return CallServer(*row), NOTHING  # no room nor roster changed: nothing kept to move
 
         return await self._write(transaction)
 
@@ -544,16 +544,16 @@ class SqliteStore:
         return None if row is None else CallServer(*row)
 
     async def release_call_server(self, room_id: str, server_call_id: str) -> bool:
-        return await self._write(lambda db: db.execute(
+        return await self._write(lambda db: (db.execute(
             "DELETE FROM call_servers WHERE room_id = ? AND server_call_id = ?", (room_id, server_call_id),
-        ).rowcount > 0)
+        ).rowcount > 0, NOTHING))
 
     async def add_call_event(self, event: CallEvent) -> None:
-        await self._write(lambda db: db.execute(
+        await self._write(lambda db: (db.execute(
             f"INSERT INTO call_events ({_CALL_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (event.event_type, event.server_call_id, event.room_id, event.at, event.raw_id, event.role,
              event.display_name, event.duration_ticks, event.end_reason, event.sub_code),
-        ))
+        ), NOTHING))
 
     async def list_call_events(self, room_id: str) -> list[CallEvent]:
         rows = await self._read(lambda db: db.execute(
