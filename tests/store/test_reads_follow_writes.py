@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from openrooms.calls.model import CallEvent, CallServer
 from openrooms.service.identity import CommunicationUser
 from openrooms.service.model import CreateRecord, Participant, Role, Room
 from openrooms.service.tokens import SigningKey
@@ -55,11 +56,25 @@ WRITES: dict[str, Write] = {
     "adopt_resource_id": lambda s: s.adopt_resource_id("resource"),
     "ensure_signing_key": lambda s: s.ensure_signing_key(SigningKey("kid", "key", "certificate", T0)),
     "set_access_keys": lambda s: s.set_access_keys({"primary": "p2"}, T0 + 1),
+    "claim_call_server": lambda s: s.claim_call_server(call_server(R1.id)),
+    "release_call_server": lambda s: claim_and_release(s),
+    "add_call_event": lambda s: s.add_call_event(CallEvent("CallStarted", "call-1", R1.id, T0)),
 }
 NO_READ_SEES = {"ensure_resource_id", "adopt_resource_id"}  # the resource id is only ever read by ensuring it
 READS = {"get_room", "get_create_record", "list_rooms", "list_participants", "get_participant", "get_user",
-         "get_signing_keys", "get_access_keys", "ping"}
+         "get_signing_keys", "get_access_keys", "ping", "get_call_server", "list_call_events"}
 LIFECYCLE = {"close"}
+STREAMS = {"listen_changes"}  # the store's change notifications (PostgreSQL LISTEN/NOTIFY; none from SQLite)
+
+
+def call_server(room_id: str) -> CallServer:
+    return CallServer(room_id, "ws://janus.test/", 7, "secret", "pin", f"call-{room_id}", T0)
+
+
+async def claim_and_release(store: RoomStore) -> None:
+    await store.claim_call_server(call_server(R1.id))
+    await store.claim_call_server(call_server(R2.id))
+    assert await store.release_call_server(R2.id, f"call-{R2.id}")
 
 
 def public_methods(cls: type) -> set[str]:
@@ -70,7 +85,8 @@ def public_methods(cls: type) -> set[str]:
 def test_every_store_method_is_a_read_or_a_write_with_a_case(store_class: type) -> None:
     assert not READS & WRITES.keys()
     protocol = public_methods(RoomStore)
-    assert protocol == READS | WRITES.keys() | LIFECYCLE, "classify the new store method here, and give a write a case"
+    assert protocol == READS | WRITES.keys() | LIFECYCLE | STREAMS, \
+        "classify the new store method here, and give a write a case"
     assert public_methods(store_class) == protocol  # no write beside the protocol
 
 
@@ -87,6 +103,7 @@ async def reads(store: RoomStore) -> tuple[object, ...]:
         await store.get_create_record("req-1"), await store.get_create_record("req-3"),
         await store.get_user(U), await store.get_user(X),
         await store.get_signing_keys(), await store.get_access_keys(),
+        await store.get_call_server(R1.id), await store.get_call_server(R2.id), await store.list_call_events(R1.id),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -51,3 +52,8 @@ class CallStore(Protocol):
     async def add_call_event(self, event: CallEvent) -> None: ...
 
     async def list_call_events(self, room_id: str) -> list[CallEvent]: ...
+
+    def listen_changes(self) -> AsyncIterator[str]:
+        """The store's change notifications, from any instance: first `""` once listening, then `room:<id>` or
+        `user:<raw id>` per change; a store without notifications never yields."""
+        ...

@@ -131,7 +131,7 @@ class CallService:
         self._control: dict[str, tuple[janus.JanusSession, janus.Handle]] = {}
         self._control_lock = asyncio.Lock()
         self.connections: set[CallConnection] = set()
-        self._listen: Callable[[], AsyncIterator[str]] | None = getattr(store, "listen_changes", None)
+        self._listen: Callable[[], AsyncIterator[str]] | None = store.listen_changes
         self._listener: asyncio.Task[None] | None = None
         self.listening = asyncio.Event()  # set while the store's change notifications arrive
 
