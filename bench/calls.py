@@ -101,7 +101,8 @@ def main() -> None:
     parser.add_argument("--joins", type=int, default=20)
     parser.add_argument("--steady-seconds", type=float, default=10.0)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as scratch, local.private_network(f"orbench{os.getpid()}"):
+    with tempfile.TemporaryDirectory() as scratch, local.private_network(f"orbench{os.getpid()}") as name, \
+            local.inside(name):
         folder = local.write_config(Path(scratch) / "janus", ws_port=JANUS_PORT, api_secret=SECRET)
         janus = local.start(folder, Path(scratch) / "janus.log")
         try:

@@ -1,9 +1,10 @@
-"""Room call fixtures: a network namespace of the test's own, a real Janus in it, and `openrooms serve` in it.
+"""Room call fixtures: a network namespace of the tests' own, a real Janus in it, and `openrooms serve` in it.
 
 Neither Janus nor Chromium uses loopback addresses for ICE, so media would otherwise go over the machine's
 external interface. The session creates a network namespace (`ip netns`) with `lo` and a veth pair of two
-private addresses, and moves this test process's main thread into it (`setns`), so that every socket the tests
-open and every process they start (Janus, openrooms, Chromium) lives there. Nothing leaves the namespace.
+private addresses. The fixtures start Janus and openrooms in it, and every call test runs with this process's
+main thread moved into it (`setns`), so that its sockets and the browsers it starts live there too: nothing
+leaves the namespace. Between call tests (and for every other test of the session) the thread is back outside.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -119,13 +121,31 @@ class Namespace:
 def netns() -> Iterator[Namespace]:
     if os.geteuid() != 0 or shutil.which("ip") is None:
         pytest.fail("room call tests need root and iproute2 (a network namespace of their own)")
-    dialers: list[HostDialer] = []
+    dialer = HostDialer()
     try:
-        with local.private_network(f"orcalls{os.getpid()}", lambda: dialers.append(HostDialer())) as name:
-            yield Namespace(name, dialers[0])
+        with local.private_network(f"orcalls{os.getpid()}") as name:
+            yield Namespace(name, dialer)
     finally:
-        for dialer in dialers:
-            dialer.stop()
+        dialer.stop()
+
+
+@pytest.fixture(autouse=True)
+def in_namespace(netns: Namespace) -> Iterator[None]:
+    """Every call test runs inside the namespace (set up before the test's own function-scoped fixtures)."""
+    with local.inside(netns.name):
+        yield
+
+
+@contextlib.contextmanager
+def server_inside(netns: Namespace, *args: Any, **kwargs: Any) -> Iterator[Server]:
+    """`running_server`, started inside the namespace (it stays there; stopping it needs no network)."""
+    started = running_server(*args, **kwargs)
+    with local.inside(netns.name):
+        server = started.__enter__()
+    try:
+        yield server
+    finally:
+        started.__exit__(None, None, None)
 
 
 def _wait_listening(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -145,9 +165,11 @@ def janus_url(netns: Namespace, tmp_path_factory: pytest.TempPathFactory) -> Ite
         pytest.fail("janus is not installed: `make test` installs it (apt-get install janus)")
     folder = local.write_config(tmp_path_factory.mktemp("janus"), ws_port=JANUS_PORT, api_secret=JANUS_SECRET)
     log = folder / "janus.log"
-    process = local.start(folder, log)
+    with local.inside(netns.name):
+        process = local.start(folder, log)
     try:
-        _wait_listening(JANUS_PORT, process, log)
+        with local.inside(netns.name):
+            _wait_listening(JANUS_PORT, process, log)
         yield f"ws://127.0.0.1:{JANUS_PORT}/"
     finally:
         process.terminate()
@@ -165,22 +187,23 @@ class CallServer:
 
 
 @pytest.fixture(scope="session")
-def call_server(janus_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CallServer]:
-    with running_server(tmp_path_factory.mktemp("calls"), "--in-memory", "--janus-url", janus_url,
-                        "--janus-api-secret", JANUS_SECRET, tls=False) as server:
+def call_server(netns: Namespace, janus_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CallServer]:
+    with server_inside(netns, tmp_path_factory.mktemp("calls"), "--in-memory", "--janus-url", janus_url,
+                       "--janus-api-secret", JANUS_SECRET, tls=False) as server:
         yield CallServer(server, janus_url)
 
 
 @pytest.fixture(scope="session")
 def postgres_url(netns: Namespace) -> Iterator[str]:
-    """A fresh, migrated schema of the tests' PostgreSQL, reached from inside the namespace through a relay."""
-    base = urllib.parse.urlsplit(postgres_schema.base_url())
-    relay = Relay(netns.dialer, (base.hostname or "127.0.0.1", base.port or 5432))
-    try:
-        userinfo = base.netloc.rpartition("@")[0]
-        netloc = f"{userinfo + '@' if userinfo else ''}127.0.0.1:{relay.port}"
-        url = urllib.parse.urlunsplit(base._replace(netloc=netloc))
-        with postgres_schema.fresh_schema(url) as schema_url:
-            yield schema_url
-    finally:
-        relay.close()
+    """A fresh, migrated schema of the tests' PostgreSQL, and its URL as seen from inside the namespace (through
+    a relay)."""
+    with postgres_schema.fresh_schema(postgres_schema.base_url()) as schema_url:
+        given = urllib.parse.urlsplit(schema_url)
+        with local.inside(netns.name):
+            relay = Relay(netns.dialer, (given.hostname or "127.0.0.1", given.port or 5432))
+        try:
+            userinfo = given.netloc.rpartition("@")[0]
+            netloc = f"{userinfo + '@' if userinfo else ''}127.0.0.1:{relay.port}"
+            yield urllib.parse.urlunsplit(given._replace(netloc=netloc))
+        finally:
+            relay.close()

@@ -11,17 +11,16 @@ from typing import Any
 import pytest
 import websockets
 
-from tests.calls.conftest import JANUS_SECRET, CallServer
+from tests.calls.conftest import JANUS_SECRET, CallServer, Namespace, server_inside
 from tests.calls.test_signalling import Cast, Client
-from tests.support import running_server
 
 
 @pytest.fixture(scope="module")
-def instances(janus_url: str, postgres_url: str,
+def instances(netns: Namespace, janus_url: str, postgres_url: str,
               tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cast, Cast]]:
     flags = ("--database-url", postgres_url, "--janus-url", janus_url, "--janus-api-secret", JANUS_SECRET)
-    with running_server(tmp_path_factory.mktemp("a"), *flags, tls=False) as a, \
-            running_server(tmp_path_factory.mktemp("b"), *flags, tls=False) as b:
+    with server_inside(netns, tmp_path_factory.mktemp("a"), *flags, tls=False) as a, \
+            server_inside(netns, tmp_path_factory.mktemp("b"), *flags, tls=False) as b:
         yield Cast(CallServer(a, janus_url)), Cast(CallServer(b, janus_url))
 
 

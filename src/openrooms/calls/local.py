@@ -10,7 +10,7 @@ import ctypes
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 CLONE_NEWNET = 0x40000000
@@ -94,12 +94,10 @@ def _ip(*args: str) -> None:
 
 
 @contextlib.contextmanager
-def private_network(name: str, before_entering: Callable[[], None] = lambda: None) -> Iterator[str]:
-    """Create network namespace `name` (root; `ip netns`) with `lo` and a veth pair (10.203.0.1 and .2), move
-    the calling thread into it (its sockets and the processes it starts live there), and undo both afterwards.
-    `before_entering` runs just before the move (e.g. to start a thread that stays outside)."""
+def private_network(name: str) -> Iterator[str]:
+    """Create network namespace `name` (root; `ip netns`) with `lo` and a veth pair (10.203.0.1 and .2), and
+    delete it afterwards. Enter it with `inside`."""
     _ip("netns", "add", name)
-    original = os.open("/proc/self/ns/net", os.O_RDONLY)
     try:
         _ip("-n", name, "link", "set", "lo", "up")
         _ip("-n", name, "link", "add", "v0", "type", "veth", "peer", "name", "v1")
@@ -107,16 +105,25 @@ def private_network(name: str, before_entering: Callable[[], None] = lambda: Non
         _ip("-n", name, "addr", "add", "10.203.0.2/24", "dev", "v1")
         _ip("-n", name, "link", "set", "v0", "up")
         _ip("-n", name, "link", "set", "v1", "up")
-        before_entering()
+        yield name
+    finally:
+        _ip("netns", "del", name)
+
+
+@contextlib.contextmanager
+def inside(name: str) -> Iterator[None]:
+    """Move the calling thread into namespace `name` (the sockets it opens and the processes it starts meanwhile
+    live there; they stay there after), and back to where it was."""
+    original = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
         target = os.open(f"/run/netns/{name}", os.O_RDONLY)
         try:
             _setns(target)
         finally:
             os.close(target)
         try:
-            yield name
+            yield
         finally:
             _setns(original)
     finally:
         os.close(original)
-        _ip("netns", "del", name)
