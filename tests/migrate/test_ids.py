@@ -10,8 +10,8 @@ import pytest
 from openrooms.migrate.target import MigrationStore
 from openrooms.service import identity, ids
 from openrooms.service.clock import FixedClock
-from openrooms.service.identity import CommunicationUser, IdentityService
-from openrooms.service.model import CreateRoom, Participant, Role, Room
+from openrooms.service.identity import IdentityService
+from openrooms.service.model import CommunicationUser, CreateRoom, Participant, Role, Room
 from openrooms.service.rooms import RoomsService
 from openrooms.store.postgres import PostgresStore
 from openrooms.store.sqlite import SqliteStore

@@ -7,9 +7,7 @@ from collections.abc import Awaitable
 
 import pytest
 
-from openrooms.service.identity import CommunicationUser
-from openrooms.service.model import CreateRecord, Participant, Role, Room
-from openrooms.service.tokens import SigningKey
+from openrooms.service.model import CommunicationUser, CreateRecord, Participant, Role, Room, SigningKey
 from openrooms.store.protocol import RoomIdTaken, RoomStore, RosterFull, RosterPage, UserIdTaken
 from tests.store.conftest import StoreFactory
 from tests.support import user_id

@@ -27,8 +27,8 @@ from openrooms.service.admission import (
 )
 from openrooms.service.clock import TICKS_PER_SECOND, FixedClock
 from openrooms.service.errors import ServiceError
-from openrooms.service.identity import CommunicationUser, IdentityService
-from openrooms.service.model import CreateRoom, Role, Room, UpdateRoom
+from openrooms.service.identity import IdentityService
+from openrooms.service.model import CommunicationUser, CreateRoom, Role, Room, UpdateRoom
 from openrooms.service.rooms import RoomsService, Upsert
 from openrooms.store.sqlite import SqliteStore
 

@@ -25,8 +25,8 @@ from openrooms.service.admission import AdmissionService
 from openrooms.service.clock import Clock, SystemClock
 from openrooms.service.identity import IdentityService
 from openrooms.service.keys import KeyRing
+from openrooms.service.ports import RoomStore
 from openrooms.service.rooms import RoomsService
-from openrooms.store.protocol import RoomStore
 
 if TYPE_CHECKING:
     from openrooms.livekit import LiveKitBridge

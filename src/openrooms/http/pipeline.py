@@ -40,7 +40,7 @@ from openrooms.service import errors as service_errors
 from openrooms.service.clock import Clock
 from openrooms.service.errors import ServiceError
 from openrooms.service.keys import KeyRing
-from openrooms.store.protocol import StoreUnavailable
+from openrooms.service.ports import StoreUnavailable
 
 access_log = logging.getLogger("openrooms.access")
 log = logging.getLogger("openrooms")

@@ -13,7 +13,7 @@ import secrets
 import time
 from collections.abc import Mapping, Sequence
 
-from openrooms.store.protocol import RoomStore, StoreUnavailable
+from openrooms.service.ports import RoomStore, StoreUnavailable
 
 NAMES = ("primary", "secondary")
 REFRESH_SECONDS = 1.0

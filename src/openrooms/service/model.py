@@ -1,4 +1,7 @@
-"""What the service works with: rooms, participants, commands and pages. Plain data, no I/O."""
+"""What the service works with: rooms, participants, users, signing keys, commands and pages. Plain data, no I/O.
+
+The store persists these records and returns them; it imports them from here, and from nowhere else in the
+service, so that the store sits below the service."""
 
 from __future__ import annotations
 
@@ -76,4 +79,23 @@ class CreateRecord:
     fingerprint: str
     room_id: str
     response: bytes
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class CommunicationUser:
+    raw_id: str
+    created_at: int
+    # Tokens issued before this instant (ticks) do not verify; None: never revoked.
+    tokens_revoked_before: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    """An RSA key pair that signs access tokens, with a self-signed certificate for the `x5t`/`x5c` of the JWKS
+    (PEM text, as stored; `openrooms.service.tokens` reads them)."""
+
+    kid: str  # upper-case hex SHA-1 thumbprint of the certificate, as ACS names its keys
+    private_key_pem: str
+    certificate_pem: str
     created_at: int

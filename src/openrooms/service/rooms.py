@@ -17,7 +17,7 @@ from openrooms.service.model import (
     Room,
     UpdateRoom,
 )
-from openrooms.store.protocol import RoomIdTaken, RoomStore, RosterFull
+from openrooms.service.ports import RoomIdTaken, RoomStore, RosterFull
 
 DEFAULT_ROLE = Role.ATTENDEE
 # How long a Repeatability-Request-ID is remembered (and how old a Repeatability-First-Sent may be).

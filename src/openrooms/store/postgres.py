@@ -34,9 +34,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from openrooms.service.identity import CommunicationUser
-from openrooms.service.model import ROLES, CreateRecord, Participant, Role, Room
-from openrooms.service.tokens import SigningKey
+from openrooms.service.model import ROLES, CommunicationUser, CreateRecord, Participant, Role, Room, SigningKey
 from openrooms.store import migrate
 from openrooms.store.protocol import RoomIdTaken, RosterFull, RosterPage, StoreUnavailable, UserIdTaken
 

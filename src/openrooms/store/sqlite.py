@@ -24,9 +24,7 @@ import msgspec
 from sqlalchemy import create_engine
 from sqlalchemy.pool import StaticPool
 
-from openrooms.service.identity import CommunicationUser
-from openrooms.service.model import ROLES, CreateRecord, Participant, Role, Room
-from openrooms.service.tokens import SigningKey
+from openrooms.service.model import ROLES, CommunicationUser, CreateRecord, Participant, Role, Room, SigningKey
 from openrooms.store import migrate
 from openrooms.store.changes import FOREVER, NOTHING, ChangeCounters, Changes, KeptReads
 from openrooms.store.protocol import RoomIdTaken, RosterFull, RosterPage, StoreUnavailable, UserIdTaken
