@@ -26,6 +26,11 @@ def new_key() -> str:
     return base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode()
 
 
+def decode_key(access_key: str) -> bytes:
+    """An access key's bytes (keys are base64, as in connection strings); raises `binascii.Error` if not base64."""
+    return base64.b64decode(access_key, validate=True)
+
+
 def ordered(keys: Mapping[str, str]) -> list[str]:
     return [keys[name] for name in NAMES if name in keys]
 
