@@ -12,9 +12,10 @@ import jwt
 import pytest
 from livekit.api import TokenVerifier
 
-from openrooms.http import timestamps, versions
+from openrooms.http import versions
 from openrooms.http.pipeline import Credential, credential_for
 from openrooms.livekit import LiveKitBridge
+from openrooms.service import timestamps
 from openrooms.service.admission import (
     PERMISSIONS,
     Admission,
