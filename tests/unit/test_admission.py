@@ -118,7 +118,7 @@ class World:
     async def room(self, roster: dict[str, Role], valid_from: int | None = None, valid_until: int | None = None,
                    pstn: bool = True) -> str:
         command = CreateRoom(valid_from, valid_until, pstn, {raw_id: role.value for raw_id, role in roster.items()})
-        created = await self.rooms.rooms_create(command, list(Role), lambda room: b"")
+        created = await self.rooms.rooms_create(command, list(Role))
         return created.room_id
 
 

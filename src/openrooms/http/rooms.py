@@ -162,18 +162,14 @@ class RoomsApi:
             participants=participants,
         )
         repeatability = _repeatability(request, version, body)
-        created = await self._service.rooms_create(
-            command,
-            version.roles,
-            # Rendered without the cache: a room is cached once it is read. A stream of creates would otherwise
-            # keep replacing what reads use with rooms nobody has asked for, and leave the heap strewn with them.
-            render=lambda room: _render_room(room, version.pstn_dial_out),
-            repeatability=repeatability,
-        )
-        headers = {"Location": created.room_id}
+        created = await self._service.rooms_create(command, version.roles, repeatability)
+        headers = {"Location": created.room.id}
         if repeatability is not None:
             headers["Repeatability-Result"] = "accepted"
-        return json_response(created.response, 201, headers)
+        # Rendered without the cache: a room is cached once it is read. A stream of creates would otherwise keep
+        # replacing what reads use with rooms nobody has asked for, and leave the heap strewn with them. A repeat
+        # is rendered from the room as first created, for the same api-version: the first answer, byte for byte.
+        return json_response(_render_room(created.room, version.pstn_dial_out), 201, headers)
 
     async def rooms_list(self, request: Request) -> Response:
         version = _version(request)

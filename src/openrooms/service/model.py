@@ -73,13 +73,18 @@ class Repeatability:
 
 @dataclass(frozen=True, slots=True)
 class CreateRecord:
-    """What is kept of an idempotent create, so that a repeat returns the first answer."""
+    """What is kept of an idempotent create, so that a repeat gets the first answer: the room as it was created
+    (the room itself may have changed since, or gone). The answer is rendered from it again, for the same
+    api-version (the fingerprint covers it), so it is the same answer byte for byte."""
 
     request_id: str
     fingerprint: str
-    room_id: str
-    response: bytes
+    room: Room
     created_at: int
+
+    @property
+    def room_id(self) -> str:
+        return self.room.id
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,7 @@ from openrooms import config
 from openrooms.service.model import ROLES, CommunicationUser, CreateRecord, Participant, Role, Room, SigningKey
 from openrooms.store import migrate
 from openrooms.store.protocol import RoomIdTaken, RosterFull, RosterPage, StoreUnavailable, UserIdTaken
+from openrooms.store.records import created_room, created_room_value
 
 log = logging.getLogger("openrooms.store")
 
@@ -220,7 +221,7 @@ def _room(row: tuple[Any, ...]) -> Room:
 
 
 def _record(row: tuple[Any, ...]) -> CreateRecord:
-    return CreateRecord(row[0], row[1], row[2], bytes(row[3]), row[4])
+    return CreateRecord(row[0], row[1], created_room(row[2], bytes(row[3])), row[4])
 
 
 def _connection_kwargs(url: str, connect_timeout: int = CONNECT_TIMEOUT) -> dict[str, Any]:
@@ -313,9 +314,10 @@ class PostgresStore:
             # Claim the request id first: a concurrent create with the same id waits here for ours to commit (or
             # roll back), then finds our record instead of creating a second room.
             claimed = await db.execute(
-                "INSERT INTO create_requests (request_id, fingerprint, room_id, response, created_at) "
+                "INSERT INTO create_requests (request_id, fingerprint, room_id, created_room, created_at) "
                 "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (request_id) DO NOTHING",
-                (record.request_id, record.fingerprint, record.room_id, record.response, record.created_at),
+                (record.request_id, record.fingerprint, record.room_id, created_room_value(record.room),
+                     record.created_at),
             )
             if claimed.rowcount == 0:
                 earlier = await _create_record(db, record.request_id)
@@ -609,7 +611,7 @@ async def _create_room(db: AsyncConnection[Any], room: Room, participants: Seque
 
 async def _create_record(db: AsyncConnection[Any], request_id: str) -> CreateRecord | None:
     cursor = await db.execute(
-        "SELECT request_id, fingerprint, room_id, response, created_at FROM create_requests WHERE request_id = %s",
+        "SELECT request_id, fingerprint, room_id, created_room, created_at FROM create_requests WHERE request_id = %s",
         (request_id,),
     )
     row = await cursor.fetchone()
