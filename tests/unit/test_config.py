@@ -114,3 +114,23 @@ def test_serve_options_take_defaults_ranges_and_variables_from_the_settings() ->
         if name in BOUNDS:
             least, most = BOUNDS[name]
             assert (option.min, option.max) == (least, most), name
+
+
+README = (Path(__file__).parents[2] / "README.md").read_text()
+
+
+def test_the_readme_shows_the_settings_defaults() -> None:
+    # The serve table's third column, for every setting whose default is a number or a word.
+    defaults = Settings()
+    shown = {}
+    for line in README.splitlines():
+        cells = [cell.strip() for cell in line.split("|")[1:-1]]
+        if len(cells) == 4 and cells[1].startswith(f"`{variable('')}"):
+            shown[cells[1].strip("`")] = cells[2]
+    assert variable("port") in shown
+    for f in fields(Settings):
+        value = getattr(defaults, f.name)
+        if isinstance(value, bool) or not isinstance(value, int | float | str) or f.name.endswith("key"):
+            continue
+        text = f"{value:g}" if isinstance(value, float) else str(value)
+        assert shown[variable(f.name)].startswith(f"`{text}`"), f.name

@@ -146,8 +146,7 @@ def _schema_work() -> Iterator[None]:
         raise DatabaseError(str(exc).strip()) from exc
 
 
-def is_postgres_url(url: str) -> bool:
-    return urlsplit(url).scheme in URL_SCHEMES
+is_postgres_url = config.is_postgres_url
 
 
 def libpq_url(url: str) -> str:
