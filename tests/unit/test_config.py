@@ -134,3 +134,12 @@ def test_the_readme_shows_the_settings_defaults() -> None:
             continue
         text = f"{value:g}" if isinstance(value, float) else str(value)
         assert shown[variable(f.name)].startswith(f"`{text}`"), f.name
+
+
+def test_serve_refuses_bad_settings_with_exit_code_2_before_starting_anything(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(app, ["serve", "--location", str(tmp_path), "--in-memory", "--workers", "2"])
+    assert result.exit_code == 2
+    assert "error: --in-memory keeps data in one process; it cannot be shared by several --workers." in result.output
+    assert list(tmp_path.iterdir()) == []  # no database, no certificates
