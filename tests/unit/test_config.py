@@ -80,18 +80,21 @@ def test_database_timeouts_are_read_from_the_environment() -> None:
         Settings.from_env({"OPENROOMS_DATABASE_POOL_WAIT": "soon"})
 
 
-async def test_the_postgres_client_takes_its_timeouts_from_the_settings() -> None:
+def pool_settings(store: PostgresStore) -> tuple[object, ...]:
+    pool = store._pool  # the settings' only observable effect short of timing a failure
+    assert isinstance(pool.kwargs, dict)
+    return pool.max_size, pool.timeout, pool.reconnect_timeout, pool.kwargs["connect_timeout"], store._call_timeout
+
+
+def test_the_postgres_client_takes_its_timeouts_from_the_settings() -> None:
     # Built without connecting (connections are made on first use): the pool as psycopg_pool holds it.
     store = PostgresStore("postgresql://postgres@127.0.0.1:1/none", pool_size=3, connect_timeout=7, pool_wait=0.5,
                           call_timeout=2.5, reconnect_timeout=1.5)
-    pool = store._pool  # the settings' only observable effect short of timing a failure
-    assert (pool.max_size, pool.timeout, pool.reconnect_timeout, pool.kwargs["connect_timeout"]) == (3, 0.5, 1.5, 7)
-    assert store._call_timeout == 2.5
-    defaults = PostgresStore("postgresql://postgres@127.0.0.1:1/none")._pool
+    assert pool_settings(store) == (3, 0.5, 1.5, 7, 2.5)
     settings = Settings()
-    assert (defaults.max_size, defaults.timeout, defaults.reconnect_timeout, defaults.kwargs["connect_timeout"]) == (
+    assert pool_settings(PostgresStore("postgresql://postgres@127.0.0.1:1/none")) == (
         settings.pool_size, settings.database_pool_wait, settings.database_reconnect_timeout,
-        settings.database_connect_timeout)
+        settings.database_connect_timeout, settings.database_call_timeout)
 
 
 def _serve_options() -> dict[str, Any]:
