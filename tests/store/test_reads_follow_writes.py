@@ -34,7 +34,8 @@ def room(n: int, created_at: int = T0, valid_until: int = T0 + DAY) -> Room:
 
 
 def record(request_id: str, room_id: str, created_at: int = T0) -> CreateRecord:
-    return CreateRecord(request_id, "fingerprint", room_id, b"{}", created_at)
+    created = Room(room_id, created_at, created_at, created_at + DAY, False)
+    return CreateRecord(request_id, "fingerprint", created, created_at)
 
 
 R1, R2, R3 = room(1), room(2, created_at=T0 + 1, valid_until=T0 + 10), room(3, created_at=T0 + 2)
