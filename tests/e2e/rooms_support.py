@@ -1,4 +1,7 @@
-"""Driving the official Python Rooms SDK (sync and async alike) against a real server, and checking its errors."""
+"""Driving the official Python Rooms SDK (sync and async alike) against a server, and checking its errors.
+
+The server is a real process (`tests.support.Server`) or the app in process (`tests.api.inprocess.InProcess`):
+both sign raw requests (`request`) and make SDK clients."""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from azure.communication.rooms import (
     CommunicationRoom,
@@ -20,6 +23,8 @@ from azure.core.credentials import AzureKeyCredential
 from azure.core.exceptions import HttpResponseError
 from azure.core.paging import ItemPaged
 
+import httpx
+
 from tests.support import Server, user_id
 
 GA_VERSIONS = ("2023-06-14", "2024-04-15", "2025-03-13")
@@ -30,6 +35,22 @@ NOT_FOUND = "The server cannot find the requested resource."
 MAX_WINDOW = timedelta(days=180)
 
 ROOM_OPERATIONS = ("create_room", "get_room", "update_room")
+
+
+class Target(Protocol):
+    """What the tests drive: a server process, or the app in process."""
+
+    @property
+    def endpoint(self) -> str: ...
+
+    @property
+    def connection_string(self) -> str: ...
+
+    @property
+    def access_key(self) -> str: ...
+
+    def request(self, method: str, path_and_query: str, body: bytes = b"", headers: dict[str, str] | None = None,
+                sign: bool = True, key: str | None = None) -> httpx.Response: ...
 
 
 def participant(n: int | str, role: ParticipantRole | str | None = None) -> RoomParticipant:
@@ -65,7 +86,7 @@ class Rooms:
     client: SyncRoomsClient | AsyncRoomsClient
     api_version: str
     flavour: str  # "sync" or "async"
-    server: Server
+    server: Target
 
     @property
     def has_pstn(self) -> bool:
@@ -121,7 +142,7 @@ class Rooms:
             path_and_query = page["nextLink"].removeprefix(self.server.endpoint.rstrip("/"))
 
 
-def room_count(server: Server) -> int:
+def room_count(server: Target) -> int:
     """How many rooms a listing shows, across every page."""
     count, path = 0, "/rooms?api-version=2025-03-13&maxpagesize=1000"
     while True:
@@ -142,10 +163,16 @@ async def _settle(result: Any) -> Any:
     return result
 
 
-def make_client(server: Server, flavour: str, api_version: str | None) -> SyncRoomsClient | AsyncRoomsClient:
-    """Over HTTPS through the connection string (trusting the server's CA), over HTTP through the constructor."""
+def make_client(server: Target, flavour: str, api_version: str | None) -> SyncRoomsClient | AsyncRoomsClient:
+    """A process over HTTPS through the connection string (trusting the server's CA), over HTTP through the
+    constructor; the app in process through the connection string and the in-process transport."""
     cls = SyncRoomsClient if flavour == "sync" else AsyncRoomsClient
     options: dict[str, Any] = {} if api_version is None else {"api_version": api_version}
+    if not isinstance(server, Server):
+        from tests.api.inprocess import InProcess
+
+        assert isinstance(server, InProcess)
+        return cls.from_connection_string(server.connection_string, **options, **server.sdk_options(flavour))
     if server.tls:
         return cls.from_connection_string(server.connection_string, connection_verify=server.ca, **options)
     return cls(server.endpoint, AzureKeyCredential(server.access_key), **options)
