@@ -4,6 +4,7 @@ hands each request to the app instead of to a socket."""
 
 from __future__ import annotations
 
+import copy
 import io
 from typing import Any
 
@@ -36,6 +37,13 @@ class InProcess:
 
     def close(self) -> None:
         self.emulator.run(self._client.aclose())
+
+    def with_key(self, key: str) -> InProcess:
+        """The same app, reached by clients that sign with `key`."""
+        other = copy.copy(self)
+        other.access_key = key
+        other.connection_string = f"endpoint={self.endpoint};accesskey={key}"
+        return other
 
     def exchange(self, method: str, url: str, headers: dict[str, str], content: bytes) -> httpx.Response:
         """One request through the ASGI transport, on the app's event loop."""

@@ -15,6 +15,7 @@ import pytest
 from azure.communication.rooms import ParticipantRole
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
+from tests.api.inprocess import InProcess
 from tests.e2e.rooms_support import (
     MAX_WINDOW,
     NOT_FOUND,
@@ -26,7 +27,6 @@ from tests.e2e.rooms_support import (
     participant,
     utc_now,
 )
-from tests.api.inprocess import InProcess
 from tests.support import user_id
 
 UNTIL_IN_PAST = ("The time range end is in the past.", "ValidUntil")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+import httpx
 from azure.communication.rooms import (
     CommunicationRoom,
     CommunicationUserIdentifier,
@@ -22,8 +23,6 @@ from azure.communication.rooms.aio import RoomsClient as AsyncRoomsClient
 from azure.core.credentials import AzureKeyCredential
 from azure.core.exceptions import HttpResponseError
 from azure.core.paging import ItemPaged
-
-import httpx
 
 from tests.support import Server, user_id
 
