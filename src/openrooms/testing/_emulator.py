@@ -26,11 +26,11 @@ from openrooms.service.clock import TICKS_PER_SECOND
 
 if TYPE_CHECKING:
     import uvicorn
-    from starlette.types import ASGIApp, Receive, Scope, Send
     from azure.communication.identity import CommunicationIdentityClient
     from azure.communication.identity.aio import CommunicationIdentityClient as AsyncCommunicationIdentityClient
     from azure.communication.rooms import RoomsClient
     from azure.communication.rooms.aio import RoomsClient as AsyncRoomsClient
+    from starlette.types import ASGIApp, Receive, Scope, Send
 
     from openrooms.http.pipeline import Pipeline
     from openrooms.store.protocol import RoomStore
@@ -71,9 +71,12 @@ def wait_until_healthy(
         if gone is not None:
             raise RuntimeError(gone)
         if ca is None or Path(ca).exists():  # a server writes its CA as it starts
-            context = ssl.create_default_context(cafile=ca) if ca else None
+            # No proxy from the environment: the server is on this machine.
+            handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
+            if ca:
+                handlers.append(urllib.request.HTTPSHandler(context=ssl.create_default_context(cafile=ca)))
             try:
-                with urllib.request.urlopen(url, timeout=1, context=context) as response:
+                with urllib.request.build_opener(*handlers).open(url, timeout=1) as response:
                     if response.status == 200:
                         return
             except (OSError, ssl.SSLError):  # not listening yet (urllib's URLError is an OSError)
