@@ -202,34 +202,40 @@ class Emulator:
         """Run a coroutine on the app's event loop and wait for its result (from any other thread)."""
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
 
-    def _client_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        return {"connection_verify": self.ca, **options} if self.tls else options
+    def _client(self, cls: Any, options: dict[str, Any]) -> Any:
+        if self.tls:  # the connection string, as an application is configured, trusting the CA
+            return cls.from_connection_string(self.connection_string, **{"connection_verify": self.ca, **options})
+        from azure.core.credentials import AzureKeyCredential
+
+        # The SDKs take the endpoint of a connection string as https: plain HTTP goes through the constructor.
+        return cls(self.endpoint, AzureKeyCredential(self.access_key), **options)
 
     def rooms_client(self, **options: Any) -> RoomsClient:
-        """A Rooms client of the official SDK (azure-communication-rooms), trusting the emulator's CA."""
+        """A Rooms client of the official SDK (azure-communication-rooms), trusting the emulator's CA; `options`
+        go to its constructor (e.g. api_version)."""
         from azure.communication.rooms import RoomsClient
 
-        return RoomsClient.from_connection_string(self.connection_string, **self._client_options(options))
+        client: RoomsClient = self._client(RoomsClient, options)
+        return client
 
     def async_rooms_client(self, **options: Any) -> AsyncRoomsClient:
         from azure.communication.rooms.aio import RoomsClient
 
-        return RoomsClient.from_connection_string(self.connection_string, **self._client_options(options))
+        client: AsyncRoomsClient = self._client(RoomsClient, options)
+        return client
 
     def identity_client(self, **options: Any) -> CommunicationIdentityClient:
         """An Identity client of the official SDK (azure-communication-identity), trusting the emulator's CA."""
         from azure.communication.identity import CommunicationIdentityClient
 
-        return CommunicationIdentityClient.from_connection_string(
-            self.connection_string, **self._client_options(options)
-        )
+        client: CommunicationIdentityClient = self._client(CommunicationIdentityClient, options)
+        return client
 
     def async_identity_client(self, **options: Any) -> AsyncCommunicationIdentityClient:
         from azure.communication.identity.aio import CommunicationIdentityClient
 
-        return CommunicationIdentityClient.from_connection_string(
-            self.connection_string, **self._client_options(options)
-        )
+        client: AsyncCommunicationIdentityClient = self._client(CommunicationIdentityClient, options)
+        return client
 
     def settings(self) -> Settings:
         """The settings the app is built with."""
