@@ -87,7 +87,9 @@ class _AsgiAdapter(BaseAdapter):
         body = request.body or b""
         content = body.encode() if isinstance(body, str) else bytes(body)  # type: ignore[arg-type]
         assert request.method is not None and request.url is not None
-        answer = self._target.exchange(request.method, request.url, dict(request.headers), content)
+        headers = {name: value if isinstance(value, str) else value.decode("latin-1")
+                   for name, value in request.headers.items()}
+        answer = self._target.exchange(request.method, request.url, headers, content)
         response = requests.Response()
         response.status_code = answer.status_code
         response.headers = CaseInsensitiveDict(answer.headers)
@@ -97,7 +99,7 @@ class _AsgiAdapter(BaseAdapter):
         response.encoding = answer.encoding
         response.raw = io.BytesIO(answer.content)
         response._content = answer.content
-        response._content_consumed = True  # type: ignore[attr-defined]
+        response._content_consumed = True
         return response
 
     def close(self) -> None:

@@ -24,12 +24,13 @@ from azure.communication.identity._shared.user_credential_async import (
     CommunicationTokenCredential as AsyncCommunicationTokenCredential,
 )
 from azure.communication.identity.aio import CommunicationIdentityClient as AsyncCommunicationIdentityClient
-from azure.communication.rooms import ParticipantRole, RoomParticipant, RoomsClient
+from azure.communication.rooms import ParticipantRole, RoomsClient
 from azure.core.credentials import AccessToken
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
 from tests.api.conftest import RESOURCE_ID
 from tests.api.inprocess import InProcess
+from tests.e2e.rooms_support import member
 
 VERSIONS = ("2023-10-01", "2025-06-30")
 SCOPES = "chat, voip, chat.join, chat.join.limited, voip.join"
@@ -58,7 +59,7 @@ async def identity(request: pytest.FixtureRequest, api: InProcess) -> AsyncItera
     try:
         yield Identity(client, flavour, version, api)
     finally:
-        if flavour == "async":  # the sync client of SDK 1.5.0 has no close()
+        if isinstance(client, AsyncCommunicationIdentityClient):  # the sync client of SDK 1.5.0 has no close()
             await client.close()
 
 
@@ -232,8 +233,8 @@ def test_deleting_a_user_removes_it_from_every_room(api: InProcess) -> None:
     leaving, staying = identity.create_user(), identity.create_user()
     room_ids = [
         rooms.create_room(participants=[
-            RoomParticipant(communication_identifier=leaving, role=ParticipantRole.PRESENTER),
-            RoomParticipant(communication_identifier=staying),
+            member(leaving, ParticipantRole.PRESENTER),
+            member(staying),
         ]).id
         for _ in range(2)
     ]
@@ -253,8 +254,8 @@ async def test_rooms_quickstart_with_identity_users(api: InProcess) -> None:
         )
     rooms = RoomsClient.from_connection_string(api.connection_string, **api.sdk_options("sync"))
     room = rooms.create_room(participants=[
-        RoomParticipant(communication_identifier=presenter, role=ParticipantRole.PRESENTER),
-        RoomParticipant(communication_identifier=attendee, role=ParticipantRole.ATTENDEE),
+        member(presenter, ParticipantRole.PRESENTER),
+        member(attendee, ParticipantRole.ATTENDEE),
     ])
     listed = {(p.communication_identifier.raw_id, p.role) for p in rooms.list_participants(room.id)}
     assert listed == {(presenter.raw_id, ParticipantRole.PRESENTER), (attendee.raw_id, ParticipantRole.ATTENDEE)}

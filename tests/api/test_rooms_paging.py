@@ -63,7 +63,7 @@ async def paged_rooms(request: pytest.FixtureRequest, paged_server: InProcess) -
         yield Rooms(client, version or "2025-03-13", flavour, paged_server)
     finally:
         if flavour == "async":
-            await client.close()  # type: ignore[misc]
+            await client.close()
         else:
             client.close()
 

@@ -140,7 +140,7 @@ def test_sdk_with_secondary_or_wrong_key(api: InProcess, key: str) -> None:
         with pytest.raises(ClientAuthenticationError) as caught:
             client.create_room()
     assert caught.value.status_code == 401
-    assert caught.value.error.code == "Denied"
+    assert caught.value.error is not None and caught.value.error.code == "Denied"
 
 
 def test_healthz_needs_no_signature(api: InProcess) -> None:

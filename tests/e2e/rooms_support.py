@@ -9,7 +9,7 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, cast, overload
 
 import httpx
 from azure.communication.rooms import (
@@ -54,7 +54,15 @@ class Target(Protocol):
 
 def participant(n: int | str, role: ParticipantRole | str | None = None) -> RoomParticipant:
     identifier = CommunicationUserIdentifier(user_id(n) if isinstance(n, int) else n)
+    if role is None:  # the SDK then sends Attendee
+        return RoomParticipant(communication_identifier=identifier)
     return RoomParticipant(communication_identifier=identifier, role=role)
+
+
+def member(user: object, role: ParticipantRole | str = ParticipantRole.ATTENDEE) -> RoomParticipant:
+    """A participant from a user of the Identity SDK, whose identifier type is its own copy of the one the Rooms
+    SDK declares (the same class at run time, another to a type checker)."""
+    return RoomParticipant(communication_identifier=cast(CommunicationUserIdentifier, user), role=role)
 
 
 def identifier(n: int) -> CommunicationUserIdentifier:
@@ -115,10 +123,10 @@ class Rooms:
     async def list_rooms(self, **kwargs: Any) -> list[CommunicationRoom]:
         if not self.has_pstn:  # the SDK cannot build these rooms (see the class doc): read the wire instead
             return [CommunicationRoom({**room, "pstnDialOutEnabled": None}) for room in self.raw_pages("/rooms")]
-        return await self.call("list_rooms", **kwargs)
+        return cast(list[CommunicationRoom], await self.call("list_rooms", **kwargs))
 
     async def create_room(self, **kwargs: Any) -> CommunicationRoom:
-        return await self.call("create_room", **kwargs)
+        return cast(CommunicationRoom, await self.call("create_room", **kwargs))
 
     async def roster(self, room_id: str) -> dict[str, str]:
         """The room's participants as {raw id: role}."""
@@ -162,6 +170,12 @@ async def _settle(result: Any) -> Any:
     return result
 
 
+@overload
+def make_client(server: Target, flavour: Literal["sync"], api_version: str | None) -> SyncRoomsClient: ...
+@overload
+def make_client(server: Target, flavour: Literal["async"], api_version: str | None) -> AsyncRoomsClient: ...
+@overload
+def make_client(server: Target, flavour: str, api_version: str | None) -> SyncRoomsClient | AsyncRoomsClient: ...
 def make_client(server: Target, flavour: str, api_version: str | None) -> SyncRoomsClient | AsyncRoomsClient:
     """A process over HTTPS through the connection string (trusting the server's CA), over HTTP through the
     constructor; the app in process through the connection string and the in-process transport."""
@@ -192,9 +206,10 @@ def bad_arguments(*details: tuple[str, str]) -> dict[str, Any]:
 
 def assert_sdk_error(exc: HttpResponseError, status: int, expected: dict[str, Any]) -> None:
     """The error as the SDK reports it (status, parsed `error`) and as it came over the wire."""
+    response: Any = exc.response
     assert exc.status_code == status
-    assert exc.response.json() == expected
-    assert exc.response.headers["x-ms-error-code"] == expected["error"]["code"]
+    assert response.json() == expected
+    assert response.headers["x-ms-error-code"] == expected["error"]["code"]
     assert exc.error is not None
     assert exc.error.code == expected["error"]["code"]
     assert exc.error.message == expected["error"]["message"]

@@ -23,10 +23,11 @@ from azure.communication.identity import (
     CommunicationTokenScope,
 )
 from azure.communication.identity.aio import CommunicationIdentityClient as AsyncCommunicationIdentityClient
-from azure.communication.rooms import ParticipantRole, RoomParticipant, RoomsClient
+from azure.communication.rooms import ParticipantRole, RoomsClient
 from azure.core.credentials import AccessToken
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
+from tests.e2e.rooms_support import member
 from tests.support import Server, running_server
 
 VERSIONS = ("2023-10-01", "2025-06-30")
@@ -57,7 +58,7 @@ async def identity(request: pytest.FixtureRequest, https_server: Server) -> Asyn
     try:
         yield Identity(client, flavour, version, https_server)
     finally:
-        if flavour == "async":  # the sync client of SDK 1.5.0 has no close()
+        if isinstance(client, AsyncCommunicationIdentityClient):  # the sync client of SDK 1.5.0 has no close()
             await client.close()
 
 
@@ -121,8 +122,8 @@ async def test_rooms_quickstart_with_identity_users(https_server: Server) -> Non
         )
     rooms = RoomsClient.from_connection_string(https_server.connection_string, connection_verify=https_server.ca)
     room = rooms.create_room(participants=[
-        RoomParticipant(communication_identifier=presenter, role=ParticipantRole.PRESENTER),
-        RoomParticipant(communication_identifier=attendee, role=ParticipantRole.ATTENDEE),
+        member(presenter, ParticipantRole.PRESENTER),
+        member(attendee, ParticipantRole.ATTENDEE),
     ])
     listed = {(p.communication_identifier.raw_id, p.role) for p in rooms.list_participants(room.id)}
     assert listed == {(presenter.raw_id, ParticipantRole.PRESENTER), (attendee.raw_id, ParticipantRole.ATTENDEE)}

@@ -6,6 +6,7 @@ process (tests/api), where a socket adds nothing."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from azure.communication.rooms import ParticipantRole
@@ -51,14 +52,15 @@ async def test_quickstart_flow(rooms: Rooms) -> None:
 
 
 async def test_error_shapes(rooms: Rooms) -> None:
-    for status, expected, operation, kwargs in [
+    cases: list[tuple[int, dict[str, Any], str, dict[str, Any]]] = [
         (400, bad_arguments(("The time range end is in the past.", "ValidUntil")), "create_room",
          {"valid_from": utc_now() - timedelta(days=2), "valid_until": utc_now() - timedelta(days=1)}),
         (400, error_body("BadRequest", "Invalid format for communication identifier."), "create_room",
          {"participants": [participant("wrong_mri")]}),
         (400, error_body("BadRequest", "Invalid room ID length."), "get_room", {"room_id": "123"}),
         (404, error_body("NotFound", NOT_FOUND), "delete_room", {"room_id": "99999999999999999"}),
-    ]:
+    ]
+    for status, expected, operation, kwargs in cases:
         with pytest.raises(HttpResponseError) as caught:
             await rooms.call(operation, **kwargs)
         assert_sdk_error(caught.value, status, expected)

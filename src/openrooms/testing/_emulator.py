@@ -139,7 +139,7 @@ class Emulator:
         self.serve = serve
         self.clock: EmulatorClock | None = None
         if clock is not None and clock is not False:
-            self.clock = EmulatorClock(datetime.now(UTC) if clock is True else clock)  # type: ignore[arg-type]
+            self.clock = EmulatorClock(datetime.now(UTC) if clock is True else clock)
         self.tls = tls
         self.access_key = access_key
         self.secondary_key = secondary_key
