@@ -1,11 +1,9 @@
-"""openrooms.testing: the emulator's endpoint, CA and clients, its fixed clock, its clean starts, and a plugin that
-costs a user nothing until a test asks for its fixtures."""
+"""openrooms.testing in process: the emulator's endpoint, CA and clients, its fixed clock, its clean starts (the
+plugin as a user's pytest loads it: tests/e2e/test_testing_plugin.py)."""
 
 from __future__ import annotations
 
 import ssl
-import subprocess
-import sys
 import threading
 import urllib.error
 import urllib.request
@@ -94,23 +92,3 @@ def test_the_context_manager_stops_and_removes_its_ca() -> None:
     assert not ca.parent.exists()
     assert f"openrooms-emulator-{secure.port}" in running
     assert f"openrooms-emulator-{secure.port}" not in emulator_threads()
-
-
-def test_importing_the_package_imports_neither_pytest_nor_the_server() -> None:
-    probe = ("import sys, openrooms.testing; "
-             "print(sorted(m for m in ('pytest', 'uvicorn', 'openrooms.http.app', 'openrooms.store.sqlite') "
-             "if m in sys.modules))")
-    finished = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    assert finished.stdout.strip() == "[]"
-
-
-def test_the_plugin_starts_nothing_for_tests_that_do_not_ask(tmp_path: Path) -> None:
-    (tmp_path / "test_plain.py").write_text(
-        "import sys, threading\n"
-        "def test_plain():\n"
-        "    assert not [t for t in threading.enumerate() if t.name.startswith('openrooms-emulator')]\n"
-        "    assert 'uvicorn' not in sys.modules and 'openrooms.http.app' not in sys.modules\n"
-    )
-    finished = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_plain.py"],
-                              cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert finished.returncode == 0, finished.stdout + finished.stderr

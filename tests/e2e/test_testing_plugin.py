@@ -1,6 +1,7 @@
-"""docs/testing.md's examples, run as a user runs them: the pytest example by pytest in a directory of its own
-(the plugin found through its entry point), the unittest example by `python -m unittest`, and the JavaScript
-example (the Node test suite's emulator.test.mjs) by `python -m openrooms.testing node --test`."""
+"""openrooms.testing as a user gets it: docs/testing.md's examples, run as a user runs them (the pytest example by
+pytest in a directory of its own, the plugin found through its entry point; the unittest example by
+`python -m unittest`; the JavaScript example, the Node test suite's emulator.test.mjs, by
+`python -m openrooms.testing node --test`), and a plugin that costs nothing until a test asks for its fixtures."""
 
 from __future__ import annotations
 
@@ -50,3 +51,23 @@ def test_the_javascript_example_is_the_node_suites_and_passes() -> None:
         pytest.fail("the JavaScript example needs Node.js 20+ and `npm ci` in tests/e2e/node (make test does it)")
     finished = run([sys.executable, "-m", "openrooms.testing", "node", "--test", script.name], NODE_PROJECT)
     assert "# pass 1" in finished.stdout, finished.stdout
+
+
+def test_importing_the_package_imports_neither_pytest_nor_the_server() -> None:
+    probe = ("import sys, openrooms.testing; "
+             "print(sorted(m for m in ('pytest', 'uvicorn', 'openrooms.http.app', 'openrooms.store.sqlite') "
+             "if m in sys.modules))")
+    finished = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert finished.stdout.strip() == "[]"
+
+
+def test_the_plugin_starts_nothing_for_tests_that_do_not_ask(tmp_path: Path) -> None:
+    (tmp_path / "test_plain.py").write_text(
+        "import sys, threading\n"
+        "def test_plain():\n"
+        "    assert not [t for t in threading.enumerate() if t.name.startswith('openrooms-emulator')]\n"
+        "    assert 'uvicorn' not in sys.modules and 'openrooms.http.app' not in sys.modules\n"
+    )
+    finished = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_plain.py"],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 0, finished.stdout + finished.stderr
