@@ -254,13 +254,16 @@ class Emulator:
         if self._thread is not None:
             raise RuntimeError("the emulator is already running")
         self._directory = Path(tempfile.mkdtemp(prefix="openrooms-emulator-"))
-        listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listening.bind((self.host, 0))
-        self.port = int(listening.getsockname()[1])
+        listening = None
+        if self.serve:  # bound here, so that the port is known (and no other process's) before serving starts
+            listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listening.bind((self.host, 0))
+            self.port = int(listening.getsockname()[1])
         ready: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._thread = threading.Thread(
-            target=self._serve, args=(listening, ready), name=f"openrooms-emulator-{self.port}", daemon=True
+            target=self._serve, args=(listening, ready), daemon=True,
+            name=f"openrooms-emulator-{self.port or 'in-process'}",
         )
         self._thread.start()
         try:
@@ -294,7 +297,7 @@ class Emulator:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _serve(self, listening: socket.socket, ready: concurrent.futures.Future[None]) -> None:
+    def _serve(self, listening: socket.socket | None, ready: concurrent.futures.Future[None]) -> None:
         loop = asyncio.new_event_loop()
         self._loop = loop
         try:
@@ -305,12 +308,13 @@ class Emulator:
             else:
                 self._failure = exc
         finally:
-            listening.close()
+            if listening is not None:
+                listening.close()
             with contextlib.suppress(Exception):
                 loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
-    async def _main(self, listening: socket.socket, ready: concurrent.futures.Future[None]) -> None:
+    async def _main(self, listening: socket.socket | None, ready: concurrent.futures.Future[None]) -> None:
         import uvicorn
 
         from openrooms.http.app import create_app
@@ -332,6 +336,7 @@ class Emulator:
         if not self.serve:
             await self._run_in_process(config, ready)
             return
+        assert listening is not None
         self._server = server = uvicorn.Server(config)
         serving = asyncio.ensure_future(server.serve(sockets=[listening]))
         while not server.started:
