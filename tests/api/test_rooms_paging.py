@@ -173,11 +173,11 @@ def test_bad_paging_parameters(paged_server: InProcess, query: str, target: str)
     assert response.headers["x-ms-error-code"] == "BadRequest"
 
 
-def test_the_sdk_lists_a_roster_in_the_order_of_addition_across_pages(tmp_path: Path) -> None:
+def test_the_sdk_lists_a_roster_in_the_order_of_addition_across_pages(store_kind: str) -> None:
     def member(n: int, role: ParticipantRole = ParticipantRole.ATTENDEE) -> RoomParticipant:
         return RoomParticipant(communication_identifier=CommunicationUserIdentifier(user_id(n)), role=role)
 
-    with running_server(tmp_path, "--page-size", "3") as server, make_client(server, "sync", "2025-03-13") as client:
+    with in_process(store_kind, page_size=3) as server, make_client(server, "sync", "2025-03-13") as client:
         room = client.create_room(participants=[member(9, ParticipantRole.PRESENTER), member(1)])
         client.add_or_update_participants(room_id=room.id, participants=[member(7), member(3), member(5)])
         client.add_or_update_participants(room_id=room.id, participants=[member(9, ParticipantRole.CONSUMER)])
