@@ -71,15 +71,15 @@ def wait_until_healthy(
         if gone is not None:
             raise RuntimeError(gone)
         if ca is None or Path(ca).exists():  # a server writes its CA as it starts
-            # No proxy from the environment: the server is on this machine.
-            handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
-            if ca:
-                handlers.append(urllib.request.HTTPSHandler(context=ssl.create_default_context(cafile=ca)))
             try:
+                # No proxy from the environment: the server is on this machine.
+                handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
+                if ca:  # (a CA being written is not read yet: an SSLError, an OSError)
+                    handlers.append(urllib.request.HTTPSHandler(context=ssl.create_default_context(cafile=ca)))
                 with urllib.request.build_opener(*handlers).open(url, timeout=1) as response:
                     if response.status == 200:
                         return
-            except (OSError, ssl.SSLError):  # not listening yet (urllib's URLError is an OSError)
+            except OSError:  # not listening yet (urllib's URLError and ssl's SSLError are OSErrors)
                 pass
         if time.monotonic() > deadline:
             raise RuntimeError(f"{url} did not answer 200 within {timeout:.0f} s")
