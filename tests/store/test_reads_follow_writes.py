@@ -14,9 +14,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from openrooms.service.identity import CommunicationUser
-from openrooms.service.model import CreateRecord, Participant, Role, Room
-from openrooms.service.tokens import SigningKey
+from openrooms.service.model import CommunicationUser, CreateRecord, Participant, Role, Room, SigningKey
 from openrooms.store.postgres import PostgresStore
 from openrooms.store.protocol import RoomStore
 from openrooms.store.sqlite import SqliteStore

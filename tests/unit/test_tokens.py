@@ -15,17 +15,18 @@ from hypothesis import strategies as st
 
 from openrooms.service import tokens
 from openrooms.service.clock import TICKS_PER_SECOND
+from openrooms.service.model import SigningKey
 
 NOW = 1_800_000_000 * TICKS_PER_SECOND + 1234567
 
 
 @functools.cache
-def signing_key() -> tokens.SigningKey:
+def signing_key() -> SigningKey:
     return tokens.generate_signing_key(NOW)
 
 
 @functools.cache
-def other_signing_key() -> tokens.SigningKey:
+def other_signing_key() -> SigningKey:
     return tokens.generate_signing_key(NOW)
 
 
