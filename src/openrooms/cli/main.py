@@ -287,26 +287,9 @@ def _print_banner(settings: Settings, ca: Path | None) -> None:
 
 
 def _run_server(settings: Settings) -> None:
-    target = "openrooms.http.app:app_from_env"
-    if settings.server == "uvicorn":
-        import uvicorn
+    from openrooms.cli import server
 
-        uvicorn.run(
-            target, factory=True, host=settings.host, port=settings.port, workers=settings.workers,
-            ssl_certfile=str(settings.cert) if settings.tls else None,
-            ssl_keyfile=str(settings.key) if settings.tls else None,
-            access_log=False, log_level="warning", server_header=False, loop=event_loop(),
-        )
-        return
-    from granian.constants import Interfaces, Loops
-    from granian.log import LogLevels
-    from granian.server import Server
-
-    Server(
-        target, address=settings.host, port=settings.port, interface=Interfaces.ASGI, workers=settings.workers,
-        factory=True, loop=Loops(event_loop()), log_level=LogLevels.warning, log_access=False,
-        ssl_cert=settings.cert if settings.tls else None, ssl_key=settings.key if settings.tls else None,
-    ).serve()
+    server.run(settings)
 
 
 @db_app.command("upgrade")
