@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import base64
 import binascii
 import dataclasses
 import importlib.util
@@ -20,11 +19,9 @@ from urllib.parse import urlsplit
 import platformdirs
 
 from openrooms.service import keys, paging, rooms
+from openrooms.service.keys import DEV_ACCESS_KEY as DEV_ACCESS_KEY  # re-exported: tests and tools sign with
+from openrooms.service.keys import DEV_SECONDARY_KEY as DEV_SECONDARY_KEY  # the well-known development keys
 
-# Well-known development keys, published like Azurite's: anyone can read them, so they protect nothing.
-# Pass --access-key / OPENROOMS_ACCESS_KEY (and the secondary) for anything but local development.
-DEV_ACCESS_KEY = base64.b64encode(b"openrooms-development-access-key").decode()
-DEV_SECONDARY_KEY = base64.b64encode(b"openrooms-development-second-key").decode()
 DEFAULT_PORT = 8765
 ENV_PREFIX = "OPENROOMS_"
 SERVERS = ("granian", "uvicorn")
@@ -81,8 +78,11 @@ class Settings:
     tls: bool = True
     cert: Path | None = None
     key: Path | None = None
+    # The keys in force (see service/keys.py for which): `serve` settles them before its workers start.
     access_key: str = DEV_ACCESS_KEY
     secondary_key: str = DEV_SECONDARY_KEY
+    # Serve beyond loopback even with a well-known development key in force (a shared test lab).
+    allow_development_keys: bool = False
     silent: bool = False
     workers: int = 1
     server: str = "granian"

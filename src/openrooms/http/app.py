@@ -52,13 +52,12 @@ def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clo
     admission_api = AdmissionApi(
         AdmissionService(identity_service, room_store, clock), _livekit_bridge(settings, clock)
     )
+    # The keys in the store win over the settings' (`openrooms keys rotate` changes them while serving).
     authenticator = auth.HmacAuthenticator(
-        [auth.decode_key(settings.access_key), auth.decode_key(settings.secondary_key)],
+        KeyRing(room_store, [settings.access_key, settings.secondary_key]),
         skew_seconds=settings.clock_skew_seconds,
         public_hosts=_public_hosts(settings),
     )
-    # The keys in the store win over the settings' (`openrooms keys rotate` changes them while serving).
-    keyring = KeyRing(room_store, [settings.access_key, settings.secondary_key])
 
     async def healthz(request: Request) -> Response:
         return json_response({"status": "ok"})
@@ -100,7 +99,6 @@ def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clo
     return Pipeline(
         routes,
         authenticator=authenticator,
-        keyring=keyring,
         clock=clock,
         max_body_bytes=settings.max_body_bytes,
         rate_limiter=RateLimiter(settings.rate_limit) if settings.rate_limit > 0 else None,

@@ -39,7 +39,6 @@ from openrooms.http.wire import query_of
 from openrooms.service import errors as service_errors
 from openrooms.service.clock import Clock
 from openrooms.service.errors import ServiceError
-from openrooms.service.keys import KeyRing
 from openrooms.service.ports import StoreUnavailable
 
 access_log = logging.getLogger("openrooms.access")
@@ -86,13 +85,12 @@ def _request_id() -> str:
 
 class Pipeline:
     def __init__(
-        self, routes: Sequence[Route], *, authenticator: HmacAuthenticator, keyring: KeyRing, clock: Clock,
+        self, routes: Sequence[Route], *, authenticator: HmacAuthenticator, clock: Clock,
         max_body_bytes: int, rate_limiter: RateLimiter | None, metrics: bool, lifespan: Lifespan,
     ) -> None:
         self.routes = list(routes)  # the busiest first: a request is matched against them in this order
         self._table = [(route.path_regex, frozenset(route.methods or ()), route) for route in self.routes]
         self._authenticator = authenticator
-        self._keyring = keyring  # asked per request: the keys may have been rotated
         self._clock = clock
         self._max_body = max_body_bytes
         self._rate_limiter = rate_limiter
@@ -163,7 +161,8 @@ class Pipeline:
         if credential is not Credential.NONE:
             ctx.body = await self._read_body(scope, headers, receive)
             if credential is Credential.ACCESS_KEY:
-                self._authenticator.keys = self._keyring.current() or await self._keyring.keys()
+                if self._authenticator.keys_due:  # the keys may have been rotated: re-read at most every second
+                    await self._authenticator.refresh_keys()
                 self._authenticate(scope, headers, ctx)
         # -- 5. operation
         if route is None:
