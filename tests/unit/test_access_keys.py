@@ -119,3 +119,34 @@ async def test_rotating_one_key_replaces_a_well_known_other(store: SqliteStore) 
     newer = await keys.rotate(store, "secondary", 3)
     assert set(newer) == {"secondary"}
     assert (await store.get_access_keys())["primary"] == new["primary"]
+
+
+@pytest.mark.parametrize(("host", "loopback"), [
+    ("127.0.0.1", True), ("127.1.2.3", True), ("::1", True), ("[::1]", True), ("localhost", True),
+    ("0.0.0.0", False), ("::", False), ("", False), ("192.168.1.10", False), ("rooms.internal", False),
+])
+def test_what_counts_as_loopback(host: str, loopback: bool) -> None:
+    from openrooms.cli.main import _is_loopback
+
+    assert _is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize("allow", [False, True])
+@pytest.mark.parametrize("given", [{}, {"primary": OWN_PRIMARY}, {"primary": OWN_PRIMARY,
+                                                                   "secondary": DEV_SECONDARY_KEY}])
+def test_development_keys_beyond_loopback_need_saying_so(allow: bool, given: dict[str, str]) -> None:
+    import typer
+
+    from openrooms.cli.main import _refuse_development_keys_beyond_loopback
+    from openrooms.config import Settings
+
+    in_force = keys.resolve(given, {})
+    public = keys.well_known_in_force(in_force)
+    for host in ("127.0.0.1", "0.0.0.0"):
+        settings = Settings(host=host, allow_development_keys=allow)
+        if public and host == "0.0.0.0" and not allow:
+            with pytest.raises(typer.Exit) as refused:
+                _refuse_development_keys_beyond_loopback(settings, in_force)
+            assert refused.value.exit_code == 2
+        else:
+            _refuse_development_keys_beyond_loopback(settings, in_force)
