@@ -18,7 +18,7 @@ import os
 import signal
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from openrooms.config import Settings, event_loop
 
@@ -93,22 +93,15 @@ def _run_granian(settings: Settings) -> None:
 def _run_uvicorn(settings: Settings) -> None:
     import uvicorn
 
-    config = uvicorn.Config(
-        _TARGET, factory=True, host=settings.host, port=settings.port, workers=settings.workers,
+    options: dict[str, Any] = dict(
+        factory=True, host=settings.host, port=settings.port, workers=settings.workers,
         ssl_certfile=str(settings.cert) if settings.tls else None,
         ssl_keyfile=str(settings.key) if settings.tls else None,
         access_log=False, log_level="warning", server_header=False, loop=event_loop(),
         timeout_graceful_shutdown=WORKER_STOP_SECONDS,
     )
-    from uvicorn.config import STARTUP_FAILURE
-
-    if settings.workers == 1:
-        config.load_app()
-        server = uvicorn.Server(config)
-        with contextlib.suppress(KeyboardInterrupt):
-            server.run()
-        if not server.started:
-            sys.exit(STARTUP_FAILURE)
+    if settings.workers == 1:  # one process: uvicorn's own graceful-shutdown timeout bounds the stop
+        uvicorn.run(_TARGET, **options)
         return
     from uvicorn.supervisors.multiprocess import Multiprocess
 
@@ -124,5 +117,6 @@ def _run_uvicorn(settings: Settings) -> None:
                     worker.kill()
                     worker.process.join()
 
+    config = uvicorn.Config(_TARGET, **options)
     with contextlib.suppress(KeyboardInterrupt):
         BoundedMultiprocess(config, sockets=[config.bind_socket()]).run()
