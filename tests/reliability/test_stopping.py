@@ -41,7 +41,7 @@ def stop_cycles(location: Path, server_name: str, cycles: int, rng: random.Rando
         sig = (signal.SIGTERM, signal.SIGINT)[cycle % 2]
         delay = rng.uniform(0, 2)
         what = f"{server_name} cycle {cycle}, {sig.name} {delay:.2f} s after /healthz (seed {seed})"
-        with running_server(location, "--workers", "2", "--server", server_name, "--no-metrics", tls=False) as server:
+        with running_server(location, "--workers", "2", "--server", server_name, tls=False) as server:
             # The point of the test is the moment: a worker may still be starting, or both be serving.
             time.sleep(delay)
             stopped = server.stop(sig, timeout=HANG_SECONDS)

@@ -251,9 +251,9 @@ def _refuse_development_keys_beyond_loopback(settings: Settings, in_force: dict[
     raise fail(
         f"--host {settings.host} serves beyond this machine, and the well-known development "
         f"{' and '.join(public)} key{'s' if len(public) > 1 else ''} (published in the README) would be accepted. "
-        "Set --access-key (OPENROOMS_ACCESS_KEY), and --secondary-key (OPENROOMS_SECONDARY_KEY) or let it be a "
-        "new random key; or, for a shared test lab only, --allow-development-keys "
-        "(OPENROOMS_ALLOW_DEVELOPMENT_KEYS)."
+        "Set your own keys with --access-key (OPENROOMS_ACCESS_KEY) and, if you like, --secondary-key "
+        "(OPENROOMS_SECONDARY_KEY; without it, a new random key), or rotate them with `openrooms keys rotate`; "
+        "or, for a shared test lab only, say --allow-development-keys (OPENROOMS_ALLOW_DEVELOPMENT_KEYS)."
     )
 
 
