@@ -49,16 +49,16 @@ def stop_cycles(location: Path, server_name: str, cycles: int, rng: random.Rando
             assert_gone(server, what)
 
 
-@pytest.mark.parametrize(("server_name", "cycles", "lanes"), [("granian", 50, 2), ("uvicorn", 4, 2)])
+@pytest.mark.parametrize(("server_name", "cycles", "lanes"), [("granian", 50, 3), ("uvicorn", 4, 2)])
 def test_stopping_at_random_moments_after_it_answers(
     tmp_path: Path, server_name: str, cycles: int, lanes: int
 ) -> None:
     seed = random.randrange(2**32)
-    # Two servers at a time, each on its own location and port: the cycles of one lane overlap the waits of
-    # the other, which keeps the test short.
+    # Several servers at a time, each on its own location and port: the cycles of one lane overlap the waits
+    # of the others, which keeps the test short.
     with ThreadPoolExecutor(lanes) as pool:
         runs = [
-            pool.submit(stop_cycles, tmp_path / f"lane-{lane}", server_name, cycles // lanes,
+            pool.submit(stop_cycles, tmp_path / f"lane-{lane}", server_name, -(-cycles // lanes),
                         random.Random(seed + lane), seed)
             for lane in range(lanes)
         ]
