@@ -157,6 +157,26 @@ def serve(
     log_format: Annotated[str | None, _option("log_format", "Log lines as text or json")] = None,
     rate_limit: Annotated[int | None, _option("rate_limit", "Requests per second per access key and operation, "
                                               "per instance; 0: unlimited")] = None,
+    oidc_issuer: Annotated[str | None, _option("oidc_issuer", "OpenID Connect issuer (Entra ID, Keycloak) whose "
+                                               "Bearer tokens the access-key operations accept beside HMAC, e.g. "
+                                               "https://sts.windows.net/<tenant id>/", default="none")] = None,
+    oidc_audience: Annotated[str | None, _option("oidc_audience", "Audience (aud) the Bearer tokens must name")
+                             ] = None,
+    oidc_teams_audience: Annotated[str | None, _option("oidc_teams_audience", "Audience of the Teams users' tokens "
+                                                       "exchanged by POST /teamsUser/:exchangeAccessToken")] = None,
+    oidc_allowed_app_id: Annotated[list[str] | None, _option("oidc_allowed_app_ids", "Application (client) id "
+                                                             "allowed to sign in (appid or azp claim); repeatable",
+                                                             "--oidc-allowed-app-id", default="any")] = None,
+    oidc_allowed_object_id: Annotated[list[str] | None, _option("oidc_allowed_object_ids", "Object id allowed to "
+                                                                "sign in (oid claim); repeatable",
+                                                                "--oidc-allowed-object-id", default="any")] = None,
+    oidc_required_role: Annotated[str | None, _option("oidc_required_role", "Role (roles claim) a Bearer token "
+                                                      "must carry", default="none")] = None,
+    oidc_insecure_skip_signature: Annotated[bool, typer.Option("--oidc-insecure-skip-signature",
+                                                               help="Development only: accept Bearer tokens "
+                                                               "without checking their signature.",
+                                                               envvar="OPENROOMS_OIDC_INSECURE_SKIP_SIGNATURE")
+                                            ] = False,
 ) -> None:
     """Serve the ACS Rooms API (HTTPS with a local CA by default) until SIGINT or SIGTERM."""
     try:
@@ -172,6 +192,11 @@ def serve(
             max_participants_per_room=max_participants_per_room,
             max_participants_per_request=max_participants_per_request, metrics=metrics, log_format=log_format,
             rate_limit=rate_limit, allow_development_keys=allow_development_keys or None,
+            oidc_issuer=oidc_issuer, oidc_audience=oidc_audience,
+            oidc_teams_audience=oidc_teams_audience, oidc_required_role=oidc_required_role,
+            oidc_allowed_app_ids=",".join(oidc_allowed_app_id) if oidc_allowed_app_id else None,
+            oidc_allowed_object_ids=",".join(oidc_allowed_object_id) if oidc_allowed_object_id else None,
+            oidc_insecure_skip_signature=oidc_insecure_skip_signature or None,
         ).validated()
     except InvalidSettings as exc:
         raise fail(str(exc)) from None
@@ -324,6 +349,11 @@ def _print_banner(settings: Settings, ca: Path | None, in_force: dict[str, KeyIn
     lines.append(f"  server             {settings.server}, {workers}, event loop {event_loop()}")
     if settings.livekit_url:
         lines.append(f"  LiveKit            {settings.livekit_url} (join answers carry LiveKit tokens)")
+    if settings.oidc_issuer:
+        lines.append(f"  Entra ID / OIDC    Bearer tokens of {settings.oidc_issuer} for {settings.oidc_audience}")
+        if settings.oidc_insecure_skip_signature:
+            lines.append("  !!! INSECURE !!!   --oidc-insecure-skip-signature: Bearer token signatures are NOT "
+                         "checked; anyone can sign in. Development only.")
     flags = {"primary": "--access-key", "secondary": "--secondary-key"}
     origins = {
         "given": "given ({flag})",

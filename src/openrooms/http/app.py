@@ -17,6 +17,7 @@ from openrooms.config import InvalidSettings, Settings, variable
 from openrooms.http import auth, metrics, openapi
 from openrooms.http.admission import AdmissionApi
 from openrooms.http.identity import IdentityApi
+from openrooms.http.oidc import OidcPolicy, OidcVerifier, parse_ids
 from openrooms.http.pipeline import Pipeline
 from openrooms.http.ratelimit import RateLimiter
 from openrooms.http.rooms import RoomsApi
@@ -48,7 +49,8 @@ def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clo
     )
     rooms_api = RoomsApi(rooms_service, settings.public_url)
     identity_service = IdentityService(room_store, clock, resource_id=settings.resource_id)
-    identity_api = IdentityApi(identity_service)
+    oidc = oidc_verifier(settings, clock)
+    identity_api = IdentityApi(identity_service, oidc)
     admission_api = AdmissionApi(
         AdmissionService(identity_service, room_store, clock), _livekit_bridge(settings, clock)
     )
@@ -104,7 +106,21 @@ def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clo
         rate_limiter=RateLimiter(settings.rate_limit) if settings.rate_limit > 0 else None,
         metrics=settings.metrics,
         lifespan=lifespan,
+        oidc=oidc,
     )
+
+
+def oidc_verifier(settings: Settings, clock: Clock) -> OidcVerifier | None:
+    """The Bearer token verifier of the configured OpenID Connect issuer; None without one."""
+    if not settings.oidc_issuer:
+        return None
+    return OidcVerifier(OidcPolicy(
+        issuer=settings.oidc_issuer, audience=settings.oidc_audience,
+        allowed_app_ids=parse_ids(settings.oidc_allowed_app_ids),
+        allowed_object_ids=parse_ids(settings.oidc_allowed_object_ids),
+        required_role=settings.oidc_required_role, skip_signature=settings.oidc_insecure_skip_signature,
+        skew_seconds=settings.clock_skew_seconds, teams_audience=settings.oidc_teams_audience,
+    ), clock=clock)
 
 
 def _livekit_bridge(settings: Settings, clock: Clock) -> LiveKitBridge | None:

@@ -259,6 +259,12 @@ def teams_token_exchange_unavailable() -> ServiceError:
     )
 
 
+def teams_user_token_invalid() -> ServiceError:
+    """The Entra ID token of a Teams user exchange does not verify (or is not of the app and user named): the
+    real service's 401, word for word."""
+    return ServiceError(401, "InvalidAccessToken", "Provided access token is not valid.")
+
+
 def invalid_access_token(reason: str) -> ServiceError:
     return ServiceError(401, "InvalidAccessToken", f"The access token is not valid: {reason}.")
 
