@@ -116,8 +116,8 @@ class Settings:
     oidc_issuer: str | None = None
     oidc_audience: str = "https://communication.azure.com"
     oidc_teams_audience: str = "https://auth.msft.communication.azure.com"
-    oidc_allowed_app_ids: str = ""  # comma-separated; matched against the `appid` or `azp` claim
-    oidc_allowed_object_ids: str = ""  # comma-separated; matched against the `oid` claim
+    oidc_allowed_app_ids: str | None = None  # comma-separated; matched against the `appid` or `azp` claim
+    oidc_allowed_object_ids: str | None = None  # comma-separated; matched against the `oid` claim
     oidc_required_role: str | None = None
     # Development only: accept well-formed, unexpired tokens of the issuer and audience without their signature.
     oidc_insecure_skip_signature: bool = False

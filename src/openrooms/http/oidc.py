@@ -26,7 +26,7 @@ from joserfc.jwk import KeySet
 from joserfc.jwt import JWTClaimsRegistry
 
 from openrooms.service.clock import TICKS_PER_SECOND, Clock
-from openrooms.service.errors import ServiceError
+from openrooms.service.errors import bearer_denied as denied
 
 log = logging.getLogger("openrooms")
 
@@ -58,11 +58,6 @@ class OidcPolicy:
     skip_signature: bool = False
     skew_seconds: int = 300
     teams_audience: str = DEFAULT_TEAMS_AUDIENCE
-
-
-def denied(message: str) -> ServiceError:
-    """The 401 of the access-key operations (as the HMAC path answers), naming the Bearer scheme too."""
-    return ServiceError(401, "Denied", message, headers={"WWW-Authenticate": "Bearer, HMAC-SHA256"})
 
 
 def app_id_of(claims: dict[str, Any]) -> str | None:
@@ -207,8 +202,8 @@ def _claim_problem(exc: JoseError, claims: dict[str, Any], audience: str) -> str
     return f"its claims are not valid ({exc.description})"
 
 
-def parse_ids(value: str | Sequence[str]) -> tuple[str, ...]:
+def parse_ids(value: str | Sequence[str] | None) -> tuple[str, ...]:
     """Ids from a comma-separated setting (or a list of flags, each possibly comma-separated)."""
-    parts = [value] if isinstance(value, str) else list(value)
+    parts = [] if value is None else [value] if isinstance(value, str) else list(value)
     return tuple(item.strip() for part in parts for item in part.split(",") if item.strip())
 

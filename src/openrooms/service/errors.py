@@ -83,6 +83,14 @@ def denied(message: str) -> ServiceError:
     return ServiceError(401, "Denied", message, headers={"WWW-Authenticate": HMAC_SCHEME})
 
 
+def bearer_denied(message: str) -> ServiceError:
+    """A Bearer token (of the configured OpenID Connect issuer) that does not authenticate: the access key's 401,
+    naming both schemes the request may use."""
+    error = denied(message)
+    error.headers["WWW-Authenticate"] = f"Bearer, {HMAC_SCHEME}"
+    return error
+
+
 def request_too_large(max_bytes: int) -> ServiceError:
     return ServiceError(
         413, "RequestEntityTooLarge", f"The request body is larger than the {max_bytes} bytes this server accepts."
