@@ -1,11 +1,9 @@
-"""Test helpers: a real `openrooms serve` process, and an HMAC signer that signs as the SDKs do."""
+"""Test helpers: a real `openrooms serve` process, and the HMAC signer that signs as the SDKs do (both the
+start-and-wait loop and the signer are openrooms.testing's, shared with bench/)."""
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
-import hmac
 import os
 import signal
 import socket
@@ -15,12 +13,14 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from email.utils import formatdate
 from pathlib import Path
 
 import httpx
 
 from openrooms.config import DEV_ACCESS_KEY
+from openrooms.testing import sign_headers, wait_until_healthy
+
+__all__ = ["Server", "free_port", "running_server", "sign_headers", "user_id"]
 
 USER_PREFIX = "8:acs:1b5cc06b-f352-4571-b1e6-d9b259b7c776_"
 
@@ -34,21 +34,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def sign_headers(
-    method: str, path_and_query: str, host: str, body: bytes = b"", key: str = DEV_ACCESS_KEY,
-    date: str | None = None,
-) -> dict[str, str]:
-    date = date or formatdate(usegmt=True)
-    content_hash = base64.b64encode(hashlib.sha256(body).digest()).decode()
-    to_sign = f"{method}\n{path_and_query}\n{date};{host};{content_hash}"
-    signature = base64.b64encode(hmac.new(base64.b64decode(key), to_sign.encode(), hashlib.sha256).digest()).decode()
-    return {
-        "x-ms-date": date,
-        "x-ms-content-sha256": content_hash,
-        "Authorization": f"HMAC-SHA256 SignedHeaders=x-ms-date;host;x-ms-content-sha256&Signature={signature}",
-    }
 
 
 @dataclass
@@ -95,9 +80,33 @@ class Server:
                                   headers=all_headers)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        """Ask `serve` to stop (its workers with it) and wait for it; if it has not stopped within `timeout`,
+        kill its whole process group, so that no worker is left serving, and raise TimeoutExpired."""
         if self.process.poll() is None:
             self.process.send_signal(sig)
-        return self.process.wait(timeout)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill_group()
+            raise
+
+    def kill_group(self) -> None:
+        """SIGKILL every process of the server's process group (`serve` and its workers), and reap `serve`."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def group_processes(self) -> list[int]:
+        """Pids of the processes still running in the server's process group (zombies are not running)."""
+        return processes_in_group(self.process.pid)
+
+    def wait_group_gone(self, timeout: float = 5) -> list[int]:
+        """After `serve` has exited: wait until its process group is empty (a worker killed as its parent died
+        takes a moment to go); the pids still running at `timeout`."""
+        deadline = time.monotonic() + timeout
+        while (left := self.group_processes()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return left
 
 
 @contextlib.contextmanager
@@ -112,7 +121,9 @@ def running_server(location: Path, *args: str, tls: bool = True, env: dict[str, 
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("OPENROOMS_")}
     full_env.update(env or {})
     with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=full_env)
+        # A process group of its own: stopping can then reach every worker, even one its parent lost.
+        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=full_env,
+                                   start_new_session=True)
     server = Server(process, port, location, tls, log_path=log_path)
     try:
         _wait_healthy(server)
@@ -120,21 +131,39 @@ def running_server(location: Path, *args: str, tls: bool = True, env: dict[str, 
     finally:
         with contextlib.suppress(subprocess.TimeoutExpired):
             server.stop()
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        left = server.wait_group_gone()
+        if left:  # `serve` stopped and a worker did not: never leave it serving, and say so
+            server.kill_group()
+            raise AssertionError(f"worker processes {left} outlived openrooms serve (pid {process.pid})")
+
+
+def processes_in_group(pgid: int) -> list[int]:
+    """Pids of the running (not zombie) processes whose process group is `pgid` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        # pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses, so split after its last ')'
+        state, _ppid, pgrp = stat.rpartition(")")[2].split()[:3]
+        if int(pgrp) == pgid and state not in ("Z", "X"):
+            found.append(int(entry.name))
+    return found
 
 
 def _wait_healthy(server: Server, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def exited() -> str | None:
+        if server.process.poll() is None:
+            return None
+        return f"openrooms serve exited with {server.process.returncode}:\n{server.log()}"
+
+    try:
+        wait_until_healthy(server.endpoint + "healthz", alive=exited, ca=server.ca if server.tls else None,
+                           timeout=timeout)
+    except RuntimeError as exc:
         if server.process.poll() is not None:
-            raise RuntimeError(f"openrooms serve exited with {server.process.returncode}:\n{server.log()}")
-        try:
-            response = httpx.get(server.endpoint + "healthz", verify=server.verify, timeout=1)
-            if response.status_code == 200:
-                return
-        except (httpx.HTTPError, OSError):  # not listening yet, or the CA not written yet
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"openrooms serve did not become healthy:\n{server.log()}")
+            raise
+        raise RuntimeError(f"openrooms serve did not become healthy:\n{server.log()}") from exc

@@ -71,7 +71,7 @@ class Client:
     async def next(self, *types: str) -> dict[str, Any]:
         """The next message of one of `types` (others, such as feed announcements, are skipped)."""
         while True:
-            message = json.loads(await self.ws.recv())
+            message: dict[str, Any] = json.loads(await self.ws.recv())
             if not types or message["type"] in types:
                 return message
 

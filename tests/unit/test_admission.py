@@ -14,11 +14,11 @@ import pytest
 from livekit.api import TokenVerifier
 
 from openrooms.config import Settings
-from openrooms.http import timestamps, versions
+from openrooms.http import versions
 from openrooms.http.app import create_app
 from openrooms.http.pipeline import Credential, Pipeline, credential_for
 from openrooms.livekit import LiveKitBridge
-from openrooms.service import tokens
+from openrooms.service import timestamps, tokens
 from openrooms.service.admission import (
     PERMISSIONS,
     Admission,
@@ -32,8 +32,8 @@ from openrooms.service.admission import (
 )
 from openrooms.service.clock import TICKS_PER_SECOND, FixedClock, SystemClock
 from openrooms.service.errors import ServiceError
-from openrooms.service.identity import CommunicationUser, IdentityService
-from openrooms.service.model import CreateRoom, Role, Room, UpdateRoom
+from openrooms.service.identity import IdentityService
+from openrooms.service.model import CommunicationUser, CreateRoom, Role, Room, UpdateRoom
 from openrooms.service.rooms import RoomsService, Upsert
 from openrooms.store.sqlite import SqliteStore
 
@@ -159,7 +159,7 @@ class World:
     async def room(self, roster: dict[str, Role], valid_from: int | None = None, valid_until: int | None = None,
                    pstn: bool = True) -> str:
         command = CreateRoom(valid_from, valid_until, pstn, {raw_id: role.value for raw_id, role in roster.items()})
-        created = await self.rooms.rooms_create(command, list(Role), lambda room: b"")
+        created = await self.rooms.rooms_create(command, list(Role))
         return created.room_id
 
 
@@ -462,8 +462,7 @@ async def test_a_refusal_on_the_wire_carries_the_call_end_sub_code(served: tuple
     identity = IdentityService(store, SystemClock())
     _, token = await identity.create_user(["voip"])
     assert token is not None
-    created = await RoomsService(store, SystemClock()).rooms_create(CreateRoom(None, None, False, {}), list(Role),
-                                                                    lambda room: b"")
+    created = await RoomsService(store, SystemClock()).rooms_create(CreateRoom(None, None, False, {}), list(Role))
     response = await asgi(app, "POST", f"/rooms/{created.room_id}:join?{JOIN_V}",
                           authorization=f"Bearer {token.token}")
     assert response.status_code == 403

@@ -25,10 +25,9 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from openrooms.calls.service import CallConnection, CallService, CallsUnavailable, refusal
-from openrooms.http import timestamps
 from openrooms.http.versions import CALLS
 from openrooms.http.wire import json_response, query_of
-from openrooms.service import errors, ids
+from openrooms.service import errors, ids, timestamps
 from openrooms.service.errors import ServiceError
 
 WS_PATH = re.compile(r"/rooms/(?P<room_id>[^/]+)/call/ws")

@@ -15,10 +15,11 @@ from starlette.routing import Route
 
 from openrooms.calls.http import CallsApi
 from openrooms.calls.service import CallService
-from openrooms.config import Settings
+from openrooms.config import InvalidSettings, Settings, variable
 from openrooms.http import auth, metrics, openapi
 from openrooms.http.admission import AdmissionApi
 from openrooms.http.identity import IdentityApi
+from openrooms.http.oidc import OidcPolicy, OidcVerifier, parse_ids
 from openrooms.http.pipeline import Pipeline
 from openrooms.http.ratelimit import RateLimiter
 from openrooms.http.rooms import RoomsApi
@@ -27,25 +28,15 @@ from openrooms.service.admission import AdmissionService
 from openrooms.service.clock import Clock, SystemClock
 from openrooms.service.identity import IdentityService
 from openrooms.service.keys import KeyRing
+from openrooms.service.ports import RoomStore
 from openrooms.service.rooms import RoomsService
-from openrooms.store.protocol import RoomStore
+from openrooms.store import open_store
 
 if TYPE_CHECKING:
     from openrooms.livekit import LiveKitBridge
 
 log = logging.getLogger("openrooms")
 PURGE_INTERVAL_SECONDS = 600
-
-
-def open_store(settings: Settings, *, migrate_schema: bool) -> RoomStore:
-    if settings.database_url:
-        from openrooms.store.postgres import PostgresStore
-
-        # A shared database is never upgraded implicitly: `openrooms db upgrade` does that.
-        return PostgresStore.open(settings.database_url, pool_size=settings.pool_size)
-    from openrooms.store.sqlite import SqliteStore
-
-    return SqliteStore.open(settings.database_path, migrate_schema=migrate_schema)
 
 
 def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clock | None = None) -> Pipeline:
@@ -60,17 +51,17 @@ def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clo
     )
     rooms_api = RoomsApi(rooms_service, settings.public_url)
     identity_service = IdentityService(room_store, clock, resource_id=settings.resource_id)
-    identity_api = IdentityApi(identity_service)
+    oidc = oidc_verifier(settings, clock)
+    identity_api = IdentityApi(identity_service, oidc)
     admission_service = AdmissionService(identity_service, room_store, clock)
     admission_api = AdmissionApi(admission_service, _livekit_bridge(settings, clock))
     calls_api = CallsApi(_call_service(settings, admission_service, room_store, clock))
+    # The keys in the store win over the settings' (`openrooms keys rotate` changes them while serving).
     authenticator = auth.HmacAuthenticator(
-        [auth.decode_key(settings.access_key), auth.decode_key(settings.secondary_key)],
+        KeyRing(room_store, [settings.access_key, settings.secondary_key]),
         skew_seconds=settings.clock_skew_seconds,
         public_hosts=_public_hosts(settings),
     )
-    # The keys in the store win over the settings' (`openrooms keys rotate` changes them while serving).
-    keyring = KeyRing(room_store, [settings.access_key, settings.secondary_key])
 
     async def healthz(request: Request) -> Response:
         return json_response({"status": "ok"})
@@ -115,12 +106,12 @@ def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clo
     return Pipeline(
         routes,
         authenticator=authenticator,
-        keyring=keyring,
         clock=clock,
         max_body_bytes=settings.max_body_bytes,
         rate_limiter=RateLimiter(settings.rate_limit) if settings.rate_limit > 0 else None,
         metrics=settings.metrics,
         lifespan=lifespan,
+        oidc=oidc,
         websocket=calls_api.websocket,
     )
 
@@ -133,12 +124,26 @@ def _call_service(settings: Settings, admission: AdmissionService, store: RoomSt
     return CallService(admission, store, clock, urls, settings.janus_api_secret)
 
 
+def oidc_verifier(settings: Settings, clock: Clock) -> OidcVerifier | None:
+    """The Bearer token verifier of the configured OpenID Connect issuer; None without one."""
+    if not settings.oidc_issuer:
+        return None
+    return OidcVerifier(OidcPolicy(
+        issuer=settings.oidc_issuer, audience=settings.oidc_audience,
+        allowed_app_ids=parse_ids(settings.oidc_allowed_app_ids),
+        allowed_object_ids=parse_ids(settings.oidc_allowed_object_ids),
+        required_role=settings.oidc_required_role, skip_signature=settings.oidc_insecure_skip_signature,
+        skew_seconds=settings.clock_skew_seconds, teams_audience=settings.oidc_teams_audience,
+    ), clock=clock)
+
+
 def _livekit_bridge(settings: Settings, clock: Clock) -> LiveKitBridge | None:
     if not settings.livekit_url:
         return None
+    if not (settings.livekit_api_key and settings.livekit_api_secret):
+        raise InvalidSettings("{livekit_url}, {livekit_api_key} and {livekit_api_secret} go together.")
     from openrooms.livekit import LiveKitBridge
 
-    assert settings.livekit_api_key and settings.livekit_api_secret  # `serve` checks the three go together
     return LiveKitBridge(settings.livekit_url, settings.livekit_api_key, settings.livekit_api_secret, clock)
 
 
@@ -163,9 +168,12 @@ async def _purge_periodically(service: RoomsService) -> None:
 
 def app_from_env() -> Pipeline:
     """Factory for server workers: `serve` passes its settings through OPENROOMS_* variables."""
-    from openrooms.cli.logs import configure_logging
+    from openrooms.logs import configure_logging
 
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env().validated()
+    except InvalidSettings as exc:  # `serve` checked them; a worker started some other way may not have been
+        raise InvalidSettings(exc.naming(variable)) from None
     configure_logging(silent=settings.silent, json_lines=settings.log_format == "json")
     app = create_app(settings)
     # Everything loaded so far (libraries, migrations, the app) lives as long as the worker: move it out of the

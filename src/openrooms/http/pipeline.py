@@ -4,8 +4,9 @@
 2. envelope     request id; the headers every answer carries; any failure -> the ACS error envelope; access log
                 and metrics (`Pipeline._http`)
 3. api-version  `?api-version=` of the API the path belongs to
-4. credential   the body (size-limited), then the access key's HMAC signature, the user's token (left to the
-                admission service) or nothing, as `credential_for` decides; the rate limit
+4. credential   the body (size-limited), then the access key's HMAC signature (or, with an OpenID Connect
+                issuer configured, its Bearer token: `oidc.py`), the user's token (left to the admission
+                service) or nothing, as `credential_for` decides; the rate limit
 5. operation    the route's handler, which answers with a `Response`
 
 The steps are plain calls in one function rather than a stack of middleware: a request costs what its work
@@ -34,14 +35,14 @@ from openrooms.http import metrics
 from openrooms.http.admission import is_join_path
 from openrooms.http.auth import HmacAuthenticator
 from openrooms.http.context import SCOPE_KEY, RequestContext
+from openrooms.http.oidc import OidcVerifier
 from openrooms.http.ratelimit import RateLimiter
 from openrooms.http.versions import family_for_path
 from openrooms.http.wire import query_of
 from openrooms.service import errors as service_errors
 from openrooms.service.clock import Clock
 from openrooms.service.errors import ServiceError
-from openrooms.service.keys import KeyRing
-from openrooms.store.protocol import StoreUnavailable
+from openrooms.service.ports import StoreUnavailable
 
 access_log = logging.getLogger("openrooms.access")
 log = logging.getLogger("openrooms")
@@ -90,20 +91,21 @@ def _request_id() -> str:
 
 class Pipeline:
     def __init__(
-        self, routes: Sequence[Route], *, authenticator: HmacAuthenticator, keyring: KeyRing, clock: Clock,
+        self, routes: Sequence[Route], *, authenticator: HmacAuthenticator, clock: Clock,
         max_body_bytes: int, rate_limiter: RateLimiter | None, metrics: bool, lifespan: Lifespan,
+        oidc: OidcVerifier | None = None,
         websocket: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None,
     ) -> None:
         self._websocket = websocket  # the room calls' signalling (openrooms.calls), when configured
         self.routes = list(routes)  # the busiest first: a request is matched against them in this order
         self._table = [(route.path_regex, frozenset(route.methods or ()), route) for route in self.routes]
         self._authenticator = authenticator
-        self._keyring = keyring  # asked per request: the keys may have been rotated
         self._clock = clock
         self._max_body = max_body_bytes
         self._rate_limiter = rate_limiter
         self._metrics = metrics
         self._lifespan_context = lifespan
+        self._oidc = oidc  # Bearer tokens of an OpenID Connect issuer, beside the access key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -166,7 +168,7 @@ class Pipeline:
         # A join path takes POST only: answered before the version and the credential steps, and never handed to
         # the room routes (whose `{room_id}` would match `x:join`).
         if route is None and is_join_path(path):
-            raise wire_errors.method_not_allowed(JOIN_METHODS)
+            raise service_errors.method_not_allowed(JOIN_METHODS)
         # -- 3. api-version
         family = family_for_path(path)
         if family is not None:
@@ -176,12 +178,16 @@ class Pipeline:
         credential = credential_for(method, path)
         if credential is not Credential.NONE:
             ctx.body = await self._read_body(scope, headers, receive)
-            if credential is Credential.ACCESS_KEY:
-                self._authenticator.keys = self._keyring.current() or await self._keyring.keys()
+            if credential is Credential.ACCESS_KEY and self._oidc is not None and _is_bearer(headers):
+                claims = await self._oidc.authenticate(headers["authorization"])
+                self._limit(("oidc", claims.get("oid") or claims.get("sub")), ctx)
+            elif credential is Credential.ACCESS_KEY:
+                if self._authenticator.keys_due:  # the keys may have been rotated: re-read at most every second
+                    await self._authenticator.refresh_keys()
                 self._authenticate(scope, headers, ctx)
         # -- 5. operation
         if route is None:
-            raise wire_errors.method_not_allowed(allowed) if allowed else wire_errors.unknown_path()
+            raise service_errors.method_not_allowed(allowed) if allowed else service_errors.not_found()
         scope["path_params"] = path_params
         response: Response = await route.endpoint(Request(scope, receive))
         return response
@@ -197,8 +203,12 @@ class Pipeline:
             body=ctx.body,
             now=self._clock.now(),
         )
+        self._limit(key_index, ctx)
+
+    def _limit(self, caller: object, ctx: RequestContext) -> None:
+        """The rate limit of one caller (an access key, or a bearer token's principal) and operation."""
         if self._rate_limiter is not None:
-            wait = self._rate_limiter.retry_after(key_index, ctx.operation)
+            wait = self._rate_limiter.retry_after(caller, ctx.operation)
             if wait:
                 metrics.RATE_LIMITED.labels(ctx.operation).inc()
                 raise service_errors.too_many_requests(ctx.operation, wait)
@@ -210,7 +220,7 @@ class Pipeline:
             return b""  # no body to wait for (an HTTP/1 request without either header has none: RFC 9112, 6.3)
         expected = int(declared) if declared.isdigit() else None
         if expected is not None and expected > self._max_body:
-            raise self._too_large()
+            raise service_errors.request_too_large(self._max_body)
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -220,20 +230,13 @@ class Pipeline:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self._max_body:
-                raise self._too_large()
+                raise service_errors.request_too_large(self._max_body)
             chunks.append(chunk)
             # With the declared length in hand the body is whole: granian would still answer one more receive,
             # with an empty last message, and each receive is a round trip through the event loop.
             if not message.get("more_body", False) or size == expected:
                 break
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-    def _too_large(self) -> ServiceError:
-        return ServiceError(
-            413,
-            "RequestEntityTooLarge",
-            f"The request body is larger than the {self._max_body} bytes this server accepts.",
-        )
 
     # -- lifespan ---------------------------------------------------------------------------------------------
     async def _lifespan(self, receive: Receive, send: Send) -> None:
@@ -249,6 +252,10 @@ class Pipeline:
             await send({"type": failed, "message": f"{type(exc).__name__}: {exc}"})
             raise
         await send({"type": "lifespan.shutdown.complete"})
+
+
+def _is_bearer(headers: dict[str, str]) -> bool:
+    return headers.get("authorization", "")[:7].lower() == "bearer "
 
 
 def _common_headers(ctx: RequestContext, headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
@@ -272,7 +279,7 @@ def _as_service_error(exc: Exception, ctx: RequestContext) -> ServiceError:
         log.error("request %s: store unavailable: %s", ctx.request_id, exc)
         return service_errors.store_unavailable(str(exc))
     log.exception("request %s failed", ctx.request_id)
-    return wire_errors.internal_error(ctx.request_id)
+    return service_errors.internal_error(ctx.request_id)
 
 
 def _log_access(scope: Scope, headers: dict[str, str], ctx: RequestContext, status: int, elapsed: float) -> None:

@@ -17,22 +17,17 @@ from typing import Any, NoReturn
 
 from openrooms.service import errors, ids, tokens
 from openrooms.service.clock import TICKS_PER_SECOND, Clock
-from openrooms.store.protocol import IdentityStore, UserIdTaken
+from openrooms.service.model import CommunicationUser, SigningKey
+from openrooms.service.ports import IdentityStore, UserIdTaken
 
 MIN_TOKEN_MINUTES = 60
 MAX_TOKEN_MINUTES = 1440
 DEFAULT_TOKEN_MINUTES = 1440  # 24 hours, as ACS
 USER_PREFIX = "8:acs:"
+TEAMS_USER_PREFIX = "8:orgid:"  # a Teams user's id: its Entra ID object id
+TEAMS_USER_SCOPES = ("voip", "chat")
 _ID_DRAWS = 8
 _GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-
-
-@dataclass(frozen=True, slots=True)
-class CommunicationUser:
-    raw_id: str
-    created_at: int
-    # Tokens issued before this instant (ticks) do not verify; None: never revoked.
-    tokens_revoked_before: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +68,8 @@ class IdentityService:
         self._store = store
         self._clock = clock
         self._resource_id = None if resource_id is None else check_resource_id(resource_id)
-        self._signing_key: tokens.SigningKey | None = None
-        self._keys_by_kid: dict[str, tokens.SigningKey] = {}
+        self._signing_key: SigningKey | None = None
+        self._keys_by_kid: dict[str, SigningKey] = {}
         self._key_lock = asyncio.Lock()
 
     async def resource_id(self) -> str:
@@ -130,7 +125,22 @@ class IdentityService:
         return await self._issue(user, token_scopes, lifetime)
 
     def exchange_teams_token(self) -> NoReturn:
+        """Without an Entra ID (OpenID Connect) issuer configured, there is nothing to exchange against."""
         raise errors.teams_token_exchange_unavailable()
+
+    async def issue_teams_user_token(self, object_id: str, expires_at: int) -> AccessToken:
+        """An ACS token of the Teams user `8:orgid:<object id>`, expiring with the Entra ID token it was
+        exchanged for (`expires_at`, ticks), as ACS does; the Entra ID token is the caller's to verify."""
+        if not object_id:
+            raise errors.teams_user_token_invalid()
+        expires_at = expires_at // TICKS_PER_SECOND * TICKS_PER_SECOND
+        now = self._clock.now()
+        if expires_at <= now:
+            raise errors.teams_user_token_invalid()
+        key = await self._active_key()
+        claims = tokens.TokenClaims(TEAMS_USER_PREFIX + object_id, await self.resource_id(), TEAMS_USER_SCOPES,
+                                    now, expires_at)
+        return AccessToken(tokens.issue(claims, key), expires_at)
 
     # Verification (for services that admit token holders) -------------------------------------------------
     async def verify_token(self, token: str) -> VerifiedToken:
@@ -154,7 +164,7 @@ class IdentityService:
     async def jwks(self) -> dict[str, Any]:
         """The public keys that verify this server's tokens, as a JSON Web Key Set."""
         await self._active_key()  # a JWKS is never empty: make the key if no token was issued yet
-        return {"keys": [key.public_jwk() for key in await self._store.get_signing_keys()]}
+        return {"keys": [tokens.public_jwk(key) for key in await self._store.get_signing_keys()]}
 
     # Internals ---------------------------------------------------------------------------------------------
     async def _issue(self, user: CommunicationUser, scopes: list[str], minutes: int) -> AccessToken:
@@ -164,7 +174,7 @@ class IdentityService:
         claims = tokens.TokenClaims(user.raw_id, await self.resource_id(), tuple(scopes), now, expires_at)
         return AccessToken(tokens.issue(claims, key), expires_at)
 
-    async def _active_key(self) -> tokens.SigningKey:
+    async def _active_key(self) -> SigningKey:
         if self._signing_key is None:
             async with self._key_lock:
                 if self._signing_key is None:
@@ -179,7 +189,7 @@ class IdentityService:
                     self._signing_key = key
         return self._signing_key
 
-    async def _key(self, kid: str) -> tokens.SigningKey:
+    async def _key(self, kid: str) -> SigningKey:
         key = self._keys_by_kid.get(kid)
         if key is None:
             self._keys_by_kid.update({k.kid: k for k in await self._store.get_signing_keys()})
