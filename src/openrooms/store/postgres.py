@@ -598,7 +598,7 @@ class PostgresStore:
 
     # Room calls (openrooms.calls) ---------------------------------------------------------------------------
     async def listen_changes(self) -> AsyncIterator[str]:
-        """Every change to a room, its roster or a user, from any instance, as the triggers of migration 0005
+        """Every change to a room, its roster or a user, from any instance, as the triggers of migration 0006
         announce it (`room:<id>`, `user:<raw id>`), on a connection of its own (LISTEN/NOTIFY); first an empty
         string, once listening. Ends when that connection fails: the caller listens again."""
         connection = await AsyncConnection.connect(libpq_url(self._url), **_connection_kwargs(self._url))
