@@ -79,8 +79,7 @@ class CallsApi:
 
     def _service(self) -> CallService:
         if self.service is None:
-            raise errors.ServiceError(404, "CallsNotConfigured",
-                                      "Room calls are not configured on this server (start it with --janus-url).")
+            raise errors.calls_not_configured()
         return self.service
 
     async def call_get(self, request: Request) -> Response:
@@ -90,9 +89,9 @@ class CallsApi:
         try:
             found = await service.feeds(room_id)
         except CallsUnavailable as exc:
-            raise ServiceError(503, "CallsUnavailable", str(exc)) from None
+            raise errors.calls_unavailable(str(exc)) from None
         if found is None:
-            raise ServiceError(404, "CallNotFound", f"Room {room_id} has no call right now.", "roomId")
+            raise errors.call_not_found(room_id)
         stored, feeds = found
         people: dict[str, CallParticipantBody] = {}
         for feed in sorted(feeds, key=lambda f: (f.kind != "camera", f.joined_at)):
@@ -110,15 +109,14 @@ class CallsApi:
         room_id = request.path_params["room_id"]
         ids.check_room_id(room_id)
         if not await self._service().end_call(room_id, "EndedByApplication"):
-            raise ServiceError(404, "CallNotFound", f"Room {room_id} has no call right now.", "roomId")
+            raise errors.call_not_found(room_id)
         return Response(status_code=204)
 
     async def call_participant_remove(self, request: Request) -> Response:
         room_id, raw_id = request.path_params["room_id"], request.path_params["raw_id"]
         ids.check_room_id(room_id)
         if not await self._service().remove_participant(room_id, raw_id):
-            raise ServiceError(404, "CallParticipantNotFound",
-                               f"{raw_id} is not in the call of room {room_id}.", "rawId")
+            raise errors.call_participant_not_found(raw_id, room_id)
         return Response(status_code=204)
 
     async def page(self, request: Request) -> Response:

@@ -375,3 +375,21 @@ def admission_not_acs_user(raw_id: str) -> ServiceError:
         f"{raw_id} is not a Communication Services user: only such users join a room's call.",
         "Authorization", call_end_sub_code=SUB_CODE_NOT_ACS_USER,
     )
+
+
+# Room calls (openrooms.calls, docs/calls.md)
+def calls_not_configured() -> ServiceError:
+    return ServiceError(404, "CallsNotConfigured",
+                        "Room calls are not configured on this server (start it with --janus-url).")
+
+
+def calls_unavailable(reason: str) -> ServiceError:
+    return ServiceError(503, "CallsUnavailable", reason)
+
+
+def call_not_found(room_id: str) -> ServiceError:
+    return ServiceError(404, "CallNotFound", f"Room {room_id} has no call right now.", "roomId")
+
+
+def call_participant_not_found(raw_id: str, room_id: str) -> ServiceError:
+    return ServiceError(404, "CallParticipantNotFound", f"{raw_id} is not in the call of room {room_id}.", "rawId")
