@@ -13,11 +13,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from openrooms.calls.http import CallsApi
 from openrooms.calls.service import CallService
 from openrooms.config import InvalidSettings, Settings, variable
 from openrooms.http import auth, metrics, openapi
 from openrooms.http.admission import AdmissionApi
+from openrooms.http.calls import CallsApi
 from openrooms.http.identity import IdentityApi
 from openrooms.http.oidc import OidcPolicy, OidcVerifier, parse_ids
 from openrooms.http.pipeline import Pipeline

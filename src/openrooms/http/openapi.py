@@ -12,8 +12,8 @@ from typing import Any
 import msgspec
 
 from openrooms import __version__
-from openrooms.calls import http as calls_http
 from openrooms.http import admission, identity, rooms, versions
+from openrooms.http import calls as calls_http
 from openrooms.http.versions import ApiFamily
 from openrooms.service import ids
 from openrooms.service.admission import JOIN_SCOPES

@@ -29,11 +29,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
-from openrooms.calls.http import is_page_path
 from openrooms.http import errors as wire_errors
 from openrooms.http import metrics
 from openrooms.http.admission import is_join_path
 from openrooms.http.auth import HmacAuthenticator
+from openrooms.http.calls import is_page_path
 from openrooms.http.context import SCOPE_KEY, RequestContext
 from openrooms.http.oidc import OidcVerifier
 from openrooms.http.ratelimit import RateLimiter

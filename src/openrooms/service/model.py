@@ -104,3 +104,35 @@ class SigningKey:
     private_key_pem: str
     certificate_pem: str
     created_at: int
+
+
+# Room calls (openrooms.calls): where each room's call is held, and the record of call events.
+@dataclass(frozen=True, slots=True)
+class CallServer:
+    """The media server room of a room's call: created by the first join, found by every instance."""
+
+    room_id: str
+    server: str  # the Janus server's WebSocket URL
+    janus_room: int
+    secret: str
+    pin: str
+    server_call_id: str
+    started_at: int  # ticks
+
+
+@dataclass(frozen=True, slots=True)
+class CallEvent:
+    """One call event, with the fields of ACS's Event Grid call events (`Microsoft.Communication.CallStarted`,
+    `CallEnded`, `CallParticipantAdded`, `CallParticipantRemoved`)."""
+
+    event_type: str
+    server_call_id: str
+    room_id: str
+    at: int  # ticks
+    raw_id: str | None = None
+    role: str | None = None
+    display_name: str | None = None
+    duration_ticks: int | None = None
+    end_reason: str | None = None
+    sub_code: int | None = None
+    seq: int = 0  # the store's order (0 before it is stored)

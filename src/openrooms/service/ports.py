@@ -11,11 +11,19 @@ types and raise `StoreUnavailable` when the database cannot be reached; they nev
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from typing import NamedTuple, Protocol
 
-from openrooms.calls.model import CallStore
-from openrooms.service.model import CommunicationUser, CreateRecord, Participant, Role, Room, SigningKey
+from openrooms.service.model import (
+    CallEvent,
+    CallServer,
+    CommunicationUser,
+    CreateRecord,
+    Participant,
+    Role,
+    Room,
+    SigningKey,
+)
 
 
 class StoreUnavailable(Exception):
@@ -103,6 +111,27 @@ class AccessKeyStore(Protocol):
 
     async def ping(self) -> None:
         """Raise `StoreUnavailable` unless the database answers a trivial query (GET /readyz)."""
+        ...
+
+
+class CallStore(Protocol):
+    async def claim_call_server(self, candidate: CallServer) -> CallServer:
+        """Store `candidate` unless the room has one already; answer the one stored."""
+        ...
+
+    async def get_call_server(self, room_id: str) -> CallServer | None: ...
+
+    async def release_call_server(self, room_id: str, server_call_id: str) -> bool:
+        """Forget the room's call server if it is still that call's; True when this call removed it."""
+        ...
+
+    async def add_call_event(self, event: CallEvent) -> None: ...
+
+    async def list_call_events(self, room_id: str) -> list[CallEvent]: ...
+
+    def listen_changes(self) -> AsyncIterator[str]:
+        """The store's change notifications, from any instance: first `""` once listening, then `room:<id>` or
+        `user:<raw id>` per change; a store without notifications never yields."""
         ...
 
 

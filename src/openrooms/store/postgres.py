@@ -35,8 +35,17 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from openrooms import config
-from openrooms.calls.model import CallEvent, CallServer
-from openrooms.service.model import ROLES, CommunicationUser, CreateRecord, Participant, Role, Room, SigningKey
+from openrooms.service.model import (
+    ROLES,
+    CallEvent,
+    CallServer,
+    CommunicationUser,
+    CreateRecord,
+    Participant,
+    Role,
+    Room,
+    SigningKey,
+)
 from openrooms.store import migrate
 from openrooms.store.protocol import RoomIdTaken, RosterFull, RosterPage, StoreUnavailable, UserIdTaken
 from openrooms.store.records import created_room, created_room_value

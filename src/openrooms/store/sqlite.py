@@ -25,8 +25,17 @@ import msgspec
 from sqlalchemy import create_engine
 from sqlalchemy.pool import StaticPool
 
-from openrooms.calls.model import CallEvent, CallServer
-from openrooms.service.model import ROLES, CommunicationUser, CreateRecord, Participant, Role, Room, SigningKey
+from openrooms.service.model import (
+    ROLES,
+    CallEvent,
+    CallServer,
+    CommunicationUser,
+    CreateRecord,
+    Participant,
+    Role,
+    Room,
+    SigningKey,
+)
 from openrooms.store import migrate
 from openrooms.store.changes import FOREVER, NOTHING, ChangeCounters, Changes, KeptReads
 from openrooms.store.protocol import RoomIdTaken, RosterFull, RosterPage, StoreUnavailable, UserIdTaken

@@ -31,7 +31,7 @@ from openrooms.service import errors, ids, timestamps
 from openrooms.service.errors import ServiceError
 
 WS_PATH = re.compile(r"/rooms/(?P<room_id>[^/]+)/call/ws")
-STATIC = Path(__file__).with_name("static")
+STATIC = Path(__file__).parents[1] / "calls" / "static"
 PAGE_PREFIX = "/call/"
 MAX_MESSAGE = 256 * 1024
 
