@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from openrooms.events.build import room_deleted
 from openrooms.service.identity import CommunicationUser
 from openrooms.service.model import CreateRecord, Participant, Role, Room
 from openrooms.service.tokens import SigningKey
@@ -55,10 +56,14 @@ WRITES: dict[str, Write] = {
     "adopt_resource_id": lambda s: s.adopt_resource_id("resource"),
     "ensure_signing_key": lambda s: s.ensure_signing_key(SigningKey("kid", "key", "certificate", T0)),
     "set_access_keys": lambda s: s.set_access_keys({"primary": "p2"}, T0 + 1),
+    "append_events": lambda s: s.append_events([room_deleted(R2.id, T0 + 3)]),
+    "purge_events": lambda s: s.purge_events(T0 + 1),
 }
-NO_READ_SEES = {"ensure_resource_id", "adopt_resource_id"}  # the resource id is only ever read by ensuring it
+# The resource id is only ever read by ensuring it; the data set up has no events to purge (tests/store/
+# test_event_log.py has).
+NO_READ_SEES = {"ensure_resource_id", "adopt_resource_id", "purge_events"}
 READS = {"get_room", "get_create_record", "list_rooms", "list_participants", "get_participant", "get_user",
-         "get_signing_keys", "get_access_keys", "ping"}
+         "get_signing_keys", "get_access_keys", "ping", "list_events"}
 LIFECYCLE = {"close"}
 
 
@@ -87,6 +92,7 @@ async def reads(store: RoomStore) -> tuple[object, ...]:
         await store.get_create_record("req-1"), await store.get_create_record("req-3"),
         await store.get_user(U), await store.get_user(X),
         await store.get_signing_keys(), await store.get_access_keys(),
+        [event[1:] for event in await store.list_events(None, None, None, 10)],  # what, not where
     )
 
 

@@ -13,6 +13,7 @@ import secrets
 import time
 from collections.abc import Mapping, Sequence
 
+from openrooms.events import build as events
 from openrooms.store.protocol import RoomStore, StoreUnavailable
 
 NAMES = ("primary", "secondary")
@@ -43,7 +44,7 @@ async def rotate(store: RoomStore, name: str, now: int) -> str:
     if name not in NAMES:
         raise ValueError(f"unknown key {name!r}; keys are {', '.join(NAMES)}")
     key = new_key()
-    await store.set_access_keys({name: key}, now, replace=True)
+    await store.set_access_keys({name: key}, now, replace=True, events=[events.keys_rotated([name], now)])
     return key
 
 

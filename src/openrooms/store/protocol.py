@@ -6,9 +6,11 @@ types and raise `StoreUnavailable` when the database cannot be reached; they nev
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
+from openrooms.events.build import RosterChange
+from openrooms.events.types import NewEvent, StoredEvent
 from openrooms.service.model import CreateRecord, Participant, Role, Room
 
 if TYPE_CHECKING:
@@ -45,6 +47,36 @@ class RosterPage(NamedTuple):
     next_start: int | None
 
 
+# The events of a change that depends on what the transaction finds (see `events.build`); called inside it.
+RoomUpdateEvents = Callable[[Room, Room], Sequence[NewEvent]]  # the room before and after
+RosterChangeEvents = Callable[[RosterChange], Sequence[NewEvent]]
+UserDeletionEvents = Callable[[Sequence[tuple[str, Role]]], Sequence[NewEvent]]  # the rooms left, with the roles
+
+
+class EventLog(Protocol):
+    """The log of events. Each write method of the stores takes the events of its change and appends them in the
+    change's own transaction (a change that fails appends none); `append_events` appends events that come with
+    no change of the store's (admissions, calls).
+
+    Positions are pairs of integers that only grow in the order events become readable: an event that becomes
+    readable later never sorts before one already read, so a reader that goes on from the last position it read
+    misses none (SQLite: (0, sequence number), writers take turns; PostgreSQL: (transaction id, sequence
+    number), and only the events of transactions older than every transaction still running are read)."""
+
+    async def append_events(self, events: Sequence[NewEvent]) -> None: ...
+
+    async def list_events(
+        self, after: tuple[int, int] | None, types: Collection[str] | None, room_id: str | None, limit: int
+    ) -> list[StoredEvent]:
+        """Up to `limit` events after the position `after` (None: from the oldest kept), in the log's order,
+        of the given types (None: all) and room (None: any)."""
+        ...
+
+    async def purge_events(self, before: int) -> int:
+        """Delete the events older than the instant `before` (ticks); return how many."""
+        ...
+
+
 class IdentityStore(Protocol):
     """ACS users, the server's resource id and the keys that sign access tokens."""
 
@@ -66,7 +98,7 @@ class IdentityStore(Protocol):
         """The newest stored signing key; `candidate` is stored (and returned) if there is none yet."""
         ...
 
-    async def insert_user(self, user: CommunicationUser) -> None:
+    async def insert_user(self, user: CommunicationUser, events: Sequence[NewEvent] = ()) -> None:
         """Raises `UserIdTaken` if a user with that raw id exists."""
         ...
 
@@ -77,11 +109,11 @@ class IdentityStore(Protocol):
 
     async def get_user(self, raw_id: str) -> CommunicationUser | None: ...
 
-    async def revoke_tokens(self, raw_id: str, revoked_before: int) -> bool:
+    async def revoke_tokens(self, raw_id: str, revoked_before: int, events: Sequence[NewEvent] = ()) -> bool:
         """Record that the user's tokens issued before `revoked_before` are revoked; False if no such user."""
         ...
 
-    async def delete_user(self, raw_id: str) -> bool:
+    async def delete_user(self, raw_id: str, events: UserDeletionEvents | None = None) -> bool:
         """Delete the user and remove it from every room's roster, in one transaction; False if no such user."""
         ...
 
@@ -94,7 +126,9 @@ class AccessKeyStore(Protocol):
         """Every stored key by name; empty if none was stored yet."""
         ...
 
-    async def set_access_keys(self, keys: Mapping[str, str], now: int, *, replace: bool = True) -> dict[str, str]:
+    async def set_access_keys(
+        self, keys: Mapping[str, str], now: int, *, replace: bool = True, events: Sequence[NewEvent] = ()
+    ) -> dict[str, str]:
         """Store the given keys in one transaction and return every stored key afterwards. With `replace`
         False, a name that has a key already keeps it (seeding on first start)."""
         ...
@@ -104,11 +138,12 @@ class AccessKeyStore(Protocol):
         ...
 
 
-class RoomStore(IdentityStore, AccessKeyStore, Protocol):
+class RoomStore(IdentityStore, AccessKeyStore, EventLog, Protocol):
     async def close(self) -> None: ...
 
     async def insert_room(
-        self, room: Room, participants: Sequence[Participant], record: CreateRecord | None
+        self, room: Room, participants: Sequence[Participant], record: CreateRecord | None,
+        events: Sequence[NewEvent] = (),
     ) -> CreateRecord | None:
         """Insert a room with its roster (and the idempotency record of the create, if any).
 
@@ -122,12 +157,13 @@ class RoomStore(IdentityStore, AccessKeyStore, Protocol):
     async def get_room(self, room_id: str) -> Room | None: ...
 
     async def update_room(
-        self, room_id: str, window: tuple[int, int] | None, pstn_dial_out_enabled: bool | None
+        self, room_id: str, window: tuple[int, int] | None, pstn_dial_out_enabled: bool | None,
+        events: RoomUpdateEvents | None = None,
     ) -> Room | None:
         """Apply the given changes (None: unchanged) and return the room after them; None if no such room."""
         ...
 
-    async def delete_room(self, room_id: str) -> bool: ...
+    async def delete_room(self, room_id: str, events: Sequence[NewEvent] = ()) -> bool: ...
 
     async def list_rooms(self, valid_after: int, after: tuple[int, str] | None, limit: int) -> list[Room]:
         """Rooms with `valid_until` > `valid_after`, newest `created_at` first then id descending, strictly
@@ -151,7 +187,7 @@ class RoomStore(IdentityStore, AccessKeyStore, Protocol):
 
     async def update_participants(
         self, room_id: str, upserts: Mapping[str, Role], removals: Collection[str],
-        max_participants: int | None = None,
+        max_participants: int | None = None, events: RosterChangeEvents | None = None,
     ) -> bool:
         """Upsert and remove in one transaction; False (and nothing changed) if no such room. The participants
         `upserts` adds take their places in its order.
