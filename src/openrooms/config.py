@@ -58,6 +58,8 @@ class Settings:
     public_url: str | None = None
     page_size: int = paging.DEFAULT_PAGE_SIZE
     purge_grace_days: int = rooms.DEFAULT_PURGE_GRACE_DAYS
+    # Days the event log keeps an event (GET /events), purged with the ended rooms.
+    event_retention_days: int = 7
     max_body_bytes: int = 1024 * 1024
     # PostgreSQL (postgresql://...) shared by any number of instances; unset: the embedded SQLite file.
     database_url: str | None = None

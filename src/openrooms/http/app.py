@@ -14,8 +14,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from openrooms.config import Settings
+from openrooms.events.log import EventsService
 from openrooms.http import auth, metrics, openapi
 from openrooms.http.admission import AdmissionApi
+from openrooms.http.events import EventsApi
 from openrooms.http.identity import IdentityApi
 from openrooms.http.pipeline import Pipeline
 from openrooms.http.ratelimit import RateLimiter
@@ -59,6 +61,8 @@ def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clo
     rooms_api = RoomsApi(rooms_service, settings.public_url)
     identity_service = IdentityService(room_store, clock, resource_id=settings.resource_id)
     identity_api = IdentityApi(identity_service)
+    events_service = EventsService(room_store, clock, retention_days=settings.event_retention_days)
+    events_api = EventsApi(events_service, settings.public_url)
     admission_api = AdmissionApi(
         AdmissionService(identity_service, room_store, clock), _livekit_bridge(settings, clock)
     )
@@ -86,7 +90,7 @@ def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clo
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Pipeline) -> AsyncIterator[None]:
-        purger = asyncio.create_task(_purge_periodically(rooms_service))
+        purger = asyncio.create_task(_purge_periodically(rooms_service, events_service))
         try:
             yield
         finally:
@@ -101,6 +105,7 @@ def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clo
         *rooms_api.routes(),
         *admission_api.routes(),
         *identity_api.routes(),
+        *events_api.routes(),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         *([Route("/metrics", metrics_text, methods=["GET"], name="metrics")] if settings.metrics else []),
@@ -136,13 +141,16 @@ def _public_hosts(settings: Settings) -> list[str]:
     return [urlsplit(settings.public_url).netloc]
 
 
-async def _purge_periodically(service: RoomsService) -> None:
+async def _purge_periodically(service: RoomsService, events: EventsService) -> None:
     while True:
         await asyncio.sleep(PURGE_INTERVAL_SECONDS)
         try:
             rooms, records = await service.purge_expired()
             if rooms or records:
                 log.info("purged %d expired rooms and %d old idempotency records", rooms, records)
+            purged = await events.purge()
+            if purged:
+                log.info("purged %d events older than the retention", purged)
         except Exception:
             log.exception("purging expired rooms failed; will try again")
 

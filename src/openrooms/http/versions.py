@@ -100,8 +100,15 @@ ADMISSION = ApiFamily(
     path_suffix=":join",
 )
 
+# openrooms' own extension: the event log (`GET /events`, see docs/events.md).
+EVENTS = ApiFamily(
+    "Events (openrooms extension)",
+    ("/events",),
+    (ApiVersion("2026-11-01-openrooms"),),
+)
+
 # The first family that owns a path answers for it: the narrower admission family before Rooms.
-FAMILIES = (ADMISSION, ROOMS, IDENTITY)
+FAMILIES = (ADMISSION, ROOMS, IDENTITY, EVENTS)
 
 
 def family_for_path(path: str) -> ApiFamily | None:
