@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from openrooms import __version__
+from openrooms.cli.events import events_app
 from openrooms.cli.identity import identity_app
 from openrooms.cli.keys import keys_app
 from openrooms.cli.migrate import migrate_app
@@ -31,6 +32,7 @@ app.add_typer(rooms_app, name="rooms")
 app.add_typer(identity_app, name="identity")
 app.add_typer(keys_app, name="keys")
 app.add_typer(migrate_app, name="migrate")
+app.add_typer(events_app, name="events")
 
 
 def fail(message: str) -> typer.Exit:

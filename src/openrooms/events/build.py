@@ -7,7 +7,8 @@ found, and the store calls it inside the transaction.
 
 from __future__ import annotations
 
-import uuid
+import os
+import random
 from collections.abc import Collection, Mapping, Sequence
 from typing import NamedTuple
 
@@ -37,8 +38,20 @@ def roster_change(found: Mapping[str, str], upserts: Mapping[str, Role], removal
     return RosterChange(added, changed, removed)
 
 
+# Event ids need to be unique, not secret: drawn from a generator seeded by the OS, re-seeded in each forked
+# worker (uuid4 costs a system call per id, a tenth of what a create room costs in all).
+_ids = random.Random(os.urandom(32))
+os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(32)))
+
+
+def new_event_id() -> str:
+    """A random GUID (version 4)."""
+    h = f"{_ids.getrandbits(128) & ~(0xF000 << 64) & ~(0xC << 60) | (0x4000 << 64) | (0x8 << 60):032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def _event(type_: str, subject: str, room_id: str | None, now: int, data: msgspec.Struct) -> t.NewEvent:
-    return t.NewEvent(str(uuid.uuid4()), type_, subject, room_id, now, data)
+    return t.NewEvent(new_event_id(), type_, subject, room_id, now, data)
 
 
 def _room_subject(room_id: str) -> str:
@@ -54,8 +67,10 @@ def _participants(participants: Sequence[Participant]) -> list[t.ParticipantData
 
 
 def room_created(room: Room, participants: Sequence[Participant]) -> t.NewEvent:
-    data = t.RoomCreatedData(room.id, t.instant(room.created_at), t.instant(room.valid_from),
-                             t.instant(room.valid_until), room.pstn_dial_out_enabled, _participants(participants))
+    created = t.instant(room.created_at)
+    valid_from = created if room.valid_from == room.created_at else t.instant(room.valid_from)  # the default
+    data = t.RoomCreatedData(room.id, created, valid_from, t.instant(room.valid_until), room.pstn_dial_out_enabled,
+                             _participants(participants))
     return _event(t.ROOM_CREATED, _room_subject(room.id), room.id, room.created_at, data)
 
 

@@ -12,12 +12,10 @@ transaction that writes the change, and serves it back as the stored bytes.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 import msgspec
-
-from openrooms.service.clock import TICKS_PER_SECOND
 
 # openrooms' control-plane events
 ROOM_CREATED = "OpenRooms.RoomCreated"
@@ -44,12 +42,12 @@ TYPES = (
     CALL_STARTED, CALL_ENDED, CALL_PARTICIPANT_ADDED, CALL_PARTICIPANT_REMOVED,
 )
 DATA_VERSION = "1.0"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def instant(ticks: int) -> datetime:
     """A service instant (ticks of 100 ns) as a UTC datetime (microseconds: what JSON timestamps carry here)."""
-    seconds, rest = divmod(ticks, TICKS_PER_SECOND)
-    return datetime.fromtimestamp(seconds, UTC).replace(microsecond=rest // 10)
+    return _EPOCH + timedelta(microseconds=ticks // 10)
 
 
 class NewEvent(NamedTuple):

@@ -73,7 +73,9 @@ class EventLog(Protocol):
         ...
 
     async def purge_events(self, before: int) -> int:
-        """Delete the events older than the instant `before` (ticks); return how many."""
+        """Delete the events older than the instant `before` (ticks); return how many. SQLite deletes in the log's
+        order, up to the first event that is not older (the log is in time order but for clock differences
+        between instances)."""
         ...
 
 

@@ -3,7 +3,8 @@
 `seq` numbers the events as they are written. On SQLite writers take turns, so that is also the order they
 commit in. On PostgreSQL transactions commit in any order: each event also records its transaction id (`tx`),
 and readers go by (tx, seq) and read only the events of transactions older than every one still running (see
-`PostgresStore.list_events`). `data` is the event's JSON as written; `time` is in ticks of 100 ns.
+`PostgresStore.list_events`). `data` is the event's JSON as written; `time` is in ticks of 100 ns. SQLite's
+`seq` is AUTOINCREMENT: a number is never given out twice, even once the purge has emptied the log.
 
 Revision ID: 0005
 Revises: 0004
@@ -34,7 +35,7 @@ def upgrade() -> None:
     if postgres:
         op.execute("ALTER TABLE events ADD COLUMN tx xid8 NOT NULL DEFAULT pg_current_xact_id()")
         op.create_index("events_by_position", "events", ["tx", "seq"])
-    op.create_index("events_by_time", "events", ["time"])
+        op.create_index("events_by_time", "events", ["time"])  # SQLite purges in `seq` order instead
 
 
 def downgrade() -> None:
