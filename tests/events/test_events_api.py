@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from azure.eventgrid import EventGridEvent
 
 from openrooms.config import Settings
 from openrooms.http.app import create_app
@@ -111,3 +112,18 @@ async def test_events_need_the_extension_api_version_and_an_access_key(app: Pipe
     assert (await call(app, "GET", f"/events?{ROOMS}")).json()["error"]["code"] == "UnsupportedApiVersion"
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{HOST}") as client:
         assert (await client.get(f"/events?{EVENTS}")).status_code == 401
+
+
+async def test_every_event_served_parses_as_an_event_grid_event(app: Pipeline) -> None:
+    created = (await call(app, "POST", f"/rooms?{ROOMS}", {"participants": {user_id(1): {}}})).json()
+    room_id = created["id"]
+    await call(app, "DELETE", f"/rooms/{room_id}?{ROOMS}")
+    served = (await events(app))["value"]
+    parsed = [EventGridEvent.from_dict(event) for event in served]
+    assert [(e.id, e.event_type, e.subject, e.data_version) for e in parsed] == [
+        (event["id"], event["eventType"], event["subject"], "1.0") for event in served]
+    assert parsed[0].data["participants"] == [{"rawId": user_id(1), "role": "Attendee"}]
+    assert parsed[0].event_time is not None
+    # Instants are written as the Rooms API writes them: an event's window compares equal to the room's.
+    assert (served[0]["data"]["validFrom"], served[0]["data"]["validUntil"]) == (created["validFrom"],
+                                                                              created["validUntil"])

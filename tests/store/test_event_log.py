@@ -11,6 +11,7 @@ from openrooms.events import build
 from openrooms.events import types as t
 from openrooms.service.identity import CommunicationUser
 from openrooms.service.model import CreateRecord, Participant, Role, Room
+from openrooms.store import postgres
 from openrooms.store.postgres import PostgresStore, libpq_url
 from openrooms.store.protocol import RoomIdTaken, RoomStore, RosterFull, UserIdTaken
 from tests.store.conftest import StoreFactory
@@ -42,8 +43,8 @@ async def test_a_created_room_and_its_event_commit_together_and_a_repeat_or_a_ta
     with pytest.raises(RoomIdTaken):
         await store.insert_room(r, [], None, [build.room_created(r, [])])
     assert await logged(store) == [(t.ROOM_CREATED, {
-        "roomId": r.id, "createdDateTime": "2023-11-14T22:13:20Z", "validFrom": "2023-11-14T22:13:20Z",
-        "validUntil": "2023-11-15T22:13:20Z", "pstnDialOutEnabled": False,
+        "roomId": r.id, "createdDateTime": "2023-11-14T22:13:20+00:00", "validFrom": "2023-11-14T22:13:20+00:00",
+        "validUntil": "2023-11-15T22:13:20+00:00", "pstnDialOutEnabled": False,
         "participants": [{"rawId": U, "role": "Presenter"}]})]
 
 
@@ -126,9 +127,24 @@ async def test_call_events_append_through_the_same_method(store: RoomStore) -> N
         U, "communicationUser", t.CommunicationUserIdentifierModel(U.removeprefix("8:acs:"))), "Presenter")
     data = t.AcsCallStartedEventData(caller, "server-call", "correlation", room=t.AcsCallRoom(room(1).id),
                                      isRoomsCall=True)
-    await store.append_events([t.NewEvent("e1", t.CALL_STARTED, "call/server-call", room(1).id, T0, data)])
+    await store.append_events([t.NewEvent(t.CALL_STARTED, "call/server-call", room(1).id, T0, data)])
     [(kind, stored)] = await logged(store, types=[t.CALL_STARTED])
     assert kind == t.CALL_STARTED and stored["room"] == {"id": room(1).id} and stored["isRoomsCall"] is True
+
+
+async def test_postgres_reads_are_held_back_by_a_transaction_of_another_schema_no_longer(
+    open_store: StoreFactory, request: pytest.FixtureRequest
+) -> None:
+    store = open_store()
+    if not isinstance(store, PostgresStore):
+        pytest.skip("PostgreSQL only")
+    url = request.getfixturevalue("postgres_url")
+    async with await psycopg.AsyncConnection.connect(libpq_url(url)) as elsewhere:
+        await elsewhere.execute("CREATE TEMPORARY TABLE busy (n int)")
+        await elsewhere.execute("INSERT INTO busy VALUES (1)")  # a transaction with an id, open, logging nothing
+        await store.append_events([build.room_deleted(room(1).id, T0)])
+        assert len(await store.list_events(None, None, None, 10)) == 1
+        await elsewhere.rollback()
 
 
 async def test_postgres_reads_no_event_past_one_whose_transaction_is_still_open(
@@ -139,11 +155,12 @@ async def test_postgres_reads_no_event_past_one_whose_transaction_is_still_open(
         pytest.skip("SQLite writers take turns: commit order is sequence order")
     url = request.getfixturevalue("postgres_url")
     async with await psycopg.AsyncConnection.connect(libpq_url(url)) as open_tx:
-        await open_tx.execute("INSERT INTO events (id, type, subject, room_id, time, data) "
-                              "VALUES ('early', 'OpenRooms.RoomDeleted', 's', NULL, 1, '{}')")
+        await open_tx.execute(f"SELECT {postgres._LOCK_EVENTS}")  # what every transaction that logs does first
+        await open_tx.execute("INSERT INTO events (type, subject, room_id, time, data) "
+                              "VALUES ('OpenRooms.RoomDeleted', 'early', NULL, 1, '{}')")
         # Committed after the open transaction took its sequence number: it must wait for it.
         await store.append_events([build.room_deleted(room(1).id, T0)])
         assert await store.list_events(None, None, None, 10) == []
         await open_tx.commit()
     assert [e.type for e in await store.list_events(None, None, None, 10)] == [t.ROOM_DELETED] * 2
-    assert (await store.list_events(None, None, None, 10))[0].id == "early"  # its transaction began first
+    assert (await store.list_events(None, None, None, 10))[0].subject == "early"  # its transaction began first

@@ -7,8 +7,6 @@ found, and the store calls it inside the transaction.
 
 from __future__ import annotations
 
-import os
-import random
 from collections.abc import Collection, Mapping, Sequence
 from typing import NamedTuple
 
@@ -38,20 +36,8 @@ def roster_change(found: Mapping[str, str], upserts: Mapping[str, Role], removal
     return RosterChange(added, changed, removed)
 
 
-# Event ids need to be unique, not secret: drawn from a generator seeded by the OS, re-seeded in each forked
-# worker (uuid4 costs a system call per id, a tenth of what a create room costs in all).
-_ids = random.Random(os.urandom(32))
-os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(32)))
-
-
-def new_event_id() -> str:
-    """A random GUID (version 4)."""
-    h = f"{_ids.getrandbits(128) & ~(0xF000 << 64) & ~(0xC << 60) | (0x4000 << 64) | (0x8 << 60):032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
 def _event(type_: str, subject: str, room_id: str | None, now: int, data: msgspec.Struct) -> t.NewEvent:
-    return t.NewEvent(new_event_id(), type_, subject, room_id, now, data)
+    return t.NewEvent(type_, subject, room_id, now, data)
 
 
 def _room_subject(room_id: str) -> str:
@@ -63,6 +49,8 @@ def _user_subject(raw_id: str) -> str:
 
 
 def _participants(participants: Sequence[Participant]) -> list[t.ParticipantData]:
+    if not participants:
+        return []
     return [t.ParticipantData(p.raw_id, p.role.value) for p in participants]
 
 

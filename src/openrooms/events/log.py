@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import NamedTuple
 
 from openrooms.events.types import TYPES, StoredEvent
 from openrooms.service import errors
@@ -35,14 +37,29 @@ def decode_cursor(cursor: str) -> tuple[int, int]:
     return int(first), int(second)
 
 
+def event_id(namespace: uuid.UUID, position: tuple[int, int]) -> str:
+    """An event's id: a GUID named by its place in the log, in the namespace of the server's resource id. The same
+    event has the same id wherever it is read or delivered (receivers deduplicate by it); events of different
+    servers (resource ids) never share one."""
+    return str(uuid.uuid5(namespace, encode_cursor(position)))
+
+
+class LoggedEvent(NamedTuple):
+    id: str
+    cursor: str
+    event: StoredEvent
+
+
 def _integer(text: str) -> bool:
     return text.isascii() and text.isdigit() and len(text) <= 18
 
 
 class EventsService:
-    def __init__(self, store: EventLog, clock: Clock, *, retention_days: int = DEFAULT_RETENTION_DAYS,
-                 poll_seconds: float = POLL_SECONDS) -> None:
+    def __init__(self, store: EventLog, clock: Clock, resource_id: Callable[[], Awaitable[str]], *,
+                 retention_days: int = DEFAULT_RETENTION_DAYS, poll_seconds: float = POLL_SECONDS) -> None:
         self._store = store
+        self._resource_id = resource_id
+        self._namespace: uuid.UUID | None = None
         self._clock = clock
         self._retention = retention_days * TICKS_PER_DAY
         self._poll = poll_seconds
@@ -50,7 +67,7 @@ class EventsService:
     async def read(
         self, after: str | None, types: Sequence[str] | None, room_id: str | None, limit: int | None,
         wait_seconds: int = 0,
-    ) -> list[StoredEvent]:
+    ) -> list[LoggedEvent]:
         """The events after the cursor `after` (None: from the oldest kept), oldest first; with `wait_seconds`, an
         empty answer waits up to that long for the first new one."""
         position = None if after is None else decode_cursor(after)
@@ -70,8 +87,14 @@ class EventsService:
             page = await self._store.list_events(position, types, room_id, limit)
             remaining = deadline - time.monotonic()
             if page or remaining <= 0:
-                return page
+                return await self._logged(page)
             await asyncio.sleep(min(self._poll, remaining))
+
+    async def _logged(self, page: list[StoredEvent]) -> list[LoggedEvent]:
+        if self._namespace is None:
+            self._namespace = uuid.UUID(await self._resource_id())
+        namespace = self._namespace
+        return [LoggedEvent(event_id(namespace, e.position), encode_cursor(e.position), e) for e in page]
 
     async def purge(self) -> int:
         """Delete the events older than the retention."""

@@ -12,10 +12,13 @@ transaction that writes the change, and serves it back as the stored bytes.
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 import msgspec
+
+from openrooms.service.clock import TICKS_PER_SECOND
 
 # openrooms' control-plane events
 ROOM_CREATED = "OpenRooms.RoomCreated"
@@ -45,15 +48,30 @@ DATA_VERSION = "1.0"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def instant(ticks: int) -> datetime:
-    """A service instant (ticks of 100 ns) as a UTC datetime (microseconds: what JSON timestamps carry here)."""
-    return _EPOCH + timedelta(microseconds=ticks // 10)
+def instant(ticks: int) -> str:
+    """A service instant (ticks of 100 ns) as the Rooms API writes instants: RFC 3339, `+00:00`, up to seven
+    fractional digits with trailing zeros trimmed (so an event's `validFrom` compares equal to the room's)."""
+    seconds, fraction = divmod(ticks, TICKS_PER_SECOND)
+    hours, second_of_hour = divmod(seconds, 3600)
+    if fraction:
+        return f"{_hour(hours)}{_MINUTES_SECONDS[second_of_hour]}.{fraction:07d}".rstrip("0") + "+00:00"
+    return f"{_hour(hours)}{_MINUTES_SECONDS[second_of_hour]}+00:00"
 
 
-class NewEvent(NamedTuple):
-    """An event to append: built by the service, written by the store in the transaction of its change."""
+# The calendar arithmetic is done once per hour of the clock; minutes and seconds come from a table.
+@functools.lru_cache(maxsize=1 << 12)
+def _hour(hours: int) -> str:
+    t = _EPOCH + timedelta(hours=hours)
+    return f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:"
 
-    id: str  # a GUID, the event's id in every schema (receivers deduplicate by it)
+
+_MINUTES_SECONDS = [f"{minute:02d}:{second:02d}" for minute in range(60) for second in range(60)]
+
+
+class NewEvent(msgspec.Struct, frozen=True):
+    """An event to append: built by the service, written by the store in the transaction of its change. Its id
+    is derived from its place in the log when it is read (`events.log.event_id`): nothing to draw per write."""
+
     type: str
     subject: str  # e.g. "rooms/<room id>", "identities/<raw id>"
     room_id: str | None  # what `GET /events?roomId=` and webhook room filters match
@@ -65,7 +83,6 @@ class StoredEvent(NamedTuple):
     """An event as the log holds it: its place in the log and its `data` as encoded when it was written."""
 
     position: tuple[int, int]  # the log's order (see `RoomStore.list_events`)
-    id: str
     type: str
     subject: str
     room_id: str | None
@@ -84,16 +101,16 @@ class ParticipantData(_Data):
 
 
 class RoomFields(_Data):
-    valid_from: datetime
-    valid_until: datetime
+    valid_from: str
+    valid_until: str
     pstn_dial_out_enabled: bool
 
 
 class RoomCreatedData(_Data):
     room_id: str
-    created_date_time: datetime
-    valid_from: datetime
-    valid_until: datetime
+    created_date_time: str
+    valid_from: str
+    valid_until: str
     pstn_dial_out_enabled: bool
     participants: list[ParticipantData]
 
@@ -137,7 +154,7 @@ class UserData(_Data):
 
 class TokensRevokedData(_Data):
     raw_id: str
-    revoked_before: datetime
+    revoked_before: str
 
 
 class JoinAdmittedData(_Data):

@@ -61,7 +61,8 @@ def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clo
     rooms_api = RoomsApi(rooms_service, settings.public_url)
     identity_service = IdentityService(room_store, clock, resource_id=settings.resource_id)
     identity_api = IdentityApi(identity_service)
-    events_service = EventsService(room_store, clock, retention_days=settings.event_retention_days)
+    events_service = EventsService(room_store, clock, identity_service.resource_id,
+                                   retention_days=settings.event_retention_days)
     events_api = EventsApi(events_service, settings.public_url)
     admission_api = AdmissionApi(
         AdmissionService(identity_service, room_store, clock), _livekit_bridge(settings, clock)

@@ -15,8 +15,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from openrooms.events.log import EventsService, encode_cursor
-from openrooms.events.types import DATA_VERSION, StoredEvent
+from openrooms.events.log import EventsService, LoggedEvent
+from openrooms.events.types import DATA_VERSION
 from openrooms.http import timestamps
 from openrooms.http.auth import undoubled_host
 from openrooms.http.context import context_of
@@ -25,11 +25,12 @@ from openrooms.http.wire import json_response, query_int, query_of
 EVENTS_ROUTE = "/events"
 
 
-def _event_json(event: StoredEvent) -> bytes:
+def _event_json(logged: LoggedEvent) -> bytes:
+    event = logged.event
     head = msgspec.json.encode({
-        "id": event.id, "subject": event.subject, "eventType": event.type,
+        "id": logged.id, "subject": event.subject, "eventType": event.type,
         "eventTime": timestamps.format(event.time), "dataVersion": DATA_VERSION, "metadataVersion": "1",
-        "cursor": encode_cursor(event.position),
+        "cursor": logged.cursor,
     })
     return head[:-1] + b',"data":' + event.data + b"}"
 
@@ -52,7 +53,7 @@ class EventsApi:
             after, types, room_id, query_int(query.get("maxpagesize"), "maxpagesize"),
             query_int(query.get("wait"), "wait") or 0,
         )
-        next_after = encode_cursor(page[-1].position) if page else after
+        next_after = page[-1].cursor if page else after
         version = context_of(request).api_version
         assert version is not None  # the pipeline's api-version step sets it for /events
         link: dict[str, str] = {"api-version": version.name}

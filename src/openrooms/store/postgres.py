@@ -84,6 +84,11 @@ _SIGNING_KEY_LOCK_CLASS = _PURGE_LOCK_CLASS + 2
 # takes at most that many locks); users that share one only wait for each other's deletion.
 _USER_LOCK_CLASS = _PURGE_LOCK_CLASS + 3
 USER_LOCKS = 64
+# Every transaction that logs events holds this lock (shared: they do not wait for each other) from before its
+# first write, so before it has a transaction id, until it ends. A reader of the log finds the transaction ids of
+# the holders in pg_locks, and reads only events of transactions older than all of them (see `_EVENTS_HORIZON`).
+_EVENTS_LOCK_CLASS = _PURGE_LOCK_CLASS + 4
+_LOCK_EVENTS = f"pg_advisory_xact_lock_shared({_EVENTS_LOCK_CLASS}, hashtext(current_schema()))"
 _LOCK_ADDED_USERS = (
     f"SELECT count(pg_advisory_xact_lock_shared({_USER_LOCK_CLASS}, bucket)) AS taken FROM "
     f"(SELECT DISTINCT hashtext(raw_id) & {USER_LOCKS - 1} AS bucket "
@@ -92,33 +97,51 @@ _LOCK_ADDED_USERS = (
 
 
 # A room, its id claimed in the `room_ids` ledger and its roster, as one statement: its count is 0 when the id was
-# taken. The statements of a WITH see one another's rows only through RETURNING, and the roster's foreign key
+# taken. The events lock is taken before anything is written (see `_EVENTS_LOCK_CLASS`). The statements of a WITH
+# see one another's rows only through RETURNING, and the roster's foreign key
 # is checked at the end of the statement, when the room is in. The users' locks come first: the id's claim reads
 # from them.
 _CREATE_ROOM = (
-    f"WITH locked AS MATERIALIZED ({_LOCK_ADDED_USERS}), "
-    "issued AS (INSERT INTO room_ids (id) SELECT %(id)s FROM locked ON CONFLICT DO NOTHING RETURNING id), "
+    f"WITH locked AS MATERIALIZED ({_LOCK_ADDED_USERS}), logging AS MATERIALIZED (SELECT {_LOCK_EVENTS}), "
+    "issued AS (INSERT INTO room_ids (id) SELECT %(id)s FROM locked, logging ON CONFLICT DO NOTHING RETURNING id), "
     f"room AS (INSERT INTO rooms ({_ROOM_COLUMNS}) "
     "SELECT id, %(created_at)s, %(valid_from)s, %(valid_until)s, %(pstn)s FROM issued RETURNING id), "
     "roster AS (INSERT INTO participants (room_id, raw_id, role, seq) SELECT room.id, entry.raw_id, entry.role, "
     "entry.seq FROM room, unnest(%(added)s::text[], %(roles)s::text[]) WITH ORDINALITY AS entry (raw_id, role, seq)), "
-    "logged AS (INSERT INTO events (id, type, subject, room_id, time, data) SELECT event.* FROM room, "
-    "unnest(%(ev_id)s::text[], %(ev_type)s::text[], %(ev_subject)s::text[], %(ev_room)s::text[], "
+    "logged AS (INSERT INTO events (type, subject, room_id, time, data) SELECT event.* FROM room, "
+    "unnest(%(ev_type)s::text[], %(ev_subject)s::text[], %(ev_room)s::text[], "
     "%(ev_time)s::bigint[], %(ev_data)s::text[]) AS event) "
     "SELECT count(*) FROM room"
 )
 # Events appended in the transaction of their change (the event log's outbox), as one statement.
 _APPEND_EVENTS = (
-    "INSERT INTO events (id, type, subject, room_id, time, data) SELECT * FROM "
-    "unnest(%(ev_id)s::text[], %(ev_type)s::text[], %(ev_subject)s::text[], %(ev_room)s::text[], "
+    "INSERT INTO events (type, subject, room_id, time, data) SELECT * FROM "
+    "unnest(%(ev_type)s::text[], %(ev_subject)s::text[], %(ev_room)s::text[], "
     "%(ev_time)s::bigint[], %(ev_data)s::text[])"
 )
-# Events in the log's order, (transaction id, sequence number): only those of transactions older than every one
-# still running, so that none that commits later can sort before the last one read.
-_EVENT_COLUMNS = "(tx::text)::bigint, seq, id, type, subject, room_id, time, data"
+# Where reading the log must stop for now, as a transaction id: the oldest transaction id of the transactions that
+# hold the events lock now, and the next transaction id to be given out. Run before `_LIST_EVENTS`, in a statement
+# of its own: a transaction whose events that statement's snapshot cannot see had not ended when this one looked
+# at the locks, so it held the lock then (with its id, or still without one: then its id comes after the next
+# one), or took it later (and its id comes later still). A holder's transaction id is 32 bits in pg_locks: the
+# 64-bit one is the one of the same low 32 bits just below the next id.
+_EVENTS_HORIZON = (
+    "WITH next AS (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS id) "
+    "SELECT least(next.id, min(next.id - ((next.id - held.transactionid::text::bigint) % 4294967296))) "
+    "FROM next LEFT JOIN (pg_locks event_lock JOIN pg_locks held ON held.pid = event_lock.pid "
+    "AND held.locktype = 'transactionid' AND held.mode = 'ExclusiveLock' AND held.granted) "
+    f"ON event_lock.locktype = 'advisory' AND event_lock.classid = {_EVENTS_LOCK_CLASS} "
+    "AND event_lock.objid::text::bigint = (hashtext(current_schema())::bigint & 4294967295) "
+    "AND event_lock.objsubid = 2 AND event_lock.granted "
+    "AND event_lock.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    "GROUP BY next.id"
+)
+# Events in the log's order, (transaction id, sequence number), up to the horizon: none that commits later can
+# sort before the last one read.
+_EVENT_COLUMNS = "(tx::text)::bigint, seq, type, subject, room_id, time, data"
 _LIST_EVENTS = (
     f"SELECT {_EVENT_COLUMNS} FROM events WHERE (tx, seq) > (%(tx)s::text::xid8, %(seq)s::bigint) "
-    "AND tx < pg_snapshot_xmin(pg_current_snapshot()) "
+    "AND tx < %(horizon)s::text::xid8 "
     "AND (%(types)s::text[] IS NULL OR type = ANY(%(types)s::text[])) "
     "AND (%(room)s::text IS NULL OR room_id = %(room)s::text) ORDER BY tx, seq LIMIT %(limit)s"
 )
@@ -126,7 +149,7 @@ _LIST_EVENTS = (
 
 def _event_arrays(events: Sequence[NewEvent]) -> dict[str, list[Any]]:
     return {
-        "ev_id": [e.id for e in events], "ev_type": [e.type for e in events],
+        "ev_type": [e.type for e in events],
         "ev_subject": [e.subject for e in events], "ev_room": [e.room_id for e in events],
         "ev_time": [e.time for e in events], "ev_data": [msgspec.json.encode(e.data).decode() for e in events],
     }
@@ -336,8 +359,11 @@ class PostgresStore:
             await AsyncConnectionPool.check_connection(connection)
 
     @contextlib.asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[AsyncConnection[Any]]:
+    async def _transaction(self, *, logs: bool = False) -> AsyncIterator[AsyncConnection[Any]]:
+        """A transaction; with `logs`, one that may append events: it takes the events lock first."""
         async with self._connection() as connection, connection.transaction():
+            if logs:
+                await connection.execute(f"SELECT {_LOCK_EVENTS}")
             yield connection
 
     async def insert_room(
@@ -350,7 +376,7 @@ class PostgresStore:
             if not created:
                 raise RoomIdTaken(room.id)
             return None
-        async with self._transaction() as db:
+        async with self._transaction(logs=bool(events)) as db:
             # Claim the request id first: a concurrent create with the same id waits here for ours to commit (or
             # roll back), then finds our record instead of creating a second room.
             claimed = await db.execute(
@@ -400,7 +426,7 @@ class PostgresStore:
         self, room_id: str, valid_from: int | None, valid_until: int | None, pstn: bool | None,
         events: RoomUpdateEvents,
     ) -> Room | None:
-        async with self._transaction() as db:
+        async with self._transaction(logs=True) as db:
             cursor = await db.execute(f"SELECT {_ROOM_COLUMNS} FROM rooms WHERE id = %s FOR NO KEY UPDATE", (room_id,))
             before = await cursor.fetchone()
             if before is None:
@@ -419,7 +445,7 @@ class PostgresStore:
         return room
 
     async def delete_room(self, room_id: str, events: Sequence[NewEvent] = ()) -> bool:
-        async with self._transaction() as db:  # the roster goes with the room (ON DELETE CASCADE)
+        async with self._transaction(logs=bool(events)) as db:  # the roster goes with the room (ON DELETE CASCADE)
             cursor = await db.execute("DELETE FROM rooms WHERE id = %s", (room_id,))
             if cursor.rowcount == 0:
                 return False
@@ -467,7 +493,7 @@ class PostgresStore:
         removed_ids = list(removals)
         gone = set(removed_ids)  # an id both upserted and removed ends removed, as if the removal came second
         upserted = [(raw_id, role.value) for raw_id, role in upserts.items() if raw_id not in gone]
-        async with self._transaction() as db:
+        async with self._transaction(logs=events is not None) as db:
             # Roster changes to one room take turns on its row: no deadlock between two requests touching
             # the same people in different orders, and none can slip in after the room is deleted. The change
             # is the next statement, so that it counts the roster as the request before ours left it. The
@@ -534,7 +560,7 @@ class PostgresStore:
     # Events --------------------------------------------------------------------------------------------------
     async def append_events(self, events: Sequence[NewEvent]) -> None:
         if events:
-            async with self._connection() as db:  # one statement
+            async with self._transaction(logs=True) as db:
                 await _append(db, events)
 
     async def list_events(
@@ -542,11 +568,14 @@ class PostgresStore:
     ) -> list[StoredEvent]:
         tx, seq = after or (0, 0)
         async with self._connection() as db:
+            cursor = await db.execute(_EVENTS_HORIZON)
+            horizon = await cursor.fetchone()
+            assert horizon is not None
             cursor = await db.execute(_LIST_EVENTS, {"tx": str(tx), "seq": seq, "room": room_id, "limit": limit,
-                                                     "types": None if types is None else list(types)})
+                                                     "types": None if types is None else list(types),
+                                                     "horizon": str(horizon[0])})
             rows = await cursor.fetchall()
-        return [StoredEvent((row[0], row[1]), row[2], row[3], row[4], row[5], row[6], row[7].encode())
-                for row in rows]
+        return [StoredEvent((row[0], row[1]), row[2], row[3], row[4], row[5], row[6].encode()) for row in rows]
 
     async def purge_events(self, before: int) -> int:
         async with self._connection() as db:
@@ -592,7 +621,7 @@ class PostgresStore:
         return candidate
 
     async def insert_user(self, user: CommunicationUser, events: Sequence[NewEvent] = ()) -> None:
-        async with self._transaction() as db:
+        async with self._transaction(logs=bool(events)) as db:
             cursor = await db.execute(
                 "INSERT INTO identities (raw_id, created_at, tokens_revoked_before) VALUES (%s, %s, %s) "
                 "ON CONFLICT (raw_id) DO NOTHING",
@@ -611,7 +640,7 @@ class PostgresStore:
         return None if row is None else CommunicationUser(*row)
 
     async def revoke_tokens(self, raw_id: str, revoked_before: int, events: Sequence[NewEvent] = ()) -> bool:
-        async with self._transaction() as db:
+        async with self._transaction(logs=bool(events)) as db:
             # Never moves back: a revoke from an instance whose clock lags must not un-revoke tokens.
             cursor = await db.execute(
                 "UPDATE identities SET tokens_revoked_before = "
@@ -624,7 +653,7 @@ class PostgresStore:
         return True
 
     async def delete_user(self, raw_id: str, events: UserDeletionEvents | None = None) -> bool:
-        async with self._transaction() as db:
+        async with self._transaction(logs=events is not None) as db:
             # First the user's lock: additions of the user in progress finish first (and their entries are seen
             # below), later ones wait for this deletion. Then the rooms the user is in, in id order as every
             # roster change takes one, so that a change in progress counts the roster it leaves exactly.
@@ -689,7 +718,7 @@ class PostgresStore:
         self, keys: Mapping[str, str], now: int, *, replace: bool = True, events: Sequence[NewEvent] = ()
     ) -> dict[str, str]:
         conflict = "DO UPDATE SET key = excluded.key, updated_at = excluded.updated_at" if replace else "DO NOTHING"
-        async with self._transaction() as db:
+        async with self._transaction(logs=bool(events)) as db:
             if keys:
                 async with db.cursor() as batch:
                     await batch.executemany(

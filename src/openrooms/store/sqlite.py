@@ -102,23 +102,23 @@ def _create_record(db: sqlite3.Connection, request_id: str) -> CreateRecord | No
     return None if row is None else _record(row)
 
 
-_INSERT_EVENT = "INSERT INTO events (id, type, subject, room_id, time, data) VALUES (?, ?, ?, ?, ?, ?)"
-_EVENT_COLUMNS = "seq, id, type, subject, room_id, time, data"
+_INSERT_EVENT = "INSERT INTO events (type, subject, room_id, time, data) VALUES (?, ?, ?, ?, ?)"
+_EVENT_COLUMNS = "seq, type, subject, room_id, time, data"
 _encode = msgspec.json.encode
 
 
 def _append(db: sqlite3.Connection, events: Sequence[NewEvent]) -> None:
-    """Append events in the transaction running on `db`: they commit with it, or not at all."""
+    """Append events in the transaction running on `db` (the group commit's, just before its COMMIT)."""
     if len(events) == 1:
         e = events[0]
-        db.execute(_INSERT_EVENT, (e.id, e.type, e.subject, e.room_id, e.time, _encode(e.data)))
+        db.execute(_INSERT_EVENT, (e.type, e.subject, e.room_id, e.time, _encode(e.data)))
     elif events:
-        db.executemany(_INSERT_EVENT, [(e.id, e.type, e.subject, e.room_id, e.time, _encode(e.data)) for e in events])
+        db.executemany(_INSERT_EVENT, [(e.type, e.subject, e.room_id, e.time, _encode(e.data)) for e in events])
 
 
-def _stored(row: tuple[int, str, str, str, str | None, int, bytes | str]) -> StoredEvent:
-    data = row[6]
-    return StoredEvent((0, row[0]), row[1], row[2], row[3], row[4], row[5],
+def _stored(row: tuple[int, str, str, str | None, int, bytes | str]) -> StoredEvent:
+    data = row[5]
+    return StoredEvent((0, row[0]), row[1], row[2], row[3], row[4],
                        data.encode() if isinstance(data, str) else bytes(data))
 
 
@@ -139,7 +139,13 @@ class SqliteStore:
         self._participants = self._kept.participants
         self._pages = self._kept.pages
         self._listings = self._kept.listings
-        writer.after_commit = self._kept.after_commit
+        # The events of the write transaction running now, and of those of the group commit that succeeded: written
+        # with one statement just before the group's COMMIT (one statement per event would cost each create room
+        # more than all the rest of its event). A transaction that raises leaves its events behind with its changes.
+        self._running_events: list[NewEvent] = []
+        self._group_events: list[NewEvent] = []
+        writer.before_commit = self._write_events
+        writer.after_commit = self._after_commit
 
     @classmethod
     def open(cls, path: Path | None, *, migrate_schema: bool = True, busy_timeout_ms: int = 5000) -> SqliteStore:
@@ -210,12 +216,28 @@ class SqliteStore:
         note = self._kept.note
 
         def noted(db: sqlite3.Connection) -> T:
+            running: list[NewEvent] = []
+            self._running_events = running
             result, changes = transaction(db)
             if changes is not NOTHING:
                 note(changes)  # its last step: a transaction that raised is rolled back and noted nothing
+            if running:
+                self._group_events += running
             return result
 
         return await self._writer.run(noted)
+
+    def _log(self, events: Sequence[NewEvent]) -> None:
+        """Log the events of the write transaction running now: written in its group commit, if it succeeds."""
+        self._running_events += events
+
+    def _write_events(self, db: sqlite3.Connection) -> None:
+        events, self._group_events = self._group_events, []
+        _append(db, events)
+
+    def _after_commit(self, committed: bool) -> None:
+        self._group_events = []  # a group that failed before its events were written
+        self._kept.after_commit(committed)
 
     def _counter(self, room_id: str) -> int | None:
         """The room's change counter, read before a query whose result is to be kept."""
@@ -250,7 +272,7 @@ class SqliteStore:
                     "VALUES (?, ?, ?, ?, ?)",
                     (record.request_id, record.fingerprint, record.room_id, record.response, record.created_at),
                 )
-            _append(db, events)
+            self._log(events)
             return None, Changes({room.id: room}, created=(room.id,))
 
         return await self._write(transaction)
@@ -293,7 +315,7 @@ class SqliteStore:
                 return None, NOTHING
             room = _room(row)
             if events is not None and before is not None:
-                _append(db, events(_room(before), room))
+                self._log(events(_room(before), room))
             return room, Changes({room_id: room})
 
         return await self._write(transaction)
@@ -302,7 +324,7 @@ class SqliteStore:
         def transaction(db: sqlite3.Connection) -> tuple[bool, Changes]:
             if db.execute("DELETE FROM rooms WHERE id = ?", (room_id,)).rowcount == 0:
                 return False, NOTHING
-            _append(db, events)
+            self._log(events)
             return True, Changes({room_id: None})
 
         return await self._write(transaction)
@@ -409,7 +431,7 @@ class SqliteStore:
                 if after > max_participants and after > before:
                     raise RosterFull(after)  # the writer rolls this transaction back
             if events is not None:
-                _append(db, events(roster_change(found, upserts, removals)))
+                self._log(events(roster_change(found, upserts, removals)))
             return True, Changes(rosters=(room_id,))
 
         return await self._write(transaction)
@@ -440,7 +462,7 @@ class SqliteStore:
     # Events --------------------------------------------------------------------------------------------------
     async def append_events(self, events: Sequence[NewEvent]) -> None:
         def transaction(db: sqlite3.Connection) -> tuple[None, Changes]:
-            _append(db, events)
+            self._log(events)
             return None, NOTHING
 
         if events:
@@ -522,7 +544,7 @@ class SqliteStore:
                 )
             except sqlite3.IntegrityError:
                 raise UserIdTaken(user.raw_id) from None
-            _append(db, events)
+            self._log(events)
             return None, NOTHING
 
         await self._write(transaction)
@@ -544,7 +566,7 @@ class SqliteStore:
                 (revoked_before, revoked_before, raw_id),
             ).rowcount > 0
             if revoked:
-                _append(db, events)
+                self._log(events)
             return revoked, NOTHING
 
         return await self._write(transaction)
@@ -557,7 +579,7 @@ class SqliteStore:
                 "DELETE FROM participants WHERE raw_id = ? RETURNING room_id, role", (raw_id,)
             ).fetchall()
             if events is not None:
-                _append(db, events([(room_id, ROLES[role]) for room_id, role in left]))
+                self._log(events([(room_id, ROLES[role]) for room_id, role in left]))
             return True, Changes(rosters=[room_id for room_id, _ in left])
 
         return await self._write(transaction)
@@ -612,7 +634,7 @@ class SqliteStore:
                 f"INSERT INTO access_keys (name, key, updated_at) VALUES (?, ?, ?) ON CONFLICT (name) {conflict}",
                 [(name, key, now) for name, key in keys.items()],
             )
-            _append(db, events)
+            self._log(events)
             return dict(db.execute("SELECT name, key FROM access_keys").fetchall()), NOTHING
 
         return await self._write(transaction)

@@ -4,7 +4,8 @@
 commit in. On PostgreSQL transactions commit in any order: each event also records its transaction id (`tx`),
 and readers go by (tx, seq) and read only the events of transactions older than every one still running (see
 `PostgresStore.list_events`). `data` is the event's JSON as written; `time` is in ticks of 100 ns. SQLite's
-`seq` is AUTOINCREMENT: a number is never given out twice, even once the purge has emptied the log.
+`seq` is AUTOINCREMENT: a number is never given out twice, even once the purge has emptied the log. An event's
+id is derived from its place (see `events.log.event_id`), so it is not stored.
 
 Revision ID: 0005
 Revises: 0004
@@ -24,7 +25,6 @@ def upgrade() -> None:
     columns: list[sa.Column[object]] = [
         sa.Column("seq", sa.BigInteger, sa.Identity(), primary_key=True) if postgres
         else sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("id", sa.Text, nullable=False),
         sa.Column("type", sa.Text, nullable=False),
         sa.Column("subject", sa.Text, nullable=False),
         sa.Column("room_id", sa.Text, nullable=True),
