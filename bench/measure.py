@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from openrooms.config import event_loop
+from openrooms.testing import wait_until_healthy
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROTATE_LUA = BENCH_DIR / "rotate.lua"
@@ -111,19 +112,17 @@ class RunningServer:
 
 
 def _wait_listening(server: RunningServer, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def exited() -> str | None:
+        if server.process.poll() is None:
+            return None
+        return f"server exited with {server.process.returncode}:\n{server.log_path.read_text()}"
+
+    try:
+        wait_until_healthy(f"http://{server.host}:{server.port}/healthz", alive=exited, timeout=timeout)
+    except RuntimeError:
         if server.process.poll() is not None:
-            raise RuntimeError(f"server exited with {server.process.returncode}:\n{server.log_path.read_text()}")
-        try:
-            with socket.create_connection((server.host, server.port), timeout=1) as s:
-                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                if s.recv(64).startswith(b"HTTP/1.1 200"):
-                    return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"server did not start:\n{server.log_path.read_text()}")
+            raise
+        raise RuntimeError(f"server did not start:\n{server.log_path.read_text()}") from None
 
 
 @contextlib.contextmanager

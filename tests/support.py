@@ -1,26 +1,25 @@
-"""Test helpers: a real `openrooms serve` process, and an HMAC signer that signs as the SDKs do."""
+"""Test helpers: a real `openrooms serve` process, and the HMAC signer that signs as the SDKs do (both the
+start-and-wait loop and the signer are openrooms.testing's, shared with bench/)."""
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
-import hmac
 import os
 import signal
 import socket
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from email.utils import formatdate
 from pathlib import Path
 
 import httpx
 
 from openrooms.config import DEV_ACCESS_KEY
+from openrooms.testing import sign_headers, wait_until_healthy
+
+__all__ = ["Server", "free_port", "running_server", "sign_headers", "user_id"]
 
 USER_PREFIX = "8:acs:1b5cc06b-f352-4571-b1e6-d9b259b7c776_"
 
@@ -34,21 +33,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def sign_headers(
-    method: str, path_and_query: str, host: str, body: bytes = b"", key: str = DEV_ACCESS_KEY,
-    date: str | None = None,
-) -> dict[str, str]:
-    date = date or formatdate(usegmt=True)
-    content_hash = base64.b64encode(hashlib.sha256(body).digest()).decode()
-    to_sign = f"{method}\n{path_and_query}\n{date};{host};{content_hash}"
-    signature = base64.b64encode(hmac.new(base64.b64decode(key), to_sign.encode(), hashlib.sha256).digest()).decode()
-    return {
-        "x-ms-date": date,
-        "x-ms-content-sha256": content_hash,
-        "Authorization": f"HMAC-SHA256 SignedHeaders=x-ms-date;host;x-ms-content-sha256&Signature={signature}",
-    }
 
 
 @dataclass
@@ -126,15 +110,15 @@ def running_server(location: Path, *args: str, tls: bool = True, env: dict[str, 
 
 
 def _wait_healthy(server: Server, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def exited() -> str | None:
+        if server.process.poll() is None:
+            return None
+        return f"openrooms serve exited with {server.process.returncode}:\n{server.log()}"
+
+    try:
+        wait_until_healthy(server.endpoint + "healthz", alive=exited, ca=server.ca if server.tls else None,
+                           timeout=timeout)
+    except RuntimeError as exc:
         if server.process.poll() is not None:
-            raise RuntimeError(f"openrooms serve exited with {server.process.returncode}:\n{server.log()}")
-        try:
-            response = httpx.get(server.endpoint + "healthz", verify=server.verify, timeout=1)
-            if response.status_code == 200:
-                return
-        except (httpx.HTTPError, OSError):  # not listening yet, or the CA not written yet
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"openrooms serve did not become healthy:\n{server.log()}")
+            raise
+        raise RuntimeError(f"openrooms serve did not become healthy:\n{server.log()}") from exc

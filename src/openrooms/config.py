@@ -7,16 +7,19 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import dataclasses
 import importlib.util
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import platformdirs
 
-from openrooms.service import paging, rooms
+from openrooms.service import keys, paging, rooms
 
 # Well-known development keys, published like Azurite's: anyone can read them, so they protect nothing.
 # Pass --access-key / OPENROOMS_ACCESS_KEY (and the secondary) for anything but local development.
@@ -24,6 +27,36 @@ DEV_ACCESS_KEY = base64.b64encode(b"openrooms-development-access-key").decode()
 DEV_SECONDARY_KEY = base64.b64encode(b"openrooms-development-second-key").decode()
 DEFAULT_PORT = 8765
 ENV_PREFIX = "OPENROOMS_"
+SERVERS = ("granian", "uvicorn")
+LOG_FORMATS = ("text", "json")
+POSTGRES_URL_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
+POSTGRES_URL_EXAMPLE = "postgresql://user:password@host:5432/db"
+MIN_ACCESS_KEY_BYTES = 16
+MIN_LIVEKIT_SECRET_CHARACTERS = 32  # LiveKit refuses shorter secrets
+# PostgreSQL client: connections per worker, and timeouts in seconds (libpq's connect timeout is whole seconds).
+DEFAULT_POOL_SIZE = 10
+DEFAULT_DATABASE_CONNECT_TIMEOUT = 3
+DEFAULT_DATABASE_POOL_WAIT = 5.0
+DEFAULT_DATABASE_CALL_TIMEOUT = 15.0
+DEFAULT_DATABASE_RECONNECT_TIMEOUT = 5.0
+# The range of each numeric setting, (least, most or None); the command line's options take theirs from here.
+BOUNDS: dict[str, tuple[float, float | None]] = {
+    "port": (0, 65535),
+    "workers": (1, None),
+    "page_size": (1, paging.MAX_PAGE_SIZE),
+    "purge_grace_days": (0, None),
+    "event_retention_days": (0, None),
+    "max_body_bytes": (1024, None),
+    "pool_size": (1, None),
+    "database_connect_timeout": (1, None),
+    "database_pool_wait": (0.001, None),
+    "database_call_timeout": (0.001, None),
+    "database_reconnect_timeout": (0.001, None),
+    "clock_skew_seconds": (1, None),
+    "max_participants_per_room": (1, None),
+    "max_participants_per_request": (1, None),
+    "rate_limit": (0, None),
+}
 # prometheus-client's multiprocess directory, read when prometheus_client is first imported: `serve` sets it
 # before any worker imports it, so that every worker's counters are summed.
 PROMETHEUS_MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -63,7 +96,11 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     # PostgreSQL (postgresql://...) shared by any number of instances; unset: the embedded SQLite file.
     database_url: str | None = None
-    pool_size: int = 10
+    pool_size: int = DEFAULT_POOL_SIZE
+    database_connect_timeout: int = DEFAULT_DATABASE_CONNECT_TIMEOUT
+    database_pool_wait: float = DEFAULT_DATABASE_POOL_WAIT
+    database_call_timeout: float = DEFAULT_DATABASE_CALL_TIMEOUT
+    database_reconnect_timeout: float = DEFAULT_DATABASE_RECONNECT_TIMEOUT
     clock_skew_seconds: int = 300
     # The ACS resource id (a GUID) in user ids `8:acs:<resource id>_...`; unset: generated once, kept in the store.
     resource_id: str | None = None
@@ -112,6 +149,56 @@ class Settings:
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
+    def validated(self) -> Settings:
+        """These settings, checked as a whole (and the resource id in lower case, as ACS writes it); raises
+        `InvalidSettings` naming the setting at fault. `serve` checks them before it starts anything, and each
+        server worker checks them again as it reads them from the environment."""
+        for name in ("access_key", "secondary_key"):
+            try:
+                decoded = keys.decode_key(getattr(self, name))
+            except (binascii.Error, ValueError):
+                raise InvalidSettings(f"{{{name}}} is not valid base64.") from None
+            if len(decoded) < MIN_ACCESS_KEY_BYTES:
+                raise InvalidSettings(f"{{{name}}} must decode to at least {MIN_ACCESS_KEY_BYTES} bytes.")
+        for name, (least, most) in BOUNDS.items():
+            value = getattr(self, name)
+            if value < least or (most is not None and value > most):
+                within = f"at least {least}" if most is None else f"between {least} and {most}"
+                raise InvalidSettings(f"{{{name}}} is {_literal(value)}; it must be {within}.")
+        if (self.cert is None) != (self.key is None):
+            raise InvalidSettings("{cert} and {key} go together.")
+        if self.cert is not None and not self.tls:
+            raise InvalidSettings("{cert}/{key} and {tls} contradict each other.")
+        for path in (self.cert, self.key):
+            if path is not None and not path.is_file():
+                raise InvalidSettings(f"{_literal(path)} does not exist.")
+        if self.database_url:
+            if self.in_memory:
+                raise InvalidSettings("{in_memory} and {database_url} contradict each other.")
+            if not is_postgres_url(self.database_url):
+                raise InvalidSettings(f"{{database_url}} must be a PostgreSQL URL: {POSTGRES_URL_EXAMPLE}")
+        if self.in_memory and self.workers > 1:
+            raise InvalidSettings("{in_memory} keeps data in one process; it cannot be shared by several {workers}.")
+        if self.server not in SERVERS:
+            raise InvalidSettings(f"{{server}} is {' or '.join(SERVERS)}.")
+        if self.log_format not in LOG_FORMATS:
+            raise InvalidSettings(f"{{log_format}} is {' or '.join(LOG_FORMATS)}.")
+        checked = self
+        if self.resource_id is not None:
+            from openrooms.service.identity import check_resource_id  # with the token machinery: only when needed
+
+            try:
+                checked = self.replace(resource_id=check_resource_id(self.resource_id))
+            except ValueError as exc:
+                raise InvalidSettings(f"{{resource_id}}: {_literal(exc)}.") from None
+        livekit = (self.livekit_url, self.livekit_api_key, self.livekit_api_secret)
+        if any(livekit) and not all(livekit):
+            raise InvalidSettings("{livekit_url}, {livekit_api_key} and {livekit_api_secret} go together.")
+        if self.livekit_api_secret is not None and len(self.livekit_api_secret) < MIN_LIVEKIT_SECRET_CHARACTERS:
+            raise InvalidSettings(f"{{livekit_api_secret}} must be at least {MIN_LIVEKIT_SECRET_CHARACTERS} "
+                                  "characters (LiveKit refuses shorter secrets).")
+        return checked
+
     def to_env(self) -> dict[str, str]:
         env = {}
         for f in fields(self):
@@ -132,6 +219,46 @@ class Settings:
         return cls(**values)
 
 
+def is_postgres_url(url: str) -> bool:
+    return urlsplit(url).scheme in POSTGRES_URL_SCHEMES
+
+
+def flag(name: str) -> str:
+    """The command-line option of the setting `name`."""
+    return {"tls": "--no-tls", "metrics": "--metrics/--no-metrics"}.get(name, "--" + name.replace("_", "-"))
+
+
+def variable(name: str) -> str:
+    """The environment variable of the setting `name` (as `serve` reads it, and as its workers do)."""
+    return ENV_PREFIX + name.upper()
+
+
+class InvalidSettings(ValueError):
+    """A setting's value, or a combination of settings, that cannot be served. The message names the settings
+    by their options (`str(error)`) or by their environment variables (`error.naming(variable)`)."""
+
+    def __init__(self, template: str) -> None:
+        self.template = template  # settings named as `{field}`
+        super().__init__(self.naming(flag))
+
+    def naming(self, name: Callable[[str], str]) -> str:
+        return self.template.format_map(_Names(name))
+
+
+def _literal(value: object) -> str:
+    """A value shown in an `InvalidSettings` template, as itself."""
+    return str(value).replace("{", "{{").replace("}", "}}")
+
+
+class _Names(dict[str, str]):
+    def __init__(self, name: Callable[[str], str]) -> None:
+        super().__init__()
+        self._name = name
+
+    def __missing__(self, key: str) -> str:
+        return self._name(key)
+
+
 def _convert(name: str, raw: str, annotation: Any) -> Any:
     kind = str(annotation)
     if "bool" in kind:
@@ -139,6 +266,11 @@ def _convert(name: str, raw: str, annotation: Any) -> Any:
         if lowered not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
             raise ValueError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a boolean (true/false)")
         return lowered in ("1", "true", "yes", "on")
+    if "float" in kind:
+        try:
+            return float(raw)
+        except ValueError:
+            raise ValueError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a number") from None
     if "int" in kind:
         try:
             return int(raw)

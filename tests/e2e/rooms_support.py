@@ -1,4 +1,7 @@
-"""Driving the official Python Rooms SDK (sync and async alike) against a real server, and checking its errors."""
+"""Driving the official Python Rooms SDK (sync and async alike) against a server, and checking its errors.
+
+The server is a real process (`tests.support.Server`) or the app in process (`tests.api.inprocess.InProcess`):
+both sign raw requests (`request`) and make SDK clients."""
 
 from __future__ import annotations
 
@@ -6,8 +9,9 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal, Protocol, cast, overload
 
+import httpx
 from azure.communication.rooms import (
     CommunicationRoom,
     CommunicationUserIdentifier,
@@ -32,9 +36,33 @@ MAX_WINDOW = timedelta(days=180)
 ROOM_OPERATIONS = ("create_room", "get_room", "update_room")
 
 
+class Target(Protocol):
+    """What the tests drive: a server process, or the app in process."""
+
+    @property
+    def endpoint(self) -> str: ...
+
+    @property
+    def connection_string(self) -> str: ...
+
+    @property
+    def access_key(self) -> str: ...
+
+    def request(self, method: str, path_and_query: str, body: bytes = b"", headers: dict[str, str] | None = None,
+                sign: bool = True, key: str | None = None) -> httpx.Response: ...
+
+
 def participant(n: int | str, role: ParticipantRole | str | None = None) -> RoomParticipant:
     identifier = CommunicationUserIdentifier(user_id(n) if isinstance(n, int) else n)
+    if role is None:  # the SDK then sends Attendee
+        return RoomParticipant(communication_identifier=identifier)
     return RoomParticipant(communication_identifier=identifier, role=role)
+
+
+def member(user: object, role: ParticipantRole | str = ParticipantRole.ATTENDEE) -> RoomParticipant:
+    """A participant from a user of the Identity SDK, whose identifier type is its own copy of the one the Rooms
+    SDK declares (the same class at run time, another to a type checker)."""
+    return RoomParticipant(communication_identifier=cast(CommunicationUserIdentifier, user), role=role)
 
 
 def identifier(n: int) -> CommunicationUserIdentifier:
@@ -65,7 +93,7 @@ class Rooms:
     client: SyncRoomsClient | AsyncRoomsClient
     api_version: str
     flavour: str  # "sync" or "async"
-    server: Server
+    server: Target
 
     @property
     def has_pstn(self) -> bool:
@@ -95,10 +123,10 @@ class Rooms:
     async def list_rooms(self, **kwargs: Any) -> list[CommunicationRoom]:
         if not self.has_pstn:  # the SDK cannot build these rooms (see the class doc): read the wire instead
             return [CommunicationRoom({**room, "pstnDialOutEnabled": None}) for room in self.raw_pages("/rooms")]
-        return await self.call("list_rooms", **kwargs)
+        return cast(list[CommunicationRoom], await self.call("list_rooms", **kwargs))
 
     async def create_room(self, **kwargs: Any) -> CommunicationRoom:
-        return await self.call("create_room", **kwargs)
+        return cast(CommunicationRoom, await self.call("create_room", **kwargs))
 
     async def roster(self, room_id: str) -> dict[str, str]:
         """The room's participants as {raw id: role}."""
@@ -121,7 +149,7 @@ class Rooms:
             path_and_query = page["nextLink"].removeprefix(self.server.endpoint.rstrip("/"))
 
 
-def room_count(server: Server) -> int:
+def room_count(server: Target) -> int:
     """How many rooms a listing shows, across every page."""
     count, path = 0, "/rooms?api-version=2025-03-13&maxpagesize=1000"
     while True:
@@ -142,10 +170,22 @@ async def _settle(result: Any) -> Any:
     return result
 
 
-def make_client(server: Server, flavour: str, api_version: str | None) -> SyncRoomsClient | AsyncRoomsClient:
-    """Over HTTPS through the connection string (trusting the server's CA), over HTTP through the constructor."""
+@overload
+def make_client(server: Target, flavour: Literal["sync"], api_version: str | None) -> SyncRoomsClient: ...
+@overload
+def make_client(server: Target, flavour: Literal["async"], api_version: str | None) -> AsyncRoomsClient: ...
+@overload
+def make_client(server: Target, flavour: str, api_version: str | None) -> SyncRoomsClient | AsyncRoomsClient: ...
+def make_client(server: Target, flavour: str, api_version: str | None) -> SyncRoomsClient | AsyncRoomsClient:
+    """A process over HTTPS through the connection string (trusting the server's CA), over HTTP through the
+    constructor; the app in process through the connection string and the in-process transport."""
     cls = SyncRoomsClient if flavour == "sync" else AsyncRoomsClient
     options: dict[str, Any] = {} if api_version is None else {"api_version": api_version}
+    if not isinstance(server, Server):
+        from tests.api.inprocess import InProcess
+
+        assert isinstance(server, InProcess)
+        return cls.from_connection_string(server.connection_string, **options, **server.sdk_options(flavour))
     if server.tls:
         return cls.from_connection_string(server.connection_string, connection_verify=server.ca, **options)
     return cls(server.endpoint, AzureKeyCredential(server.access_key), **options)
@@ -166,9 +206,10 @@ def bad_arguments(*details: tuple[str, str]) -> dict[str, Any]:
 
 def assert_sdk_error(exc: HttpResponseError, status: int, expected: dict[str, Any]) -> None:
     """The error as the SDK reports it (status, parsed `error`) and as it came over the wire."""
+    response: Any = exc.response
     assert exc.status_code == status
-    assert exc.response.json() == expected
-    assert exc.response.headers["x-ms-error-code"] == expected["error"]["code"]
+    assert response.json() == expected
+    assert response.headers["x-ms-error-code"] == expected["error"]["code"]
     assert exc.error is not None
     assert exc.error.code == expected["error"]["code"]
     assert exc.error.message == expected["error"]["message"]

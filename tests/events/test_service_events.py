@@ -43,7 +43,7 @@ async def test_joins_are_logged_admitted_or_refused_with_the_reason(store: Sqlit
     stranger, stranger_token = await identity.create_user(["voip"])
     assert stranger_token is not None
     room_id = (await rooms.rooms_create(
-        CreateRoom(START, START + HOUR, False, {user.raw_id: "Presenter"}), list(Role), lambda room: b"")).room_id
+        CreateRoom(START, START + HOUR, False, {user.raw_id: "Presenter"}), list(Role))).room.id
     await admission.admit(token.token, room_id)
     with pytest.raises(ServiceError):
         await admission.admit(stranger_token.token, room_id)
@@ -67,7 +67,7 @@ async def test_a_rotation_logs_the_name_of_the_key_never_the_key(store: SqliteSt
 async def test_an_update_that_changes_no_value_logs_nothing(store: SqliteStore) -> None:
     clock = FixedClock(START)
     rooms = RoomsService(store, clock)
-    room_id = (await rooms.rooms_create(CreateRoom(START, START + HOUR), list(Role), lambda room: b"")).room_id
+    room_id = (await rooms.rooms_create(CreateRoom(START, START + HOUR), list(Role))).room.id
     await rooms.rooms_update(room_id, UpdateRoom(pstn_dial_out_enabled=False))
     assert await logged(store, t.ROOM_UPDATED) == []
     await rooms.rooms_update(room_id, UpdateRoom(START, START + 2 * HOUR))

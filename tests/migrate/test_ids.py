@@ -10,8 +10,8 @@ import pytest
 from openrooms.migrate.target import MigrationStore
 from openrooms.service import identity, ids
 from openrooms.service.clock import FixedClock
-from openrooms.service.identity import CommunicationUser, IdentityService
-from openrooms.service.model import CreateRoom, Participant, Role, Room
+from openrooms.service.identity import IdentityService
+from openrooms.service.model import CommunicationUser, CreateRoom, Participant, Role, Room
 from openrooms.service.rooms import RoomsService
 from openrooms.store.postgres import PostgresStore
 from openrooms.store.sqlite import SqliteStore
@@ -54,7 +54,7 @@ async def test_a_new_room_never_gets_an_imported_rooms_id(
     draws = drawn(IMPORTED_ROOM, "12345678901234567")
     monkeypatch.setattr(ids, "new_room_id", lambda: next(draws))
     service = RoomsService(store, FixedClock(NOW))
-    created = await service.rooms_create(CreateRoom(), [Role.ATTENDEE], lambda room: b"{}")
+    created = await service.rooms_create(CreateRoom(), [Role.ATTENDEE])
     assert created.room_id == "12345678901234567"
     kept = await store.get_room(IMPORTED_ROOM)
     assert kept is not None and kept.created_at == NOW - 10

@@ -35,7 +35,7 @@ class RosterMachine(RuleBasedStateMachine):
         self.store = SqliteStore.open(None)
         self.service = RoomsService(self.store, FixedClock(NOW), max_participants_per_room=MAX_ROOM,
                                     max_participants_per_request=8)
-        self.room_id = self.run(self.service.rooms_create(CreateRoom(), ROLES, render=lambda room: b"")).room_id
+        self.room_id = self.run(self.service.rooms_create(CreateRoom(), ROLES)).room_id
         self.model: dict[str, Role] = {}
 
     def run(self, coroutine):  # type: ignore[no-untyped-def]
@@ -111,9 +111,9 @@ async def test_one_request_may_name_up_to_the_limit(count: int) -> None:
     service = RoomsService(store, FixedClock(NOW), max_participants_per_request=8)
     command = CreateRoom(participants={user_id(n): None for n in range(count)})
     if count <= 8:
-        await service.rooms_create(command, ROLES, render=lambda room: b"")
+        await service.rooms_create(command, ROLES)
     else:
         with pytest.raises(errors.ServiceError) as refused:
-            await service.rooms_create(command, ROLES, render=lambda room: b"")
+            await service.rooms_create(command, ROLES)
         assert refused.value.details[0].code == "TooManyParticipants"
     await store.close()

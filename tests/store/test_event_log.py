@@ -9,8 +9,7 @@ import pytest
 
 from openrooms.events import build
 from openrooms.events import types as t
-from openrooms.service.identity import CommunicationUser
-from openrooms.service.model import CreateRecord, Participant, Role, Room
+from openrooms.service.model import CommunicationUser, CreateRecord, Participant, Role, Room
 from openrooms.store import postgres
 from openrooms.store.postgres import PostgresStore, libpq_url
 from openrooms.store.protocol import RoomIdTaken, RoomStore, RosterFull, UserIdTaken
@@ -36,7 +35,7 @@ async def test_a_created_room_and_its_event_commit_together_and_a_repeat_or_a_ta
 ) -> None:
     r = room(1)
     roster = [Participant(U, Role.PRESENTER)]
-    record = CreateRecord("req", "fp", r.id, b"{}", T0)
+    record = CreateRecord("req", "fp", r, T0)
     assert await store.insert_room(r, roster, record, [build.room_created(r, roster)]) is None
     again = room(2)
     assert await store.insert_room(again, [], record, [build.room_created(again, [])]) is not None  # a repeat

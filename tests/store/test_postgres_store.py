@@ -8,8 +8,7 @@ import uuid
 
 import pytest
 
-from openrooms.service.identity import CommunicationUser
-from openrooms.service.model import Participant, Role, Room
+from openrooms.service.model import CommunicationUser, Participant, Role, Room
 from openrooms.store import migrate, postgres
 from openrooms.store.postgres import PostgresStore, SchemaMismatch
 from openrooms.store.protocol import RosterPage, StoreUnavailable

@@ -15,9 +15,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from openrooms.events.build import room_deleted
-from openrooms.service.identity import CommunicationUser
-from openrooms.service.model import CreateRecord, Participant, Role, Room
-from openrooms.service.tokens import SigningKey
+from openrooms.service.model import CommunicationUser, CreateRecord, Participant, Role, Room, SigningKey
 from openrooms.store.postgres import PostgresStore
 from openrooms.store.protocol import RoomStore
 from openrooms.store.sqlite import SqliteStore
@@ -35,7 +33,8 @@ def room(n: int, created_at: int = T0, valid_until: int = T0 + DAY) -> Room:
 
 
 def record(request_id: str, room_id: str, created_at: int = T0) -> CreateRecord:
-    return CreateRecord(request_id, "fingerprint", room_id, b"{}", created_at)
+    created = Room(room_id, created_at, created_at, created_at + DAY, False)
+    return CreateRecord(request_id, "fingerprint", created, created_at)
 
 
 R1, R2, R3 = room(1), room(2, created_at=T0 + 1, valid_until=T0 + 10), room(3, created_at=T0 + 2)

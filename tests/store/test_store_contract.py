@@ -7,9 +7,7 @@ from collections.abc import Awaitable
 
 import pytest
 
-from openrooms.service.identity import CommunicationUser
-from openrooms.service.model import CreateRecord, Participant, Role, Room
-from openrooms.service.tokens import SigningKey
+from openrooms.service.model import CommunicationUser, CreateRecord, Participant, Role, Room, SigningKey
 from openrooms.store.protocol import RoomIdTaken, RoomStore, RosterFull, RosterPage, UserIdTaken
 from tests.store.conftest import StoreFactory
 from tests.support import user_id
@@ -23,8 +21,8 @@ def room(n: int, created_at: int = T0, valid_until: int = T0 + DAY, pstn: bool =
 
 
 def record(request_id: str, room_id: str, created_at: int = T0) -> CreateRecord:
-    response = b'{"id": "%s"}' % room_id.encode()
-    return CreateRecord(request_id, "fingerprint-" + request_id, room_id, response, created_at)
+    created = Room(room_id, created_at, created_at + 1, created_at + DAY, True)
+    return CreateRecord(request_id, "fingerprint-" + request_id, created, created_at)
 
 
 async def roster(store: RoomStore, room_id: str) -> dict[str, Role]:

@@ -12,9 +12,10 @@ import jwt
 import pytest
 from livekit.api import TokenVerifier
 
-from openrooms.http import timestamps, versions
+from openrooms.http import versions
 from openrooms.http.pipeline import Credential, credential_for
 from openrooms.livekit import LiveKitBridge
+from openrooms.service import timestamps
 from openrooms.service.admission import (
     PERMISSIONS,
     Admission,
@@ -27,8 +28,8 @@ from openrooms.service.admission import (
 )
 from openrooms.service.clock import TICKS_PER_SECOND, FixedClock
 from openrooms.service.errors import ServiceError
-from openrooms.service.identity import CommunicationUser, IdentityService
-from openrooms.service.model import CreateRoom, Role, Room, UpdateRoom
+from openrooms.service.identity import IdentityService
+from openrooms.service.model import CommunicationUser, CreateRoom, Role, Room, UpdateRoom
 from openrooms.service.rooms import RoomsService, Upsert
 from openrooms.store.sqlite import SqliteStore
 
@@ -117,7 +118,7 @@ class World:
     async def room(self, roster: dict[str, Role], valid_from: int | None = None, valid_until: int | None = None,
                    pstn: bool = True) -> str:
         command = CreateRoom(valid_from, valid_until, pstn, {raw_id: role.value for raw_id, role in roster.items()})
-        created = await self.rooms.rooms_create(command, list(Role), lambda room: b"")
+        created = await self.rooms.rooms_create(command, list(Role))
         return created.room_id
 
 

@@ -79,8 +79,7 @@ async def test_a_refused_delete_of_a_foreign_id_changes_nothing(store: SqliteSto
     """The foreign id is refused before the store is asked: this resource's users and rosters stay as they were."""
     user, _ = await service.create_user()
     rooms = RoomsService(store, FixedClock(START))
-    room = await rooms.rooms_create(CreateRoom(participants={user.raw_id: "Presenter"}), (Role.PRESENTER,),
-                                    lambda room: b"")
+    room = await rooms.rooms_create(CreateRoom(participants={user.raw_id: "Presenter"}), (Role.PRESENTER,))
     foreign = user.raw_id.replace(RESOURCE, "00000000-0000-0000-0000-000000000000")
     with pytest.raises(ServiceError) as exc:
         await service.delete_user(foreign)

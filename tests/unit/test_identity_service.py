@@ -182,7 +182,7 @@ async def test_delete_stops_tokens_and_leaves_every_room(
     for _ in range(2):
         created = await rooms.rooms_create(
             CreateRoom(participants={user.raw_id: "Presenter", stays.raw_id: None}),
-            list(Role), render=lambda room: b"{}",
+            list(Role),
         )
         room_ids.append(created.room_id)
     await service.delete_user(user.raw_id)

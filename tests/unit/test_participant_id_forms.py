@@ -9,7 +9,7 @@ import pytest
 
 from openrooms.service.clock import TICKS_PER_SECOND, FixedClock
 from openrooms.service.errors import ServiceError
-from openrooms.service.model import CreateRoom, Role, Room
+from openrooms.service.model import CreateRoom, Role
 from openrooms.service.rooms import RoomsService, Upsert
 from openrooms.store.sqlite import SqliteStore
 from tests.support import user_id
@@ -37,10 +37,6 @@ NO_USER_FORM = [
 ]
 
 
-def render(room: Room) -> bytes:
-    return room.id.encode()
-
-
 @pytest.fixture
 def service(store: SqliteStore) -> RoomsService:
     return RoomsService(store, FixedClock(1_800_000_000 * TICKS_PER_SECOND))
@@ -54,10 +50,10 @@ def refusal(exc: pytest.ExceptionInfo[ServiceError]) -> tuple[int, str, str, str
 async def test_refusal_in_create_by_form_and_in_roster_updates_alike(service: RoomsService, raw_id: str) -> None:
     not_supported = f"Communication identifier {raw_id} is not supported."
     with pytest.raises(ServiceError) as exc:
-        await service.rooms_create(CreateRoom(participants={user_id(1): "Presenter", raw_id: None}), ROLES, render)
+        await service.rooms_create(CreateRoom(participants={user_id(1): "Presenter", raw_id: None}), ROLES)
     assert refusal(exc) == (400, "BadRequest", not_supported if raw_id in USER_PREFIXED else INVALID_FORMAT, None, 0)
 
-    room_id = (await service.rooms_create(CreateRoom(participants={user_id(1): "Presenter"}), ROLES, render)).room_id
+    room_id = (await service.rooms_create(CreateRoom(participants={user_id(1): "Presenter"}), ROLES)).room_id
     with pytest.raises(ServiceError) as exc:
         await service.participants_update(room_id, {user_id(2): Upsert("Attendee"), raw_id: Upsert("Consumer")}, ROLES)
     assert refusal(exc) == (400, "BadRequest", not_supported, None, 0)

@@ -17,10 +17,6 @@ BASE_ROLES = (Role.PRESENTER, Role.ATTENDEE, Role.CONSUMER)
 ALL_ROLES = (*BASE_ROLES, Role.COLLABORATOR)
 
 
-def render(room: Room) -> bytes:
-    return f"{room.id}|{room.valid_from}|{room.valid_until}".encode()
-
-
 @pytest.fixture
 def clock() -> FixedClock:
     return FixedClock(NOW)
@@ -37,41 +33,41 @@ async def roster(service: RoomsService, room_id: str) -> dict[str, Role]:
 
 
 async def test_create_applies_defaults(service: RoomsService) -> None:
-    created = await service.rooms_create(CreateRoom(participants={user_id(1): None}), ALL_ROLES, render)
+    created = await service.rooms_create(CreateRoom(participants={user_id(1): None}), ALL_ROLES)
     room = await service.rooms_get(created.room_id)
     assert room.created_at == room.valid_from == NOW
     assert room.valid_until == NOW + 180 * TICKS_PER_DAY
     assert room.pstn_dial_out_enabled is False
     assert await roster(service, room.id) == {user_id(1): Role.ATTENDEE}
-    assert created.response == render(room) and not created.replayed
+    assert created.room == room and not created.replayed
 
 
 async def test_room_ids_are_17_digit_and_distinct(service: RoomsService) -> None:
-    ids = {(await service.rooms_create(CreateRoom(), ALL_ROLES, render)).room_id for _ in range(50)}
+    ids = {(await service.rooms_create(CreateRoom(), ALL_ROLES)).room_id for _ in range(50)}
     assert len(ids) == 50
     assert all(len(i) == 17 and i.isdigit() for i in ids)
 
 
 async def test_roles_are_those_of_the_request_version(service: RoomsService) -> None:
     with pytest.raises(ServiceError) as caught:
-        await service.rooms_create(CreateRoom(participants={user_id(1): "Collaborator"}), BASE_ROLES, render)
+        await service.rooms_create(CreateRoom(participants={user_id(1): "Collaborator"}), BASE_ROLES)
     detail = caught.value.details[0]
     assert detail.message == "Invalid participant role. The valid roles are: Presenter, Attendee, Consumer."
     assert detail.target == f"$.participants.{user_id(1)}.role"
-    created = await service.rooms_create(CreateRoom(participants={user_id(1): "Collaborator"}), ALL_ROLES, render)
+    created = await service.rooms_create(CreateRoom(participants={user_id(1): "Collaborator"}), ALL_ROLES)
     assert await roster(service, created.room_id) == {user_id(1): Role.COLLABORATOR}
 
 
 async def test_malformed_participant_ids(service: RoomsService) -> None:
     for bad in ("wrong_mri", "4:+14255550123"):
         with pytest.raises(ServiceError) as caught:
-            await service.rooms_create(CreateRoom(participants={bad: None}), ALL_ROLES, render)
+            await service.rooms_create(CreateRoom(participants={bad: None}), ALL_ROLES)
         assert caught.value.message == "Invalid format for communication identifier."
 
 
 async def test_roster_merge_upserts_and_removes_in_one_request(service: RoomsService) -> None:
     room_id = (await service.rooms_create(
-        CreateRoom(participants={user_id(1): "Presenter", user_id(2): "Attendee"}), ALL_ROLES, render
+        CreateRoom(participants={user_id(1): "Presenter", user_id(2): "Attendee"}), ALL_ROLES
     )).room_id
     await service.participants_update(
         room_id,
@@ -82,7 +78,7 @@ async def test_roster_merge_upserts_and_removes_in_one_request(service: RoomsSer
 
 
 async def test_a_bad_entry_rejects_the_whole_roster_change(service: RoomsService) -> None:
-    created = await service.rooms_create(CreateRoom(participants={user_id(1): "Presenter"}), ALL_ROLES, render)
+    created = await service.rooms_create(CreateRoom(participants={user_id(1): "Presenter"}), ALL_ROLES)
     room_id = created.room_id
     for changes, message in (
         ({user_id(2): Upsert("Presenter"), "wrong_mri": Upsert("Attendee")},
@@ -129,7 +125,7 @@ async def test_unknown_room_is_not_found_everywhere(service: RoomsService) -> No
 
 
 async def test_update_changes_only_what_is_given(service: RoomsService) -> None:
-    room_id = (await service.rooms_create(CreateRoom(pstn_dial_out_enabled=True), ALL_ROLES, render)).room_id
+    room_id = (await service.rooms_create(CreateRoom(pstn_dial_out_enabled=True), ALL_ROLES)).room_id
     before = await service.rooms_get(room_id)
     assert await service.rooms_update(room_id, UpdateRoom()) == before
     after = await service.rooms_update(room_id, UpdateRoom(NOW + 1, NOW + TICKS_PER_DAY))
@@ -143,7 +139,7 @@ async def test_listing_pages_newest_first_and_skips_ended_rooms(service: RoomsSe
     for i in range(8):
         clock.advance(TICKS_PER_SECOND)
         until = clock.now() + (2 * TICKS_PER_SECOND if i == 4 else TICKS_PER_DAY)
-        created.append((await service.rooms_create(CreateRoom(valid_until=until), ALL_ROLES, render)).room_id)
+        created.append((await service.rooms_create(CreateRoom(valid_until=until), ALL_ROLES)).room_id)
     clock.advance(10 * TICKS_PER_SECOND)  # room 4 has ended
     seen, cursor = [], None
     while True:
@@ -167,7 +163,7 @@ async def test_bad_cursors_and_page_sizes(service: RoomsService) -> None:
 
 async def test_participants_page_in_the_order_they_were_added(service: RoomsService) -> None:
     users = {user_id(n): None for n in (7, 3, 9, 0, 5, 1, 8, 2, 6, 4)}  # not in raw id order
-    room_id = (await service.rooms_create(CreateRoom(participants=users), ALL_ROLES, render)).room_id
+    room_id = (await service.rooms_create(CreateRoom(participants=users), ALL_ROLES)).room_id
     await service.participants_update(room_id, {user_id(12): Upsert("Presenter"), user_id(10): Upsert(None),
                                                 user_id(3): Upsert("Consumer")}, ALL_ROLES)
     seen: list[Participant] = []
@@ -188,12 +184,15 @@ async def test_participants_page_in_the_order_they_were_added(service: RoomsServ
 
 async def test_repeated_create_returns_the_first_response(service: RoomsService, store: SqliteStore) -> None:
     repeat = Repeatability("req-1", NOW, "fingerprint-a")
-    first = await service.rooms_create(CreateRoom(), ALL_ROLES, render, repeat)
-    again = await service.rooms_create(CreateRoom(), ALL_ROLES, render, repeat)
-    assert (again.room_id, again.response, again.replayed) == (first.room_id, first.response, True)
+    first = await service.rooms_create(CreateRoom(), ALL_ROLES, repeat)
+    await service.rooms_update(first.room_id, UpdateRoom(pstn_dial_out_enabled=True))
+    again = await service.rooms_create(CreateRoom(), ALL_ROLES, repeat)
+    # The room as the first create made it, not as it is now: the repeat gets the first answer.
+    assert (again.room, again.replayed) == (first.room, True)
+    assert (await service.rooms_get(first.room_id)).pstn_dial_out_enabled is True
     assert len((await service.rooms_list()).items) == 1
     with pytest.raises(ServiceError) as caught:
-        await service.rooms_create(CreateRoom(), ALL_ROLES, render, Repeatability("req-1", NOW, "fingerprint-b"))
+        await service.rooms_create(CreateRoom(), ALL_ROLES, Repeatability("req-1", NOW, "fingerprint-b"))
     assert caught.value.status == 409
     assert caught.value.headers == {"Repeatability-Result": "rejected"}
 
@@ -201,7 +200,7 @@ async def test_repeated_create_returns_the_first_response(service: RoomsService,
 async def test_repeatability_first_sent_outside_the_window(service: RoomsService) -> None:
     with pytest.raises(ServiceError) as caught:
         await service.rooms_create(
-            CreateRoom(), ALL_ROLES, render, Repeatability("old", NOW - REPEATABILITY_WINDOW - 1, "f")
+            CreateRoom(), ALL_ROLES, Repeatability("old", NOW - REPEATABILITY_WINDOW - 1, "f")
         )
     assert caught.value.target == "Repeatability-First-Sent"
 
@@ -217,7 +216,7 @@ async def test_deleted_room_ids_are_never_issued_again(store: SqliteStore) -> No
 
 
 async def test_purge_removes_rooms_past_the_grace_period(service: RoomsService, clock: FixedClock) -> None:
-    room_id = (await service.rooms_create(CreateRoom(valid_until=NOW + TICKS_PER_DAY), ALL_ROLES, render)).room_id
+    room_id = (await service.rooms_create(CreateRoom(valid_until=NOW + TICKS_PER_DAY), ALL_ROLES)).room_id
     clock.advance(5 * TICKS_PER_DAY)
     assert (await service.purge_expired())[0] == 0
     assert (await service.rooms_get(room_id)).id == room_id  # ended, still readable by id

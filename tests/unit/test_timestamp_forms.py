@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from openrooms.http import timestamps
+from openrooms.service import timestamps
 from openrooms.service.clock import TICKS_PER_SECOND
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

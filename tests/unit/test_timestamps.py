@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from openrooms.http import timestamps
+from openrooms.service import timestamps
 
 
 @pytest.mark.parametrize(

@@ -41,7 +41,7 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _with_store(location: Path | None, database_url: str | None, action: Callable[[RoomStore], Awaitable[T]]) -> T:
-    from openrooms.http.app import open_store
+    from openrooms.store import open_store
 
     settings = Settings().replace(location=location, database_url=database_url)
     if not settings.database_url and not (settings.database_path and settings.database_path.exists()):

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import binascii
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -17,7 +16,18 @@ from openrooms.cli.identity import identity_app
 from openrooms.cli.keys import keys_app
 from openrooms.cli.migrate import migrate_app
 from openrooms.cli.rooms import rooms_app
-from openrooms.config import DEV_ACCESS_KEY, DEV_SECONDARY_KEY, PROMETHEUS_MULTIPROC_ENV, Settings, event_loop
+from openrooms.config import (
+    BOUNDS,
+    DEV_ACCESS_KEY,
+    DEV_SECONDARY_KEY,
+    MIN_LIVEKIT_SECRET_CHARACTERS,
+    POSTGRES_URL_EXAMPLE,
+    PROMETHEUS_MULTIPROC_ENV,
+    InvalidSettings,
+    Settings,
+    event_loop,
+    variable,
+)
 
 app = typer.Typer(
     name="openrooms",
@@ -58,7 +68,7 @@ def _root(
 DatabaseUrlOption = Annotated[
     str | None,
     typer.Option(help="PostgreSQL to keep everything in, shared by any number of instances: "
-                 "postgresql://user:password@host:5432/db (default: a SQLite file in --location).",
+                 f"{POSTGRES_URL_EXAMPLE} (default: a SQLite file in --location).",
                  envvar="OPENROOMS_DATABASE_URL", show_default=False),
 ]
 LocationOption = Annotated[
@@ -68,12 +78,21 @@ LocationOption = Annotated[
 ]
 
 
+def _option(name: str, help: str, *declarations: str, default: str | None = None) -> Any:
+    """The option of the setting `name`: its variable, its range and its default all taken from `Settings`."""
+    shown = default if default is not None else str(getattr(_DEFAULTS, name))
+    least, most = BOUNDS.get(name, (None, None))
+    return typer.Option(*declarations, help=f"{help} (default: {shown}).", envvar=variable(name), min=least,
+                        max=most, show_default=False)
+
+
+_DEFAULTS = Settings()
+
+
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Address to listen on (default: 127.0.0.1).",
-                                             envvar="OPENROOMS_HOST", show_default=False)] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on (default: 8765).", envvar="OPENROOMS_PORT",
-                                             show_default=False)] = None,
+    host: Annotated[str | None, _option("host", "Address to listen on")] = None,
+    port: Annotated[int | None, _option("port", "Port to listen on")] = None,
     location: LocationOption = None,
     in_memory: Annotated[bool, typer.Option("--in-memory", help="Keep everything in memory; lost at exit.",
                                             envvar="OPENROOMS_IN_MEMORY")] = False,
@@ -82,86 +101,76 @@ def serve(
     cert: Annotated[Path | None, typer.Option(help="Your own TLS certificate (PEM); needs --key.",
                                               envvar="OPENROOMS_CERT")] = None,
     key: Annotated[Path | None, typer.Option(help="Private key of --cert (PEM).", envvar="OPENROOMS_KEY")] = None,
-    access_key: Annotated[str | None, typer.Option(help="Primary access key (base64) (default: the well-known "
-                                                   "development key).", envvar="OPENROOMS_ACCESS_KEY",
-                                                   show_default=False)] = None,
-    secondary_key: Annotated[str | None, typer.Option(help="Secondary access key (base64).",
-                                                      envvar="OPENROOMS_SECONDARY_KEY", show_default=False)] = None,
+    access_key: Annotated[str | None, _option("access_key", "Primary access key (base64)",
+                                              default="the well-known development key")] = None,
+    secondary_key: Annotated[str | None, _option("secondary_key", "Secondary access key (base64)",
+                                                 default="the well-known development key")] = None,
     silent: Annotated[bool, typer.Option("--silent", help="No access log line per request.",
                                          envvar="OPENROOMS_SILENT")] = False,
-    workers: Annotated[int | None, typer.Option(help="Server worker processes (default: 1).",
-                                                envvar="OPENROOMS_WORKERS", min=1, show_default=False)] = None,
-    server: Annotated[str | None, typer.Option(help="HTTP server: granian or uvicorn (default: granian).",
-                                               envvar="OPENROOMS_SERVER", show_default=False)] = None,
-    public_url: Annotated[str | None, typer.Option(help="Origin clients use when behind a proxy, "
-                                                   "e.g. https://rooms.example.com.",
-                                                   envvar="OPENROOMS_PUBLIC_URL")] = None,
-    page_size: Annotated[int | None, typer.Option(help="Default page size of listings (default: 100).",
-                                                  envvar="OPENROOMS_PAGE_SIZE", min=1, max=1000,
-                                                  show_default=False)] = None,
-    purge_grace_days: Annotated[int | None, typer.Option(help="Days an ended room stays readable by id before it "
-                                                         "is purged (default: 30).",
-                                                         envvar="OPENROOMS_PURGE_GRACE_DAYS", min=0,
-                                                         show_default=False)] = None,
-    event_retention_days: Annotated[int | None, typer.Option(help="Days GET /events keeps an event before it is "
-                                                             "purged (default: 7).",
-                                                             envvar="OPENROOMS_EVENT_RETENTION_DAYS", min=0,
-                                                             show_default=False)] = None,
-    max_body_bytes: Annotated[int | None, typer.Option(help="Largest request body accepted (default: 1048576).",
-                                                       envvar="OPENROOMS_MAX_BODY_BYTES", min=1024,
-                                                       show_default=False)] = None,
-    clock_skew_seconds: Annotated[int | None, typer.Option(help="How far a request's x-ms-date may be from the "
-                                                           "server's clock (default: 300).",
-                                                           envvar="OPENROOMS_CLOCK_SKEW_SECONDS", min=1,
-                                                           show_default=False)] = None,
+    workers: Annotated[int | None, _option("workers", "Server worker processes")] = None,
+    server: Annotated[str | None, _option("server", "HTTP server: granian or uvicorn")] = None,
+    public_url: Annotated[str | None, _option("public_url", "Origin clients use when behind a proxy, "
+                                              "e.g. https://rooms.example.com", default="none")] = None,
+    page_size: Annotated[int | None, _option("page_size", "Default page size of listings")] = None,
+    purge_grace_days: Annotated[int | None, _option("purge_grace_days", "Days an ended room stays readable by id "
+                                                    "before it is purged")] = None,
+    event_retention_days: Annotated[int | None, _option("event_retention_days", "Days GET /events keeps an event "
+                                                        "before it is purged")] = None,
+    max_body_bytes: Annotated[int | None, _option("max_body_bytes", "Largest request body accepted")] = None,
+    clock_skew_seconds: Annotated[int | None, _option("clock_skew_seconds", "How far a request's x-ms-date may be "
+                                                      "from the server's clock")] = None,
     database_url: DatabaseUrlOption = None,
-    pool_size: Annotated[int | None, typer.Option(help="Connections each worker keeps to PostgreSQL at most "
-                                                  "(default: 10).", envvar="OPENROOMS_POOL_SIZE", min=1,
-                                                  show_default=False)] = None,
-    resource_id: Annotated[str | None, typer.Option(help="ACS resource id (a GUID) in the ids of the users this "
-                                                    "server creates (default: generated once and kept in the "
-                                                    "database).", envvar="OPENROOMS_RESOURCE_ID",
-                                                    show_default=False)] = None,
-    livekit_url: Annotated[str | None, typer.Option(help="LiveKit server for room calls, e.g. wss://livekit.example.com:"
-                                                    " the join answer then carries a LiveKit access token.",
-                                                    envvar="OPENROOMS_LIVEKIT_URL", show_default=False)] = None,
-    livekit_api_key: Annotated[str | None, typer.Option(help="API key of the LiveKit server (with --livekit-url).",
-                                                        envvar="OPENROOMS_LIVEKIT_API_KEY",
-                                                        show_default=False)] = None,
-    livekit_api_secret: Annotated[str | None, typer.Option(help="API secret of the LiveKit server, 32 characters or "
-                                                           "more (with --livekit-url).",
-                                                           envvar="OPENROOMS_LIVEKIT_API_SECRET",
-                                                           show_default=False)] = None,
-    max_participants_per_room: Annotated[int | None, typer.Option(help="Most participants a room may have "
-                                                                  "(default: 10000).", min=1, show_default=False,
-                                                                  envvar="OPENROOMS_MAX_PARTICIPANTS_PER_ROOM")] = None,
-    max_participants_per_request: Annotated[int | None, typer.Option(help="Most participants one request may "
-                                                                     "name (default: 1000).", min=1,
-                                                                     show_default=False,
-                                                                     envvar="OPENROOMS_MAX_PARTICIPANTS_PER_REQUEST")
-                                            ] = None,
+    pool_size: Annotated[int | None, _option("pool_size", "Connections each worker keeps to PostgreSQL at most")
+                         ] = None,
+    database_connect_timeout: Annotated[int | None, _option("database_connect_timeout", "Seconds to wait for a "
+                                                            "new PostgreSQL connection")] = None,
+    database_pool_wait: Annotated[float | None, _option("database_pool_wait", "Seconds a request waits for a free "
+                                                        "PostgreSQL connection before it is answered 503")] = None,
+    database_call_timeout: Annotated[float | None, _option("database_call_timeout", "Seconds one call to "
+                                                           "PostgreSQL may take in all before it is answered 503")
+                                     ] = None,
+    database_reconnect_timeout: Annotated[float | None, _option("database_reconnect_timeout", "Seconds the pool "
+                                                                "keeps reconnecting in the background after "
+                                                                "PostgreSQL went away")] = None,
+    resource_id: Annotated[str | None, _option("resource_id", "ACS resource id (a GUID) in the ids of the users "
+                                               "this server creates",
+                                               default="generated once and kept in the database")] = None,
+    livekit_url: Annotated[str | None, _option("livekit_url", "LiveKit server for room calls, e.g. "
+                                               "wss://livekit.example.com: the join answer then carries a LiveKit "
+                                               "access token", default="none")] = None,
+    livekit_api_key: Annotated[str | None, _option("livekit_api_key", "API key of the LiveKit server (with "
+                                                   "--livekit-url)", default="none")] = None,
+    livekit_api_secret: Annotated[str | None, _option("livekit_api_secret", "API secret of the LiveKit server, "
+                                                      f"{MIN_LIVEKIT_SECRET_CHARACTERS} characters or more (with "
+                                                      "--livekit-url)", default="none")] = None,
+    max_participants_per_room: Annotated[int | None, _option("max_participants_per_room", "Most participants a "
+                                                             "room may have")] = None,
+    max_participants_per_request: Annotated[int | None, _option("max_participants_per_request", "Most "
+                                                                "participants one request may name")] = None,
     metrics: Annotated[bool, typer.Option("--metrics/--no-metrics", help="Serve GET /metrics (Prometheus, "
                                           "unauthenticated).", envvar="OPENROOMS_METRICS")] = True,
-    log_format: Annotated[str | None, typer.Option(help="Log lines as text or json (default: text).",
-                                                   envvar="OPENROOMS_LOG_FORMAT", show_default=False)] = None,
-    rate_limit: Annotated[int | None, typer.Option(help="Requests per second per access key and operation, per "
-                                                   "instance; 0: unlimited (default: 0).", min=0,
-                                                   envvar="OPENROOMS_RATE_LIMIT", show_default=False)] = None,
+    log_format: Annotated[str | None, _option("log_format", "Log lines as text or json")] = None,
+    rate_limit: Annotated[int | None, _option("rate_limit", "Requests per second per access key and operation, "
+                                              "per instance; 0: unlimited")] = None,
 ) -> None:
     """Serve the ACS Rooms API (HTTPS with a local CA by default) until SIGINT or SIGTERM."""
-    settings = Settings().replace(
-        host=host, port=port, location=location, in_memory=in_memory or None, tls=False if no_tls else None,
-        cert=cert, key=key, access_key=access_key, secondary_key=secondary_key, silent=silent or None,
-        workers=workers, server=server, public_url=public_url, page_size=page_size,
-        database_url=database_url, pool_size=pool_size, resource_id=resource_id,
-        livekit_url=livekit_url, livekit_api_key=livekit_api_key, livekit_api_secret=livekit_api_secret,
-        purge_grace_days=purge_grace_days, event_retention_days=event_retention_days, max_body_bytes=max_body_bytes,
-        clock_skew_seconds=clock_skew_seconds,
-        max_participants_per_room=max_participants_per_room,
-        max_participants_per_request=max_participants_per_request, metrics=metrics, log_format=log_format,
-        rate_limit=rate_limit,
-    )
-    settings = _checked(settings)
+    try:
+        settings = Settings().replace(
+            host=host, port=port, location=location, in_memory=in_memory or None, tls=False if no_tls else None,
+            cert=cert, key=key, access_key=access_key, secondary_key=secondary_key, silent=silent or None,
+            workers=workers, server=server, public_url=public_url, page_size=page_size,
+            database_url=database_url, pool_size=pool_size, database_connect_timeout=database_connect_timeout,
+            database_pool_wait=database_pool_wait, database_call_timeout=database_call_timeout,
+            database_reconnect_timeout=database_reconnect_timeout, resource_id=resource_id,
+            livekit_url=livekit_url, livekit_api_key=livekit_api_key, livekit_api_secret=livekit_api_secret,
+            purge_grace_days=purge_grace_days, event_retention_days=event_retention_days,
+            max_body_bytes=max_body_bytes, clock_skew_seconds=clock_skew_seconds,
+            max_participants_per_room=max_participants_per_room,
+            max_participants_per_request=max_participants_per_request, metrics=metrics, log_format=log_format,
+            rate_limit=rate_limit,
+        ).validated()
+    except InvalidSettings as exc:
+        raise fail(str(exc)) from None
     if settings.metrics:
         _share_metrics_between_workers()
     if settings.database_url:
@@ -188,50 +197,6 @@ def serve(
     _run_server(settings)
 
 
-def _checked(settings: Settings) -> Settings:
-    from openrooms.http.auth import decode_key
-
-    for name, value in (("--access-key", settings.access_key), ("--secondary-key", settings.secondary_key)):
-        try:
-            if len(decode_key(value)) < 16:
-                raise fail(f"{name} must decode to at least 16 bytes.")
-        except (binascii.Error, ValueError):
-            raise fail(f"{name} is not valid base64.") from None
-    if (settings.cert is None) != (settings.key is None):
-        raise fail("--cert and --key go together.")
-    if settings.cert is not None and not settings.tls:
-        raise fail("--cert/--key and --no-tls contradict each other.")
-    for path in (settings.cert, settings.key):
-        if path is not None and not path.is_file():
-            raise fail(f"{path} does not exist.")
-    if settings.database_url:
-        from openrooms.store.postgres import is_postgres_url
-
-        if settings.in_memory:
-            raise fail("--in-memory and --database-url contradict each other.")
-        if not is_postgres_url(settings.database_url):
-            raise fail("--database-url must be a PostgreSQL URL: postgresql://user:password@host:5432/db")
-    if settings.in_memory and settings.workers > 1:
-        raise fail("--in-memory keeps data in one process; it cannot be shared by several --workers.")
-    if settings.server not in ("granian", "uvicorn"):
-        raise fail("--server is granian or uvicorn.")
-    if settings.log_format not in ("text", "json"):
-        raise fail("--log-format is text or json.")
-    if settings.resource_id is not None:
-        from openrooms.service.identity import check_resource_id
-
-        try:
-            settings = settings.replace(resource_id=check_resource_id(settings.resource_id))
-        except ValueError as exc:
-            raise fail(f"--resource-id: {exc}.") from None
-    livekit = (settings.livekit_url, settings.livekit_api_key, settings.livekit_api_secret)
-    if any(livekit) and not all(livekit):
-        raise fail("--livekit-url, --livekit-api-key and --livekit-api-secret go together.")
-    if settings.livekit_api_secret is not None and len(settings.livekit_api_secret) < 32:
-        raise fail("--livekit-api-secret must be at least 32 characters (LiveKit refuses shorter secrets).")
-    return settings
-
-
 def _settled_in_store(settings: Settings, access_key: str | None, secondary_key: str | None) -> Settings:
     """Settle, in one visit to the store, what every worker must agree on and the banner shows:
     - the resource id: the configured one, else the stored one (generated and stored on first start);
@@ -240,10 +205,10 @@ def _settled_in_store(settings: Settings, access_key: str | None, secondary_key:
     An in-memory store lives in the worker, so there the settings' own values serve."""
     import asyncio
 
-    from openrooms.http.app import open_store
     from openrooms.service import keys
     from openrooms.service.clock import SystemClock
     from openrooms.service.identity import new_resource_id
+    from openrooms.store import open_store
 
     if settings.in_memory:
         return settings if settings.resource_id is not None else settings.replace(resource_id=new_resource_id())
@@ -356,7 +321,7 @@ def db_upgrade(location: LocationOption = None, database_url: DatabaseUrlOption 
         from openrooms.store import postgres
 
         if not postgres.is_postgres_url(database_url):
-            raise fail("--database-url must be a PostgreSQL URL: postgresql://user:password@host:5432/db")
+            raise fail(f"--database-url must be a PostgreSQL URL: {POSTGRES_URL_EXAMPLE}")
         try:
             revision = postgres.upgrade(database_url)
         except postgres.DatabaseError as exc:

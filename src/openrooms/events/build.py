@@ -7,33 +7,16 @@ found, and the store calls it inside the transaction.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from openrooms.events import types as t
-from openrooms.service.model import ROLES, Participant, Role, Room
 
-
-class RosterChange(NamedTuple):
-    """What a roster change did, as the store found the roster: who came in, who changed role, who left."""
-
-    added: list[Participant]
-    role_changed: list[tuple[str, Role, Role]]  # raw id, before, after
-    removed: list[Participant]  # with the roles they had
-
-
-def roster_change(found: Mapping[str, str], upserts: Mapping[str, Role], removals: Collection[str]) -> RosterChange:
-    """What a roster change did, from the roles (`found`, by raw id) of the participants it names as they were
-    before it. An id both upserted and removed ends removed."""
-    gone = set(removals)
-    kept = [(raw_id, role) for raw_id, role in upserts.items() if raw_id not in gone]
-    added = [Participant(raw_id, role) for raw_id, role in kept if raw_id not in found]
-    changed = [(raw_id, ROLES[found[raw_id]], role) for raw_id, role in kept
-               if raw_id in found and found[raw_id] != role.value]
-    removed = [Participant(raw_id, ROLES[found[raw_id]]) for raw_id in dict.fromkeys(removals) if raw_id in found]
-    return RosterChange(added, changed, removed)
+if TYPE_CHECKING:  # the service imports this module: at run time it imports nothing of the service's
+    from openrooms.service.model import Participant, Role, Room
+    from openrooms.service.ports import RosterChange
 
 
 def _event(type_: str, subject: str, room_id: str | None, now: int, data: msgspec.Struct) -> t.NewEvent:

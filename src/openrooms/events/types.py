@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import msgspec
 
-from openrooms.service.clock import TICKS_PER_SECOND
+TICKS_PER_SECOND = 10_000_000  # the service's ticks: 100 ns
 
 # openrooms' control-plane events
 ROOM_CREATED = "OpenRooms.RoomCreated"

@@ -14,10 +14,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from openrooms.http import timestamps
 from openrooms.http.context import context_of
 from openrooms.http.wire import decode, json_response
-from openrooms.service import errors
+from openrooms.service import errors, timestamps
 from openrooms.service.admission import Admission, AdmissionService, Reason
 from openrooms.service.errors import ServiceError
 from openrooms.service.model import Role

@@ -13,8 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from openrooms.config import Settings
-from openrooms.events.log import EventsService
+from openrooms.config import InvalidSettings, Settings, variable
 from openrooms.http import auth, metrics, openapi
 from openrooms.http.admission import AdmissionApi
 from openrooms.http.events import EventsApi
@@ -25,27 +24,18 @@ from openrooms.http.rooms import RoomsApi
 from openrooms.http.wire import json_response
 from openrooms.service.admission import AdmissionService
 from openrooms.service.clock import Clock, SystemClock
+from openrooms.service.event_log import EventsService
 from openrooms.service.identity import IdentityService
 from openrooms.service.keys import KeyRing
+from openrooms.service.ports import RoomStore
 from openrooms.service.rooms import RoomsService
-from openrooms.store.protocol import RoomStore
+from openrooms.store import open_store
 
 if TYPE_CHECKING:
     from openrooms.livekit import LiveKitBridge
 
 log = logging.getLogger("openrooms")
 PURGE_INTERVAL_SECONDS = 600
-
-
-def open_store(settings: Settings, *, migrate_schema: bool) -> RoomStore:
-    if settings.database_url:
-        from openrooms.store.postgres import PostgresStore
-
-        # A shared database is never upgraded implicitly: `openrooms db upgrade` does that.
-        return PostgresStore.open(settings.database_url, pool_size=settings.pool_size)
-    from openrooms.store.sqlite import SqliteStore
-
-    return SqliteStore.open(settings.database_path, migrate_schema=migrate_schema)
 
 
 def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clock | None = None) -> Pipeline:
@@ -128,9 +118,10 @@ def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clo
 def _livekit_bridge(settings: Settings, clock: Clock) -> LiveKitBridge | None:
     if not settings.livekit_url:
         return None
+    if not (settings.livekit_api_key and settings.livekit_api_secret):
+        raise InvalidSettings("{livekit_url}, {livekit_api_key} and {livekit_api_secret} go together.")
     from openrooms.livekit import LiveKitBridge
 
-    assert settings.livekit_api_key and settings.livekit_api_secret  # `serve` checks the three go together
     return LiveKitBridge(settings.livekit_url, settings.livekit_api_key, settings.livekit_api_secret, clock)
 
 
@@ -158,9 +149,12 @@ async def _purge_periodically(service: RoomsService, events: EventsService) -> N
 
 def app_from_env() -> Pipeline:
     """Factory for server workers: `serve` passes its settings through OPENROOMS_* variables."""
-    from openrooms.cli.logs import configure_logging
+    from openrooms.logs import configure_logging
 
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env().validated()
+    except InvalidSettings as exc:  # `serve` checked them; a worker started some other way may not have been
+        raise InvalidSettings(exc.naming(variable)) from None
     configure_logging(silent=settings.silent, json_lines=settings.log_format == "json")
     app = create_app(settings)
     # Everything loaded so far (libraries, migrations, the app) lives as long as the worker: move it out of the

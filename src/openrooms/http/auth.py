@@ -17,14 +17,10 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import unquote
 
 from openrooms.service.clock import TICKS_PER_SECOND
-from openrooms.service.errors import ServiceError
+from openrooms.service.errors import HMAC_SCHEME, denied
 
-_SCHEME = "HMAC-SHA256"
+_SCHEME = HMAC_SCHEME
 _RESOURCE_PROVIDER_DENIED = "Denied by the resource provider."
-
-
-def denied(message: str) -> ServiceError:
-    return ServiceError(401, "Denied", message, headers={"WWW-Authenticate": _SCHEME})
 
 
 def content_hash(body: bytes) -> str:

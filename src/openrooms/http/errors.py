@@ -1,8 +1,9 @@
-"""Errors -> the ACS error envelope. The one place where any failure becomes bytes on the wire."""
+"""Errors -> the ACS error envelope. The one place where any failure becomes bytes on the wire.
+
+Every error, the HTTP layer's own too (unknown path, api-version, authentication, body), is built by its named
+constructor in the one catalogue, `openrooms.service.errors`; this module only writes them."""
 
 from __future__ import annotations
-
-from collections.abc import Set
 
 import msgspec
 
@@ -25,22 +26,6 @@ def envelope(error: ServiceError) -> bytes:
     if error.details:
         body["details"] = [_detail(d) for d in error.details]
     return msgspec.json.encode({"error": body})
-
-
-def unknown_path() -> ServiceError:
-    """Routing failures (no such path, method not allowed) in the same envelope as everything else."""
-    return ServiceError(404, "NotFound", "The server cannot find the requested resource.")
-
-
-def method_not_allowed(allowed: Set[str]) -> ServiceError:
-    return ServiceError(405, "MethodNotAllowed", "The HTTP method is not allowed on this resource.",
-                        headers={"Allow": ", ".join(sorted(allowed))})
-
-
-def internal_error(request_id: str) -> ServiceError:
-    return ServiceError(
-        500, "InternalError", f"The server failed to process the request; the log has it under request id {request_id}."
-    )
 
 
 def wire_headers(error: ServiceError) -> list[tuple[bytes, bytes]]:

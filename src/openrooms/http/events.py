@@ -15,12 +15,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from openrooms.events.log import EventsService, LoggedEvent
 from openrooms.events.types import DATA_VERSION
-from openrooms.http import timestamps
 from openrooms.http.auth import undoubled_host
 from openrooms.http.context import context_of
 from openrooms.http.wire import json_response, query_int, query_of
+from openrooms.service import timestamps
+from openrooms.service.event_log import EventsService, LoggedEvent
 
 EVENTS_ROUTE = "/events"
 

@@ -13,10 +13,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from openrooms.http import timestamps
 from openrooms.http.context import context_of
 from openrooms.http.wire import decode, json_response
-from openrooms.service import tokens
+from openrooms.service import timestamps, tokens
 from openrooms.service.identity import MAX_TOKEN_MINUTES, MIN_TOKEN_MINUTES, AccessToken, IdentityService
 
 JWKS_PATH = "/.well-known/jwks.json"

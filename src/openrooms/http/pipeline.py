@@ -40,7 +40,7 @@ from openrooms.service import errors as service_errors
 from openrooms.service.clock import Clock
 from openrooms.service.errors import ServiceError
 from openrooms.service.keys import KeyRing
-from openrooms.store.protocol import StoreUnavailable
+from openrooms.service.ports import StoreUnavailable
 
 access_log = logging.getLogger("openrooms.access")
 log = logging.getLogger("openrooms")
@@ -167,7 +167,7 @@ class Pipeline:
                 self._authenticate(scope, headers, ctx)
         # -- 5. operation
         if route is None:
-            raise wire_errors.method_not_allowed(allowed) if allowed else wire_errors.unknown_path()
+            raise service_errors.method_not_allowed(allowed) if allowed else service_errors.not_found()
         scope["path_params"] = path_params
         response: Response = await route.endpoint(Request(scope, receive))
         return response
@@ -196,7 +196,7 @@ class Pipeline:
             return b""  # no body to wait for (an HTTP/1 request without either header has none: RFC 9112, 6.3)
         expected = int(declared) if declared.isdigit() else None
         if expected is not None and expected > self._max_body:
-            raise self._too_large()
+            raise service_errors.request_too_large(self._max_body)
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -206,20 +206,13 @@ class Pipeline:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self._max_body:
-                raise self._too_large()
+                raise service_errors.request_too_large(self._max_body)
             chunks.append(chunk)
             # With the declared length in hand the body is whole: granian would still answer one more receive,
             # with an empty last message, and each receive is a round trip through the event loop.
             if not message.get("more_body", False) or size == expected:
                 break
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-    def _too_large(self) -> ServiceError:
-        return ServiceError(
-            413,
-            "RequestEntityTooLarge",
-            f"The request body is larger than the {self._max_body} bytes this server accepts.",
-        )
 
     # -- lifespan ---------------------------------------------------------------------------------------------
     async def _lifespan(self, receive: Receive, send: Send) -> None:
@@ -258,7 +251,7 @@ def _as_service_error(exc: Exception, ctx: RequestContext) -> ServiceError:
         log.error("request %s: store unavailable: %s", ctx.request_id, exc)
         return service_errors.store_unavailable(str(exc))
     log.exception("request %s failed", ctx.request_id)
-    return wire_errors.internal_error(ctx.request_id)
+    return service_errors.internal_error(ctx.request_id)
 
 
 def _log_access(scope: Scope, headers: dict[str, str], ctx: RequestContext, status: int, elapsed: float) -> None:

@@ -16,12 +16,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from openrooms.http import timestamps
 from openrooms.http.auth import undoubled_host
 from openrooms.http.context import context_of
 from openrooms.http.versions import ApiVersion
 from openrooms.http.wire import decode, json_response, query_int, query_of, timestamp
-from openrooms.service import errors
+from openrooms.service import errors, timestamps
 from openrooms.service.clock import TICKS_PER_SECOND
 from openrooms.service.model import CreateRoom, Page, Participant, Repeatability, Room, UpdateRoom
 from openrooms.service.rooms import RoomsService, Upsert
@@ -118,18 +117,14 @@ def _repeatability(request: Request, version: ApiVersion, body: bytes) -> Repeat
     if request_id is None:
         return None
     if not 0 < len(request_id) <= 128:
-        raise errors.bad_request("Repeatability-Request-ID must be 1 to 128 characters.", "Repeatability-Request-ID")
+        raise errors.repeatability_request_id_length()
     first_sent = headers.get("repeatability-first-sent")
     try:
         sent = parsedate_to_datetime(first_sent) if first_sent else None
     except (TypeError, ValueError):
         sent = None
     if sent is None or sent.tzinfo is None:
-        raise errors.bad_request(
-            "Repeatability-First-Sent must accompany Repeatability-Request-ID as an RFC 1123 date "
-            "(e.g. Sat, 21 Nov 2026 09:52:51 GMT).",
-            "Repeatability-First-Sent",
-        )
+        raise errors.repeatability_first_sent_missing()
     fingerprint = hashlib.sha256(version.name.encode() + b"\n" + body).hexdigest()
     return Repeatability(request_id, int(sent.timestamp()) * TICKS_PER_SECOND, fingerprint)
 
@@ -167,18 +162,14 @@ class RoomsApi:
             participants=participants,
         )
         repeatability = _repeatability(request, version, body)
-        created = await self._service.rooms_create(
-            command,
-            version.roles,
-            # Rendered without the cache: a room is cached once it is read. A stream of creates would otherwise
-            # keep replacing what reads use with rooms nobody has asked for, and leave the heap strewn with them.
-            render=lambda room: _render_room(room, version.pstn_dial_out),
-            repeatability=repeatability,
-        )
-        headers = {"Location": created.room_id}
+        created = await self._service.rooms_create(command, version.roles, repeatability)
+        headers = {"Location": created.room.id}
         if repeatability is not None:
             headers["Repeatability-Result"] = "accepted"
-        return json_response(created.response, 201, headers)
+        # Rendered without the cache: a room is cached once it is read. A stream of creates would otherwise keep
+        # replacing what reads use with rooms nobody has asked for, and leave the heap strewn with them. A repeat
+        # is rendered from the room as first created, for the same api-version: the first answer, byte for byte.
+        return json_response(_render_room(created.room, version.pstn_dial_out), 201, headers)
 
     async def rooms_list(self, request: Request) -> Response:
         version = _version(request)

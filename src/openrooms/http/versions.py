@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from openrooms.service.errors import ServiceError
+from openrooms.service import errors
 from openrooms.service.model import Role
 
 _BASE_ROLES = (Role.PRESENTER, Role.ATTENDEE, Role.CONSUMER)
@@ -44,22 +44,10 @@ class ApiFamily:
 
     def resolve(self, requested: str | None) -> ApiVersion:
         if not requested:
-            raise ServiceError(
-                400,
-                "MissingApiVersionParameter",
-                f"The api-version query parameter (?api-version=) is required for all requests. "
-                f"Supported api-versions of the {self.title} API: {self.supported}.",
-                "api-version",
-            )
+            raise errors.missing_api_version(self.title, self.supported)
         version = self._by_name.get(_normalise(requested))
         if version is None:
-            raise ServiceError(
-                400,
-                "UnsupportedApiVersion",
-                f"The api-version '{requested}' is not supported by the {self.title} API. "
-                f"Supported api-versions: {self.supported}.",
-                "api-version",
-            )
+            raise errors.unsupported_api_version(requested, self.title, self.supported)
         return version
 
 

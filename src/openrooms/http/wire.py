@@ -11,9 +11,8 @@ from urllib.parse import parse_qsl
 import msgspec
 from starlette.responses import Response
 
-from openrooms.http import timestamps
 from openrooms.http.errors import JSON
-from openrooms.service import errors
+from openrooms.service import errors, timestamps
 
 T = TypeVar("T")
 
@@ -24,9 +23,9 @@ def decode(body: bytes, kind: type[T]) -> T:
         return msgspec.json.decode(body or b"{}", type=kind)
     except msgspec.ValidationError as exc:
         message, _, path = str(exc).partition(" - at `")
-        raise errors.bad_arguments(errors.bad_argument(message, path.rstrip("`") or "$")) from None
+        raise errors.body_invalid(message, path.rstrip("`") or "$") from None
     except msgspec.DecodeError as exc:
-        raise errors.bad_arguments(errors.bad_argument(f"The body is not valid JSON: {exc}", "$")) from None
+        raise errors.body_not_json(str(exc)) from None
     except RecursionError:  # msgspec nests as deep as Python's recursion limit allows
         raise errors.body_nested_too_deeply() from None
 
@@ -36,9 +35,7 @@ def timestamp(value: str | None, target: str) -> int | None:
         return None
     ticks = timestamps.parse(value)
     if ticks is None:
-        raise errors.bad_arguments(
-            errors.bad_argument(f"'{value}' is not an RFC 3339 date-time (e.g. 2030-01-31T12:00:00Z).", target)
-        )
+        raise errors.not_a_date_time(value, target)
     return ticks
 
 
@@ -77,4 +74,4 @@ def query_int(value: str | None, name: str) -> int | None:
     try:
         return int(value)
     except ValueError:
-        raise errors.bad_request(f"{name} must be a whole number.", name) from None
+        raise errors.not_a_whole_number(name) from None

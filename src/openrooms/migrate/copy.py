@@ -18,8 +18,7 @@ from openrooms.migrate.plan import Action, RoomPlan, Skip, checked_roster, plan_
 from openrooms.migrate.source import AcsSource, SourceParticipant
 from openrooms.migrate.target import MigrationStore, target_rooms, target_roster
 from openrooms.service.clock import Clock, SystemClock
-from openrooms.service.identity import CommunicationUser
-from openrooms.service.model import Participant, Room
+from openrooms.service.model import CommunicationUser, Participant, Room
 from openrooms.store.protocol import RoomIdTaken
 
 _USER_BATCH = 1000

@@ -6,9 +6,8 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from openrooms.http import timestamps
 from openrooms.migrate.source import SourceParticipant
-from openrooms.service import ids
+from openrooms.service import ids, timestamps
 from openrooms.service.errors import ServiceError
 from openrooms.service.model import ROLES, Role, Room
 

@@ -24,7 +24,7 @@ from azure.core.pipeline.transport import AioHttpTransport
 from azure.core.rest import HttpRequest
 
 from openrooms import __version__
-from openrooms.http import timestamps
+from openrooms.service import timestamps
 from openrooms.service.model import Room
 
 API_VERSION = "2025-03-13"

@@ -21,7 +21,7 @@ class TargetError(Exception):
 def open_target(settings: Settings, *, dry_run: bool = False) -> MigrationStore:
     """Open (an embedded database: create or upgrade, as `serve` does) the store `settings` name. For a dry run
     where there is no database yet, an empty one in memory: a dry run creates nothing."""
-    from openrooms.http.app import open_store
+    from openrooms.store import open_store
 
     if dry_run and not settings.database_url and not settings.in_memory and not settings.database_file.exists():
         from openrooms.store.sqlite import SqliteStore

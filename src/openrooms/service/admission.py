@@ -11,13 +11,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from openrooms.events import build as events
 from openrooms.events.types import NewEvent
-from openrooms.service import errors, ids
-from openrooms.service.clock import TICKS_PER_SECOND, Clock
+from openrooms.service import errors, ids, timestamps
+from openrooms.service.clock import Clock
 from openrooms.service.identity import IdentityService, VerifiedToken
 from openrooms.service.model import Participant, Role, Room
 
@@ -187,9 +186,9 @@ class AdmissionService:
             raise errors.admission_not_invited(token.raw_id, room_id)
         now = self._clock.now()
         if now < room.valid_from:
-            raise errors.admission_room_not_open(room_id, _instant(room.valid_from))
+            raise errors.admission_room_not_open(room_id, timestamps.format(room.valid_from))
         if now >= room.valid_until:
-            raise errors.admission_room_ended(room_id, _instant(room.valid_until))
+            raise errors.admission_room_ended(room_id, timestamps.format(room.valid_until))
         return Admission(
             room=room,
             participant=participant,
@@ -198,21 +197,9 @@ class AdmissionService:
         )
 
 
-
 def _well_formed(room_id: str) -> bool:
     try:
         ids.check_room_id(room_id)
     except errors.ServiceError:
         return False
     return True
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _instant(ticks: int) -> str:
-    """An instant for a message, written exactly as rooms write their timestamps on the wire (so a client can
-    compare it with the room's `validFrom`): seven fractional digits at most, trailing zeros trimmed."""
-    seconds, fraction = divmod(ticks, TICKS_PER_SECOND)
-    text = (_EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
-    return text + ("." + f"{fraction:07d}".rstrip("0") if fraction else "") + "+00:00"

@@ -7,10 +7,12 @@ where the real service is known.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from dataclasses import dataclass, field
 
 MALFORMED_REQUEST = "The request could not be understood by the server due to malformed syntax."
+# The authorization scheme of access-key requests, named in every 401 Denied as the one to use.
+HMAC_SCHEME = "HMAC-SHA256"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,70 @@ def bad_arguments(*details: ErrorDetail) -> ServiceError:
 
 def bad_argument(message: str, target: str | None) -> ErrorDetail:
     return ErrorDetail("BadArgument", message, target)
+
+
+# Requests: paths, methods, api-versions, authentication, bodies (raised on the way in) ---------------------
+def not_found() -> ServiceError:
+    """No such resource: an unknown path, or a room that does not exist."""
+    return ServiceError(404, "NotFound", "The server cannot find the requested resource.")
+
+
+def method_not_allowed(allowed: Set[str]) -> ServiceError:
+    return ServiceError(405, "MethodNotAllowed", "The HTTP method is not allowed on this resource.",
+                        headers={"Allow": ", ".join(sorted(allowed))})
+
+
+def missing_api_version(api: str, supported: str) -> ServiceError:
+    return ServiceError(
+        400,
+        "MissingApiVersionParameter",
+        f"The api-version query parameter (?api-version=) is required for all requests. "
+        f"Supported api-versions of the {api} API: {supported}.",
+        "api-version",
+    )
+
+
+def unsupported_api_version(requested: str, api: str, supported: str) -> ServiceError:
+    return ServiceError(
+        400,
+        "UnsupportedApiVersion",
+        f"The api-version '{requested}' is not supported by the {api} API. Supported api-versions: {supported}.",
+        "api-version",
+    )
+
+
+def denied(message: str) -> ServiceError:
+    """An access-key request that does not authenticate; `message` says which check failed."""
+    return ServiceError(401, "Denied", message, headers={"WWW-Authenticate": HMAC_SCHEME})
+
+
+def request_too_large(max_bytes: int) -> ServiceError:
+    return ServiceError(
+        413, "RequestEntityTooLarge", f"The request body is larger than the {max_bytes} bytes this server accepts."
+    )
+
+
+def body_not_json(reason: str) -> ServiceError:
+    return bad_arguments(bad_argument(f"The body is not valid JSON: {reason}", "$"))
+
+
+def body_invalid(message: str, path: str) -> ServiceError:
+    """A body that is JSON but not of the operation's shape; `path` is the JSON path at fault."""
+    return bad_arguments(bad_argument(message, path))
+
+
+def not_a_date_time(value: str, target: str) -> ServiceError:
+    return bad_arguments(bad_argument(f"'{value}' is not an RFC 3339 date-time (e.g. 2030-01-31T12:00:00Z).", target))
+
+
+def not_a_whole_number(name: str) -> ServiceError:
+    return bad_request(f"{name} must be a whole number.", name)
+
+
+def internal_error(request_id: str) -> ServiceError:
+    return ServiceError(
+        500, "InternalError", f"The server failed to process the request; the log has it under request id {request_id}."
+    )
 
 
 # Validity window -------------------------------------------------------------------------------------------
@@ -89,16 +155,24 @@ def invalid_room_id() -> ServiceError:
     return bad_request("Invalid room ID.")
 
 
-def not_found() -> ServiceError:
-    return ServiceError(404, "NotFound", "The server cannot find the requested resource.")
-
-
 def invalid_page_token() -> ServiceError:
     return bad_request("The continuation token (skipToken) is invalid or has expired; list again from the start.",
                        "skipToken")
 
 
 # Idempotent create -----------------------------------------------------------------------------------------
+def repeatability_request_id_length() -> ServiceError:
+    return bad_request("Repeatability-Request-ID must be 1 to 128 characters.", "Repeatability-Request-ID")
+
+
+def repeatability_first_sent_missing() -> ServiceError:
+    return bad_request(
+        "Repeatability-First-Sent must accompany Repeatability-Request-ID as an RFC 1123 date "
+        "(e.g. Sat, 21 Nov 2026 09:52:51 GMT).",
+        "Repeatability-First-Sent",
+    )
+
+
 def repeatability_conflict(request_id: str) -> ServiceError:
     return ServiceError(
         409,

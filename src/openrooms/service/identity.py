@@ -18,7 +18,8 @@ from typing import Any, NoReturn
 from openrooms.events import build as events
 from openrooms.service import errors, ids, tokens
 from openrooms.service.clock import TICKS_PER_SECOND, Clock
-from openrooms.store.protocol import IdentityStore, UserIdTaken
+from openrooms.service.model import CommunicationUser, SigningKey
+from openrooms.service.ports import IdentityStore, UserIdTaken
 
 MIN_TOKEN_MINUTES = 60
 MAX_TOKEN_MINUTES = 1440
@@ -26,14 +27,6 @@ DEFAULT_TOKEN_MINUTES = 1440  # 24 hours, as ACS
 USER_PREFIX = "8:acs:"
 _ID_DRAWS = 8
 _GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-
-
-@dataclass(frozen=True, slots=True)
-class CommunicationUser:
-    raw_id: str
-    created_at: int
-    # Tokens issued before this instant (ticks) do not verify; None: never revoked.
-    tokens_revoked_before: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +67,8 @@ class IdentityService:
         self._store = store
         self._clock = clock
         self._resource_id = None if resource_id is None else check_resource_id(resource_id)
-        self._signing_key: tokens.SigningKey | None = None
-        self._keys_by_kid: dict[str, tokens.SigningKey] = {}
+        self._signing_key: SigningKey | None = None
+        self._keys_by_kid: dict[str, SigningKey] = {}
         self._key_lock = asyncio.Lock()
 
     async def resource_id(self) -> str:
@@ -156,7 +149,7 @@ class IdentityService:
     async def jwks(self) -> dict[str, Any]:
         """The public keys that verify this server's tokens, as a JSON Web Key Set."""
         await self._active_key()  # a JWKS is never empty: make the key if no token was issued yet
-        return {"keys": [key.public_jwk() for key in await self._store.get_signing_keys()]}
+        return {"keys": [tokens.public_jwk(key) for key in await self._store.get_signing_keys()]}
 
     # Internals ---------------------------------------------------------------------------------------------
     async def _issue(self, user: CommunicationUser, scopes: list[str], minutes: int) -> AccessToken:
@@ -166,7 +159,7 @@ class IdentityService:
         claims = tokens.TokenClaims(user.raw_id, await self.resource_id(), tuple(scopes), now, expires_at)
         return AccessToken(tokens.issue(claims, key), expires_at)
 
-    async def _active_key(self) -> tokens.SigningKey:
+    async def _active_key(self) -> SigningKey:
         if self._signing_key is None:
             async with self._key_lock:
                 if self._signing_key is None:
@@ -181,7 +174,7 @@ class IdentityService:
                     self._signing_key = key
         return self._signing_key
 
-    async def _key(self, kid: str) -> tokens.SigningKey:
+    async def _key(self, kid: str) -> SigningKey:
         key = self._keys_by_kid.get(kid)
         if key is None:
             self._keys_by_kid.update({k.kid: k for k in await self._store.get_signing_keys()})

@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from openrooms.events import build as events
-from openrooms.store.protocol import RoomStore, StoreUnavailable
+from openrooms.service.ports import RoomStore, StoreUnavailable
 
 NAMES = ("primary", "secondary")
 REFRESH_SECONDS = 1.0
@@ -25,6 +25,11 @@ log = logging.getLogger("openrooms")
 def new_key() -> str:
     """A fresh random access key, base64 like an ACS key."""
     return base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode()
+
+
+def decode_key(access_key: str) -> bytes:
+    """An access key's bytes (keys are base64, as in connection strings); raises `binascii.Error` if not base64."""
+    return base64.b64decode(access_key, validate=True)
 
 
 def ordered(keys: Mapping[str, str]) -> list[str]:

@@ -1,4 +1,7 @@
-"""What the service works with: rooms, participants, commands and pages. Plain data, no I/O."""
+"""What the service works with: rooms, participants, users, signing keys, commands and pages. Plain data, no I/O.
+
+The store persists these records and returns them; it imports them from here, and from nowhere else in the
+service, so that the store sits below the service."""
 
 from __future__ import annotations
 
@@ -70,10 +73,34 @@ class Repeatability:
 
 @dataclass(frozen=True, slots=True)
 class CreateRecord:
-    """What is kept of an idempotent create, so that a repeat returns the first answer."""
+    """What is kept of an idempotent create, so that a repeat gets the first answer: the room as it was created
+    (the room itself may have changed since, or gone). The answer is rendered from it again, for the same
+    api-version (the fingerprint covers it), so it is the same answer byte for byte."""
 
     request_id: str
     fingerprint: str
-    room_id: str
-    response: bytes
+    room: Room
+    created_at: int
+
+    @property
+    def room_id(self) -> str:
+        return self.room.id
+
+
+@dataclass(frozen=True, slots=True)
+class CommunicationUser:
+    raw_id: str
+    created_at: int
+    # Tokens issued before this instant (ticks) do not verify; None: never revoked.
+    tokens_revoked_before: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    """An RSA key pair that signs access tokens, with a self-signed certificate for the `x5t`/`x5c` of the JWKS
+    (PEM text, as stored; `openrooms.service.tokens` reads them)."""
+
+    kid: str  # upper-case hex SHA-1 thumbprint of the certificate, as ACS names its keys
+    private_key_pem: str
+    certificate_pem: str
     created_at: int

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from openrooms.events import build as events
@@ -18,7 +18,7 @@ from openrooms.service.model import (
     Room,
     UpdateRoom,
 )
-from openrooms.store.protocol import RoomIdTaken, RoomStore, RosterFull
+from openrooms.service.ports import RoomIdTaken, RoomStore, RosterFull
 
 DEFAULT_ROLE = Role.ATTENDEE
 # How long a Repeatability-Request-ID is remembered (and how old a Repeatability-First-Sent may be).
@@ -41,9 +41,14 @@ class Upsert:
 
 @dataclass(frozen=True, slots=True)
 class Created:
-    room_id: str
-    response: bytes
+    """A create's outcome: the room as created, and whether this was a repeat of an earlier create."""
+
+    room: Room
     replayed: bool
+
+    @property
+    def room_id(self) -> str:
+        return self.room.id
 
 
 def resolve_role(raw_id: str, name: str | None, roles: Sequence[Role]) -> Role:
@@ -83,11 +88,10 @@ class RoomsService:
         self,
         command: CreateRoom,
         roles: Sequence[Role],
-        render: Callable[[Room], bytes],
         repeatability: Repeatability | None = None,
     ) -> Created:
-        """Create a room. `render` makes the response body; with `repeatability`, a repeat of the same
-        request gets that same body back and creates nothing."""
+        """Create a room. With `repeatability`, a repeat of the same request gets the room the first one
+        created, as it was then, and creates nothing."""
         now = self._clock.now()
         if repeatability is not None:
             if now - repeatability.first_sent > REPEATABILITY_WINDOW:
@@ -114,12 +118,9 @@ class RoomsService:
                 valid_until=window.valid_until,
                 pstn_dial_out_enabled=bool(command.pstn_dial_out_enabled),
             )
-            response = render(room)
-            record = (
-                None
-                if repeatability is None
-                else CreateRecord(repeatability.request_id, repeatability.fingerprint, room.id, response, now)
-            )
+            record = None
+            if repeatability is not None:
+                record = CreateRecord(repeatability.request_id, repeatability.fingerprint, room, now)
             try:
                 earlier = await self._store.insert_room(room, roster, record, [events.room_created(room, roster)])
             except RoomIdTaken:
@@ -127,14 +128,14 @@ class RoomsService:
             if earlier is not None and repeatability is not None:
                 # Another request with the same id won the race: answer as its repeat.
                 return self._replay(earlier, repeatability)
-            return Created(room.id, response, replayed=False)
+            return Created(room, replayed=False)
         raise RuntimeError("could not draw an unused room id")  # 1 in 10^100 odds: a broken random source
 
     @staticmethod
     def _replay(earlier: CreateRecord, repeatability: Repeatability) -> Created:
         if earlier.fingerprint != repeatability.fingerprint:
             raise errors.repeatability_conflict(repeatability.request_id)
-        return Created(earlier.room_id, earlier.response, replayed=True)
+        return Created(earlier.room, replayed=True)
 
     async def rooms_get(self, room_id: str) -> Room:
         ids.check_room_id(room_id)

@@ -27,6 +27,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import RSAKey
 
 from openrooms.service.clock import TICKS_PER_SECOND
+from openrooms.service.model import SigningKey
 
 ALGORITHM = "RS256"
 # The scopes of the spec's CommunicationIdentityTokenScope enum, in its order.
@@ -41,38 +42,32 @@ ISSUED_AT_TICKS_CLAIM = "issuedAtTicks"
 _UNSAFE_IN_BASE64 = re.compile("[>?~\x7f]")
 
 
-@dataclass(frozen=True, slots=True)
-class SigningKey:
-    """An RSA key pair that signs tokens, with a self-signed certificate for the `x5t`/`x5c` of the JWKS."""
+def x5t(key: SigningKey) -> str:
+    """The key's certificate thumbprint, base64url (the `x5t` of token headers and the JWKS)."""
+    return _b64url(bytes.fromhex(key.kid))
 
-    kid: str  # upper-case hex SHA-1 thumbprint of the certificate, as ACS names its keys
-    private_key_pem: str
-    certificate_pem: str
-    created_at: int
 
-    @property
-    def x5t(self) -> str:
-        return _b64url(bytes.fromhex(self.kid))
+def certificate_der(key: SigningKey) -> bytes:
+    return x509.load_pem_x509_certificate(key.certificate_pem.encode()).public_bytes(serialization.Encoding.DER)
 
-    def certificate_der(self) -> bytes:
-        return x509.load_pem_x509_certificate(self.certificate_pem.encode()).public_bytes(serialization.Encoding.DER)
 
-    def private_jwk(self) -> RSAKey:
-        return _load_key(self.private_key_pem)
+def private_jwk(key: SigningKey) -> RSAKey:
+    return _load_key(key.private_key_pem)
 
-    def public_jwk(self) -> dict[str, Any]:
-        """The key as a JWKS entry: RSA public numbers, and the certificate with its thumbprint."""
-        public = self.private_jwk().as_dict(private=False)
-        return {
-            "kty": "RSA",
-            "use": "sig",
-            "alg": ALGORITHM,
-            "kid": self.kid,
-            "x5t": self.x5t,
-            "n": public["n"],
-            "e": public["e"],
-            "x5c": [base64.b64encode(self.certificate_der()).decode()],
-        }
+
+def public_jwk(key: SigningKey) -> dict[str, Any]:
+    """The key as a JWKS entry: RSA public numbers, and the certificate with its thumbprint."""
+    public = private_jwk(key).as_dict(private=False)
+    return {
+        "kty": "RSA",
+        "use": "sig",
+        "alg": ALGORITHM,
+        "kid": key.kid,
+        "x5t": x5t(key),
+        "n": public["n"],
+        "e": public["e"],
+        "x5c": [base64.b64encode(certificate_der(key)).decode()],
+    }
 
 
 def generate_signing_key(now: int) -> SigningKey:
@@ -134,8 +129,8 @@ def encode_payload(claims: dict[str, Any]) -> bytes:
 
 
 def issue(token: TokenClaims, key: SigningKey) -> str:
-    header = {"alg": ALGORITHM, "kid": key.kid, "x5t": key.x5t, "typ": "JWT"}
-    compact = jws.serialize_compact(header, encode_payload(claims_of(token)), key.private_jwk(), [ALGORITHM])
+    header = {"alg": ALGORITHM, "kid": key.kid, "x5t": x5t(key), "typ": "JWT"}
+    compact = jws.serialize_compact(header, encode_payload(claims_of(token)), private_jwk(key), [ALGORITHM])
     payload_segment = compact.split(".")[1]
     if "-" in payload_segment or "_" in payload_segment:  # unreachable by construction; never hand one out
         raise AssertionError("token payload segment is not plain base64")
@@ -161,7 +156,7 @@ def key_id_of(token: str) -> str:
 def verified_claims(token: str, key: SigningKey) -> TokenClaims:
     """The claims of a token whose RS256 signature by `key` checks out. Expiry is the caller's to check."""
     try:
-        signed = jws.deserialize_compact(token, key.private_jwk(), [ALGORITHM])
+        signed = jws.deserialize_compact(token, private_jwk(key), [ALGORITHM])
         claims = json.loads(signed.payload)
     except (JoseError, ValueError, UnicodeDecodeError):
         raise TokenRejected("the token signature is not valid") from None

@@ -41,4 +41,5 @@ def current_revision(connection: Connection) -> str | None:
 
 
 def upgrade(connection: Connection, revision: str = "head") -> None:
+    """Bring the schema to `revision` (tests stop at an older one, to check a migration's data)."""
     command.upgrade(_config(connection), revision)

@@ -35,35 +35,26 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from openrooms.events.build import roster_change
+from openrooms import config
 from openrooms.events.types import NewEvent, StoredEvent
-from openrooms.service.identity import CommunicationUser
-from openrooms.service.model import ROLES, CreateRecord, Participant, Role, Room
-from openrooms.service.tokens import SigningKey
+from openrooms.service.model import ROLES, CommunicationUser, CreateRecord, Participant, Role, Room, SigningKey
+from openrooms.service.ports import RoomUpdateEvents, RosterChangeEvents, UserDeletionEvents, roster_change
 from openrooms.store import migrate
-from openrooms.store.protocol import (
-    RoomIdTaken,
-    RoomUpdateEvents,
-    RosterChangeEvents,
-    RosterFull,
-    RosterPage,
-    StoreUnavailable,
-    UserDeletionEvents,
-    UserIdTaken,
-)
+from openrooms.store.protocol import RoomIdTaken, RosterFull, RosterPage, StoreUnavailable, UserIdTaken
+from openrooms.store.records import created_room, created_room_value
 
 log = logging.getLogger("openrooms.store")
 
-URL_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
-DEFAULT_POOL_SIZE = 10
-# Seconds. A request waits at most POOL_WAIT for a connection, and gives up on the whole store call after
-# CALL_TIMEOUT even if the network swallows packets (the server-side limits below cannot see that).
-CONNECT_TIMEOUT = 3
-POOL_WAIT = 5.0
-CALL_TIMEOUT = 15.0
-# After this long failing to reconnect, the pool stops trying in the background; a waiting request starts a
-# new attempt. Short, so that recovery after an outage does not wait out a long back-off.
-RECONNECT_TIMEOUT = 5.0
+# The defaults of the settings (`--pool-size`, `--database-*-timeout`, ...): see `openrooms.config`. In seconds,
+# a request waits at most POOL_WAIT for a connection, and gives up on the whole store call after CALL_TIMEOUT even
+# if the network swallows packets (the server-side limits below cannot see that); after RECONNECT_TIMEOUT failing
+# to reconnect, the pool stops trying in the background and a waiting request starts a new attempt.
+URL_SCHEMES = config.POSTGRES_URL_SCHEMES
+DEFAULT_POOL_SIZE = config.DEFAULT_POOL_SIZE
+CONNECT_TIMEOUT = config.DEFAULT_DATABASE_CONNECT_TIMEOUT
+POOL_WAIT = config.DEFAULT_DATABASE_POOL_WAIT
+CALL_TIMEOUT = config.DEFAULT_DATABASE_CALL_TIMEOUT
+RECONNECT_TIMEOUT = config.DEFAULT_DATABASE_RECONNECT_TIMEOUT
 RECENTLY_USED = 2.0  # seconds
 # Server-side limits, in ms. A URL's own `options=-c ...` come after these, so they win.
 SESSION_OPTIONS = "-c statement_timeout=10000 -c lock_timeout=5000 -c idle_in_transaction_session_timeout=30000"
@@ -212,8 +203,7 @@ def _schema_work() -> Iterator[None]:
         raise DatabaseError(str(exc).strip()) from exc
 
 
-def is_postgres_url(url: str) -> bool:
-    return urlsplit(url).scheme in URL_SCHEMES
+is_postgres_url = config.is_postgres_url
 
 
 def libpq_url(url: str) -> str:
@@ -287,17 +277,17 @@ def _room(row: tuple[Any, ...]) -> Room:
 
 
 def _record(row: tuple[Any, ...]) -> CreateRecord:
-    return CreateRecord(row[0], row[1], row[2], bytes(row[3]), row[4])
+    return CreateRecord(row[0], row[1], created_room(row[2], bytes(row[3])), row[4])
 
 
-def _connection_kwargs(url: str) -> dict[str, Any]:
+def _connection_kwargs(url: str, connect_timeout: int = CONNECT_TIMEOUT) -> dict[str, Any]:
     given = conninfo_to_dict(libpq_url(url))
     kwargs: dict[str, Any] = {
         "autocommit": True,  # transactions are explicit: `conn.transaction()`
         "options": f"{SESSION_OPTIONS} {given.get('options') or ''}".strip(),
     }
     # Dead peers are noticed by TCP keepalives rather than waited on; a URL's own settings win.
-    defaults = {"connect_timeout": CONNECT_TIMEOUT, "keepalives": 1, "keepalives_idle": 10,
+    defaults = {"connect_timeout": connect_timeout, "keepalives": 1, "keepalives_idle": 10,
                 "keepalives_interval": 5, "keepalives_count": 3, "application_name": "openrooms"}
     for name, value in defaults.items():
         if name not in given:
@@ -306,15 +296,19 @@ def _connection_kwargs(url: str) -> dict[str, Any]:
 
 
 class PostgresStore:
-    def __init__(self, url: str, *, pool_size: int = DEFAULT_POOL_SIZE) -> None:
+    def __init__(
+        self, url: str, *, pool_size: int = DEFAULT_POOL_SIZE, connect_timeout: int = CONNECT_TIMEOUT,
+        pool_wait: float = POOL_WAIT, call_timeout: float = CALL_TIMEOUT, reconnect_timeout: float = RECONNECT_TIMEOUT,
+    ) -> None:
         self._url = url
+        self._call_timeout = call_timeout
         self._pool = AsyncConnectionPool(
             libpq_url(url),
-            kwargs=_connection_kwargs(url),
+            kwargs=_connection_kwargs(url, connect_timeout),
             min_size=1,
             max_size=max(1, pool_size),
-            timeout=POOL_WAIT,
-            reconnect_timeout=RECONNECT_TIMEOUT,
+            timeout=pool_wait,
+            reconnect_timeout=reconnect_timeout,
             check=self._check_unless_recently_used,
             open=False,
             name="openrooms",
@@ -324,12 +318,12 @@ class PostgresStore:
         self._last_used: weakref.WeakKeyDictionary[AsyncConnection[Any], float] = weakref.WeakKeyDictionary()
 
     @classmethod
-    def open(cls, url: str, *, pool_size: int = DEFAULT_POOL_SIZE, check: bool = True) -> PostgresStore:
-        """A store on `url`, after checking (with `check`) that its schema is this version's. Connections are
-        made on first use, in the event loop that uses them."""
+    def open(cls, url: str, *, check: bool = True, **options: Any) -> PostgresStore:
+        """A store on `url` (`options`: the constructor's), after checking (with `check`) that its schema is this
+        version's. Connections are made on first use, in the event loop that uses them."""
         if check:
             check_schema(url)
-        return cls(url, pool_size=pool_size)
+        return cls(url, **options)
 
     async def close(self) -> None:
         if self._opened:
@@ -343,11 +337,11 @@ class PostgresStore:
                     await self._pool.open(wait=False)
                     self._opened = True
         try:
-            async with asyncio.timeout(CALL_TIMEOUT), self._pool.connection() as connection:
+            async with asyncio.timeout(self._call_timeout), self._pool.connection() as connection:
                 yield connection
                 self._last_used[connection] = time.monotonic()
         except TimeoutError as exc:
-            log.warning("store call timed out after %ss", CALL_TIMEOUT)
+            log.warning("store call timed out after %ss", self._call_timeout)
             raise StoreUnavailable("the database did not answer in time") from exc
         except (psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction) as exc:
             log.warning("store call failed: %s: %s", type(exc).__name__, str(exc).strip())
@@ -380,9 +374,10 @@ class PostgresStore:
             # Claim the request id first: a concurrent create with the same id waits here for ours to commit (or
             # roll back), then finds our record instead of creating a second room.
             claimed = await db.execute(
-                "INSERT INTO create_requests (request_id, fingerprint, room_id, response, created_at) "
+                "INSERT INTO create_requests (request_id, fingerprint, room_id, created_room, created_at) "
                 "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (request_id) DO NOTHING",
-                (record.request_id, record.fingerprint, record.room_id, record.response, record.created_at),
+                (record.request_id, record.fingerprint, record.room_id, created_room_value(record.room),
+                     record.created_at),
             )
             if claimed.rowcount == 0:
                 earlier = await _create_record(db, record.request_id)
@@ -751,7 +746,7 @@ async def _create_room(
 
 async def _create_record(db: AsyncConnection[Any], request_id: str) -> CreateRecord | None:
     cursor = await db.execute(
-        "SELECT request_id, fingerprint, room_id, response, created_at FROM create_requests WHERE request_id = %s",
+        "SELECT request_id, fingerprint, room_id, created_room, created_at FROM create_requests WHERE request_id = %s",
         (request_id,),
     )
     row = await cursor.fetchone()

@@ -24,23 +24,13 @@ import msgspec
 from sqlalchemy import create_engine
 from sqlalchemy.pool import StaticPool
 
-from openrooms.events.build import roster_change
 from openrooms.events.types import NewEvent, StoredEvent
-from openrooms.service.identity import CommunicationUser
-from openrooms.service.model import ROLES, CreateRecord, Participant, Role, Room
-from openrooms.service.tokens import SigningKey
+from openrooms.service.model import ROLES, CommunicationUser, CreateRecord, Participant, Role, Room, SigningKey
+from openrooms.service.ports import RoomUpdateEvents, RosterChangeEvents, UserDeletionEvents, roster_change
 from openrooms.store import migrate
 from openrooms.store.changes import FOREVER, NOTHING, ChangeCounters, Changes, KeptReads
-from openrooms.store.protocol import (
-    RoomIdTaken,
-    RoomUpdateEvents,
-    RosterChangeEvents,
-    RosterFull,
-    RosterPage,
-    StoreUnavailable,
-    UserDeletionEvents,
-    UserIdTaken,
-)
+from openrooms.store.protocol import RoomIdTaken, RosterFull, RosterPage, StoreUnavailable, UserIdTaken
+from openrooms.store.records import created_room, created_room_value
 from openrooms.store.writer import GroupCommitWriter
 
 T = TypeVar("T")
@@ -81,7 +71,7 @@ _ROOMS_PAGE_AFTER = _rooms_page("(created_at, id) < (?, ?) AND valid_until > ?")
 
 
 def _record(row: tuple[str, str, str, bytes, int]) -> CreateRecord:
-    return CreateRecord(row[0], row[1], row[2], bytes(row[3]), row[4])
+    return CreateRecord(row[0], row[1], created_room(row[2], bytes(row[3])), row[4])
 
 
 def _connect(target: str, busy_timeout_ms: int, *, wal: bool) -> sqlite3.Connection:
@@ -96,7 +86,7 @@ def _connect(target: str, busy_timeout_ms: int, *, wal: bool) -> sqlite3.Connect
 
 def _create_record(db: sqlite3.Connection, request_id: str) -> CreateRecord | None:
     row = db.execute(
-        "SELECT request_id, fingerprint, room_id, response, created_at FROM create_requests WHERE request_id = ?",
+        "SELECT request_id, fingerprint, room_id, created_room, created_at FROM create_requests WHERE request_id = ?",
         (request_id,),
     ).fetchone()
     return None if row is None else _record(row)
@@ -268,9 +258,10 @@ class SqliteStore:
                 )
             if record is not None:
                 db.execute(
-                    "INSERT INTO create_requests (request_id, fingerprint, room_id, response, created_at) "
+                    "INSERT INTO create_requests (request_id, fingerprint, room_id, created_room, created_at) "
                     "VALUES (?, ?, ?, ?, ?)",
-                    (record.request_id, record.fingerprint, record.room_id, record.response, record.created_at),
+                    (record.request_id, record.fingerprint, record.room_id, created_room_value(record.room),
+                     record.created_at),
                 )
             self._log(events)
             return None, Changes({room.id: room}, created=(room.id,))

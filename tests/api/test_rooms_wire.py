@@ -13,6 +13,7 @@ import pytest
 from azure.core.exceptions import ClientAuthenticationError
 
 from openrooms.config import DEV_SECONDARY_KEY
+from tests.api.inprocess import HOST, InProcess
 from tests.e2e.rooms_support import (
     MALFORMED_REQUEST,
     NOT_FOUND,
@@ -22,7 +23,7 @@ from tests.e2e.rooms_support import (
     make_client,
     room_count,
 )
-from tests.support import Server, sign_headers, user_id
+from tests.support import sign_headers, user_id
 
 API = "?api-version=2025-03-13"
 ALL_VERSIONS = [
@@ -36,7 +37,7 @@ ALL_VERSIONS = [
 OTHER_KEY = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 
 
-def create(server: Server, body: dict[str, Any] | bytes, headers: dict[str, str] | None = None) -> httpx.Response:
+def create(server: InProcess, body: dict[str, Any] | bytes, headers: dict[str, str] | None = None) -> httpx.Response:
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
     return server.request("POST", "/rooms" + API, content, headers)
 
@@ -47,8 +48,8 @@ def assert_supported_versions_header(response: httpx.Response) -> None:
 
 
 @pytest.mark.parametrize("path", ["/rooms", "/rooms/12345678901234567", "/rooms/12345678901234567/participants"])
-def test_missing_api_version(https_server: Server, path: str) -> None:
-    response = https_server.request("GET", path)
+def test_missing_api_version(api: InProcess, path: str) -> None:
+    response = api.request("GET", path)
     assert response.status_code == 400
     error = response.json()["error"]
     assert (error["code"], response.headers["x-ms-error-code"]) == ("MissingApiVersionParameter",) * 2
@@ -57,8 +58,8 @@ def test_missing_api_version(https_server: Server, path: str) -> None:
 
 
 @pytest.mark.parametrize("version", ["2022-02-01-preview", "2021-04-07-preview1", "2025-13-01", "latest"])
-def test_unsupported_api_version(https_server: Server, version: str) -> None:
-    response = https_server.request("GET", f"/rooms?api-version={version}")
+def test_unsupported_api_version(api: InProcess, version: str) -> None:
+    response = api.request("GET", f"/rooms?api-version={version}")
     assert response.status_code == 400
     error = response.json()["error"]
     assert (error["code"], response.headers["x-ms-error-code"]) == ("UnsupportedApiVersion",) * 2
@@ -68,8 +69,8 @@ def test_unsupported_api_version(https_server: Server, version: str) -> None:
 
 
 @pytest.mark.parametrize("version", ALL_VERSIONS)
-def test_every_supported_version_answers_with_the_supported_list(https_server: Server, version: str) -> None:
-    response = https_server.request("GET", f"/rooms?api-version={version}&maxpagesize=1")
+def test_every_supported_version_answers_with_the_supported_list(api: InProcess, version: str) -> None:
+    response = api.request("GET", f"/rooms?api-version={version}&maxpagesize=1")
     assert response.status_code == 200, response.text
     assert_supported_versions_header(response)
     assert response.headers["content-type"] == "application/json; charset=utf-8"
@@ -85,24 +86,24 @@ def assert_denied(response: httpx.Response, message: str | None = None) -> None:
         assert error["message"] == message
 
 
-def test_unsigned_request_is_denied(https_server: Server) -> None:
-    assert_denied(https_server.request("GET", "/rooms" + API, sign=False))
+def test_unsigned_request_is_denied(api: InProcess) -> None:
+    assert_denied(api.request("GET", "/rooms" + API, sign=False))
 
 
-def test_signature_with_another_key_is_denied(https_server: Server) -> None:
-    assert_denied(https_server.request("GET", "/rooms" + API, key=OTHER_KEY), "Denied by the resource provider.")
+def test_signature_with_another_key_is_denied(api: InProcess) -> None:
+    assert_denied(api.request("GET", "/rooms" + API, key=OTHER_KEY), "Denied by the resource provider.")
 
 
-def test_tampered_path_is_denied(https_server: Server) -> None:
-    headers = sign_headers("GET", "/rooms" + API, f"127.0.0.1:{https_server.port}")
-    response = https_server.request("GET", "/rooms?api-version=2024-04-15", headers=headers, sign=False)
+def test_tampered_path_is_denied(api: InProcess) -> None:
+    headers = sign_headers("GET", "/rooms" + API, HOST)
+    response = api.request("GET", "/rooms?api-version=2024-04-15", headers=headers, sign=False)
     assert_denied(response, "Denied by the resource provider.")
 
 
-def test_body_not_matching_its_content_hash_is_denied(https_server: Server) -> None:
-    host = f"127.0.0.1:{https_server.port}"
+def test_body_not_matching_its_content_hash_is_denied(api: InProcess) -> None:
+    host = HOST
     headers = sign_headers("POST", "/rooms" + API, host, b'{"pstnDialOutEnabled": false}')
-    response = https_server.request("POST", "/rooms" + API, b'{"pstnDialOutEnabled": true}', headers, sign=False)
+    response = api.request("POST", "/rooms" + API, b'{"pstnDialOutEnabled": true}', headers, sign=False)
     assert_denied(response, "Request 'x-ms-content-sha256' differs from generated content hash.")
 
 
@@ -115,36 +116,35 @@ def test_body_not_matching_its_content_hash_is_denied(https_server: Server) -> N
         (timedelta(minutes=-6), False),
     ],
 )
-def test_request_date_must_be_within_five_minutes(https_server: Server, age: timedelta, accepted: bool) -> None:
+def test_request_date_must_be_within_five_minutes(api: InProcess, age: timedelta, accepted: bool) -> None:
     date = format_datetime(datetime.now(UTC) - age, usegmt=True)
-    headers = sign_headers("GET", "/rooms" + API, f"127.0.0.1:{https_server.port}", date=date)
-    response = https_server.request("GET", "/rooms" + API, headers=headers, sign=False)
+    headers = sign_headers("GET", "/rooms" + API, HOST, date=date)
+    response = api.request("GET", "/rooms" + API, headers=headers, sign=False)
     if accepted:
         assert response.status_code == 200, response.text
     else:
         assert_denied(response)
 
 
-def test_secondary_key_is_accepted(https_server: Server) -> None:
-    response = https_server.request("GET", "/rooms" + API, key=DEV_SECONDARY_KEY)
+def test_secondary_key_is_accepted(api: InProcess) -> None:
+    response = api.request("GET", "/rooms" + API, key=DEV_SECONDARY_KEY)
     assert response.status_code == 200, response.text
 
 
 @pytest.mark.parametrize("key", [DEV_SECONDARY_KEY, OTHER_KEY])
-def test_sdk_with_secondary_or_wrong_key(https_server: Server, key: str) -> None:
-    server = Server(https_server.process, https_server.port, https_server.location, True, access_key=key)
-    with make_client(server, "sync", None) as client:
+def test_sdk_with_secondary_or_wrong_key(api: InProcess, key: str) -> None:
+    with make_client(api.with_key(key), "sync", None) as client:
         if key == DEV_SECONDARY_KEY:
             assert client.get_room(client.create_room().id).id
             return
         with pytest.raises(ClientAuthenticationError) as caught:
             client.create_room()
     assert caught.value.status_code == 401
-    assert caught.value.error.code == "Denied"
+    assert caught.value.error is not None and caught.value.error.code == "Denied"
 
 
-def test_healthz_needs_no_signature(https_server: Server) -> None:
-    response = https_server.request("GET", "/healthz", sign=False)
+def test_healthz_needs_no_signature(api: InProcess) -> None:
+    response = api.request("GET", "/healthz", sign=False)
     assert response.status_code == 200
 
 
@@ -160,36 +160,36 @@ def test_healthz_needs_no_signature(https_server: Server) -> None:
         (b'{"participants": {"x": {"role": 5}}}', "$.participants[...].role"),
     ],
 )
-def test_malformed_json_names_the_path(https_server: Server, body: bytes, target: str) -> None:
-    before = room_count(https_server)
-    response = create(https_server, body)
+def test_malformed_json_names_the_path(api: InProcess, body: bytes, target: str) -> None:
+    before = room_count(api)
+    response = create(api, body)
     assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert (error["code"], error["message"]) == ("BadRequest", MALFORMED_REQUEST)
     assert [(d["code"], d["target"]) for d in error["details"]] == [("BadArgument", target)]
     assert response.headers["x-ms-error-code"] == "BadRequest"
-    assert room_count(https_server) == before
+    assert room_count(api) == before
 
 
-def test_malformed_json_in_updates(https_server: Server) -> None:
-    room_id = create(https_server, {}).json()["id"]
-    response = https_server.request("PATCH", f"/rooms/{room_id}{API}", b'{"validUntil": true}')
+def test_malformed_json_in_updates(api: InProcess) -> None:
+    room_id = create(api, {}).json()["id"]
+    response = api.request("PATCH", f"/rooms/{room_id}{API}", b'{"validUntil": true}')
     assert [d["target"] for d in response.json()["error"]["details"]] == ["$.validUntil"]
-    response = https_server.request("PATCH", f"/rooms/{room_id}/participants{API}", b'{"participants": 1}')
+    response = api.request("PATCH", f"/rooms/{room_id}/participants{API}", b'{"participants": 1}')
     assert [d["target"] for d in response.json()["error"]["details"]] == ["$.participants"]
 
 
 @pytest.mark.parametrize("field", ["validFrom", "validUntil"])
-def test_timestamp_that_is_not_rfc3339(https_server: Server, field: str) -> None:
-    response = create(https_server, {field: "next tuesday"})
+def test_timestamp_that_is_not_rfc3339(api: InProcess, field: str) -> None:
+    response = create(api, {field: "next tuesday"})
     assert response.status_code == 400
     details = response.json()["error"]["details"]
     assert [(d["code"], d["target"]) for d in details] == [("BadArgument", field[0].upper() + field[1:])]
 
 
-def test_body_too_large(https_server: Server) -> None:
+def test_body_too_large(api: InProcess) -> None:
     padding = "x" * (1024 * 1024)
-    response = create(https_server, {"participants": {}, "padding": padding})
+    response = create(api, {"participants": {}, "padding": padding})
     assert response.status_code == 413
     assert response.json()["error"]["code"] == response.headers["x-ms-error-code"] == "RequestEntityTooLarge"
 
@@ -197,11 +197,11 @@ def test_body_too_large(https_server: Server) -> None:
 @pytest.mark.parametrize(
     ("method", "path"), [("GET", "/nowhere" + API), ("GET", "/rooms/1234567890123456/x" + API), ("POST", "/")]
 )
-def test_unknown_path(https_server: Server, method: str, path: str) -> None:
-    assert_wire_error(https_server.request(method, path), 404, error_body("NotFound", NOT_FOUND))
+def test_unknown_path(api: InProcess, method: str, path: str) -> None:
+    assert_wire_error(api.request(method, path), 404, error_body("NotFound", NOT_FOUND))
 
 
-def test_empty_and_null_bodies(https_server: Server) -> None:
+def test_empty_and_null_bodies(api: InProcess) -> None:
     # The shapes the SDKs send: Python nulls, JS an empty roster, .NET an empty object.
     for body in [
         b"",
@@ -209,7 +209,7 @@ def test_empty_and_null_bodies(https_server: Server) -> None:
         b'{"participants": {}}',
         b'{"validFrom": null, "validUntil": null, "pstnDialOutEnabled": false}',
     ]:
-        response = create(https_server, body)
+        response = create(api, body)
         assert response.status_code == 201, response.text
         room = response.json()
         assert list(room) == ["id", "createdAt", "validFrom", "validUntil", "pstnDialOutEnabled"]
@@ -225,34 +225,34 @@ def repeatability(request_id: str | None = None) -> dict[str, str]:
     }
 
 
-def test_repeated_create_answers_the_first_response(https_server: Server) -> None:
+def test_repeated_create_answers_the_first_response(api: InProcess) -> None:
     headers = repeatability()
     body = {"pstnDialOutEnabled": True, "participants": {user_id(1): {"role": "Presenter"}}}
-    before = room_count(https_server)
-    first = create(https_server, body, headers)
-    again = create(https_server, body, headers)
+    before = room_count(api)
+    first = create(api, body, headers)
+    again = create(api, body, headers)
 
     assert first.status_code == again.status_code == 201, first.text
     assert again.content == first.content
     assert first.headers["repeatability-result"] == again.headers["repeatability-result"] == "accepted"
     assert first.headers["location"] == again.headers["location"] == first.json()["id"]
-    assert room_count(https_server) == before + 1
+    assert room_count(api) == before + 1
 
 
-def test_repeated_request_id_with_another_body_is_rejected(https_server: Server) -> None:
+def test_repeated_request_id_with_another_body_is_rejected(api: InProcess) -> None:
     headers = repeatability()
-    first = create(https_server, {"pstnDialOutEnabled": True}, headers)
+    first = create(api, {"pstnDialOutEnabled": True}, headers)
     assert first.status_code == 201
-    before = room_count(https_server)
-    other = create(https_server, {"pstnDialOutEnabled": False}, headers)
+    before = room_count(api)
+    other = create(api, {"pstnDialOutEnabled": False}, headers)
     assert other.status_code == 409, other.text
     assert other.headers["repeatability-result"] == "rejected"
     assert other.json()["error"]["code"] == other.headers["x-ms-error-code"]
-    assert room_count(https_server) == before
+    assert room_count(api) == before
 
 
-def test_create_without_repeatability_headers_says_nothing_of_it(https_server: Server) -> None:
-    response = create(https_server, {})
+def test_create_without_repeatability_headers_says_nothing_of_it(api: InProcess) -> None:
+    response = create(api, {})
     assert response.status_code == 201
     assert "repeatability-result" not in response.headers
 
@@ -283,16 +283,16 @@ def wire(moment: datetime) -> str:
         (".25-05:30", timedelta(hours=-5, minutes=-30), ".25+00:00"),
     ],
 )
-def test_timestamps_are_echoed_in_utc(https_server: Server, suffix: str, offset: timedelta, echoed_suffix: str) -> None:
+def test_timestamps_are_echoed_in_utc(api: InProcess, suffix: str, offset: timedelta, echoed_suffix: str) -> None:
     local = base_second()  # the wall time as written; the instant is local - offset
     until_local = local + timedelta(days=1)
-    response = create(https_server, {"validFrom": wire(local) + suffix, "validUntil": wire(until_local) + suffix})
+    response = create(api, {"validFrom": wire(local) + suffix, "validUntil": wire(until_local) + suffix})
     assert response.status_code == 201, response.text
     room = response.json()
     assert room["validFrom"] == wire(local - offset) + echoed_suffix
     assert room["validUntil"] == wire(until_local - offset) + echoed_suffix
     assert room["createdAt"].endswith("+00:00")
-    fetched = https_server.request("GET", f"/rooms/{room['id']}{API}").json()
+    fetched = api.request("GET", f"/rooms/{room['id']}{API}").json()
     assert fetched == room
 
 
@@ -308,8 +308,8 @@ def test_timestamps_are_echoed_in_utc(https_server: Server, suffix: str, offset:
         "2030-01-01Z",  # a date alone is read (as midnight UTC), but has no zone
     ],
 )
-def test_timestamps_that_are_not_instants_are_refused(https_server: Server, text: str) -> None:
-    response = create(https_server, {"validFrom": text})
+def test_timestamps_that_are_not_instants_are_refused(api: InProcess, text: str) -> None:
+    response = create(api, {"validFrom": text})
     assert_wire_error(
         response,
         400,
@@ -317,11 +317,11 @@ def test_timestamps_that_are_not_instants_are_refused(https_server: Server, text
     )
 
 
-def test_update_echoes_timestamps_the_same_way(https_server: Server) -> None:
-    room_id = create(https_server, {}).json()["id"]
+def test_update_echoes_timestamps_the_same_way(api: InProcess) -> None:
+    room_id = create(api, {}).json()["id"]
     start = base_second()
     body = {"validFrom": wire(start) + ".100Z", "validUntil": wire(start + timedelta(days=2)) + ".999999999+00:00"}
-    response = https_server.request(
+    response = api.request(
         "PATCH", f"/rooms/{room_id}{API}", json.dumps(body).encode(), {"content-type": "application/merge-patch+json"}
     )
     assert response.status_code == 200, response.text
@@ -329,19 +329,19 @@ def test_update_echoes_timestamps_the_same_way(https_server: Server) -> None:
     assert response.json()["validUntil"] == wire(start + timedelta(days=2)) + ".9999999+00:00"
 
 
-def test_window_errors_count_the_sub_second_digits(https_server: Server) -> None:
+def test_window_errors_count_the_sub_second_digits(api: InProcess) -> None:
     # Exactly 180 days is allowed; one tick (100 ns) more is not.
     start = base_second()
     end = start + timedelta(days=180)
-    assert create(https_server, {"validFrom": wire(start) + "Z", "validUntil": wire(end) + "Z"}).status_code == 201
-    response = create(https_server, {"validFrom": wire(start) + "Z", "validUntil": wire(end) + ".0000001Z"})
+    assert create(api, {"validFrom": wire(start) + "Z", "validUntil": wire(end) + "Z"}).status_code == 201
+    response = create(api, {"validFrom": wire(start) + "Z", "validUntil": wire(end) + ".0000001Z"})
     assert_wire_error(
         response, 400, bad_arguments(("The time range is incorrect, or larger than 180 days.", "ValidUntil"))
     )
 
 
-def test_trailing_slash_is_an_unknown_path_not_a_redirect(https_server: Server) -> None:
-    response = https_server.request("GET", "/rooms/12345678901234567/?api-version=2025-03-13")
+def test_trailing_slash_is_an_unknown_path_not_a_redirect(api: InProcess) -> None:
+    response = api.request("GET", "/rooms/12345678901234567/?api-version=2025-03-13")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "NotFound"
     assert response.headers["x-ms-error-code"] == "NotFound"

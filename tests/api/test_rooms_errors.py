@@ -15,6 +15,7 @@ import pytest
 from azure.communication.rooms import ParticipantRole
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
+from tests.api.inprocess import InProcess
 from tests.e2e.rooms_support import (
     MAX_WINDOW,
     NOT_FOUND,
@@ -26,7 +27,7 @@ from tests.e2e.rooms_support import (
     participant,
     utc_now,
 )
-from tests.support import Server, user_id
+from tests.support import user_id
 
 UNTIL_IN_PAST = ("The time range end is in the past.", "ValidUntil")
 RANGE_INCORRECT = ("The time range is incorrect, or larger than 180 days.", "ValidUntil")
@@ -163,20 +164,20 @@ def invalid_role(api_version: str, raw_id: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("api_version", ["2023-06-14", "2024-04-15", "2025-03-13"])
-def test_invalid_role_on_the_wire(https_server: Server, api_version: str) -> None:
+def test_invalid_role_on_the_wire(api: InProcess, api_version: str) -> None:
     """The SDK's role enum cannot carry `Kafka`: a raw request can."""
     query = f"?api-version={api_version}"
     body = {"participants": {user_id(1): {"role": "Kafka"}}}
-    response = https_server.request("POST", "/rooms" + query, json.dumps(body).encode())
+    response = api.request("POST", "/rooms" + query, json.dumps(body).encode())
     assert_wire_error(response, 400, invalid_role(api_version, user_id(1)))
 
-    created = https_server.request("POST", "/rooms" + query, b"{}")
+    created = api.request("POST", "/rooms" + query, b"{}")
     assert created.status_code == 201, created.text
     participants_path = f"/rooms/{created.json()['id']}/participants{query}"
     body = {"participants": {user_id(2): {"role": "Presenter"}, user_id(3): {"role": "Kafka"}}}
-    response = https_server.request("PATCH", participants_path, json.dumps(body).encode())
+    response = api.request("PATCH", participants_path, json.dumps(body).encode())
     assert_wire_error(response, 400, invalid_role(api_version, user_id(3)))
-    assert https_server.request("GET", participants_path).json() == {"value": []}
+    assert api.request("GET", participants_path).json() == {"value": []}
 
 
 # Atomicity: one bad entry among good ones, and nothing is applied ------------------------------------------
@@ -215,15 +216,15 @@ async def test_roster_update_with_one_bad_entry_changes_nothing(rooms: Rooms) ->
     assert await rooms.roster(room.id) == roster
 
 
-def test_mixed_roster_update_with_a_bad_role_changes_nothing(https_server: Server) -> None:
+def test_mixed_roster_update_with_a_bad_role_changes_nothing(api: InProcess) -> None:
     query = "?api-version=2025-03-13"
-    created = https_server.request(
+    created = api.request(
         "POST", "/rooms" + query, json.dumps({"participants": {user_id(1): {"role": "Presenter"}}}).encode()
     )
     participants_path = f"/rooms/{created.json()['id']}/participants{query}"
     body = {"participants": {user_id(1): None, user_id(2): {"role": "Consumer"}, user_id(3): {"role": "Kafka"}}}
-    response = https_server.request("PATCH", participants_path, json.dumps(body).encode())
+    response = api.request("PATCH", participants_path, json.dumps(body).encode())
     assert_wire_error(response, 400, invalid_role("2025-03-13", user_id(3)))
-    assert https_server.request("GET", participants_path).json() == {
+    assert api.request("GET", participants_path).json() == {
         "value": [{"rawId": user_id(1), "role": "Presenter"}]
     }

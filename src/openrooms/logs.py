@@ -1,4 +1,4 @@
-"""Logging set-up shared by the CLI and server workers."""
+"""Logging set-up of server workers (and of anything else that logs as openrooms does)."""
 
 from __future__ import annotations
 

@@ -7,15 +7,15 @@ and readers go by (tx, seq) and read only the events of transactions older than 
 `seq` is AUTOINCREMENT: a number is never given out twice, even once the purge has emptied the log. An event's
 id is derived from its place (see `events.log.event_id`), so it is not stored.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

@@ -1,4 +1,5 @@
-"""ACS timestamps on the wire <-> service ticks (100 ns since the Unix epoch, UTC).
+"""ACS timestamps as text <-> service ticks (100 ns since the Unix epoch, UTC): the one formatter of instants,
+for bodies on the wire and for instants named in error messages alike.
 
 In: the ISO 8601 forms the real service's JSON reader takes (the extended profile of System.Text.Json):
   - a date alone, `2022-11-23` (midnight UTC): `az communication rooms update --valid-until 2022-11-23` sends

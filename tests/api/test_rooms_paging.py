@@ -1,17 +1,19 @@
-"""Listings across pages: a server with `--page-size 7`, followed through nextLink by the SDK (sync and async)."""
+"""Listings across pages: the app with a page size of 7, followed through nextLink by the SDK (sync and async),
+on each store."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from azure.communication.rooms import CommunicationUserIdentifier, ParticipantRole, RoomParticipant
 
+from tests.api.conftest import in_process
+from tests.api.inprocess import InProcess
 from tests.e2e.rooms_support import Rooms, make_client
-from tests.support import Server, running_server, user_id
+from tests.support import user_id
 
 PAGE_SIZE = 7
 ROOM_COUNT = 40
@@ -22,13 +24,13 @@ SDK_LISTING_VERSIONS = [None, "2024-04-15", "2025-03-13"]
 
 
 @pytest.fixture(scope="module")
-def paged_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with running_server(tmp_path_factory.mktemp("paged"), "--page-size", str(PAGE_SIZE)) as server:
+def paged_server(store_kind: str) -> Iterator[InProcess]:
+    with in_process(store_kind, page_size=PAGE_SIZE) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
-def crowded_room(paged_server: Server) -> dict[str, Any]:
+def crowded_room(paged_server: InProcess) -> dict[str, Any]:
     """A room with PARTICIPANT_COUNT participants; its `roster` is {raw id: role}."""
     roles = [ParticipantRole.PRESENTER, ParticipantRole.ATTENDEE, ParticipantRole.CONSUMER]
     roster = {user_id(n): roles[n % 3].value for n in range(PARTICIPANT_COUNT)}
@@ -39,7 +41,7 @@ def crowded_room(paged_server: Server) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def created_rooms(paged_server: Server, crowded_room: dict[str, Any]) -> list[dict[str, Any]]:
+def created_rooms(paged_server: InProcess, crowded_room: dict[str, Any]) -> list[dict[str, Any]]:
     """Every room on this server: the crowded room, then ROOM_COUNT - 1 more."""
     rooms = [{k: v for k, v in crowded_room.items() if k != "roster"}]
     for _ in range(ROOM_COUNT - 1):
@@ -53,7 +55,7 @@ def created_rooms(paged_server: Server, crowded_room: dict[str, Any]) -> list[di
     params=[(f, v) for f in ("sync", "async") for v in SDK_LISTING_VERSIONS],
     ids=lambda kind: f"{kind[0]}-{kind[1] or 'default'}",
 )
-async def paged_rooms(request: pytest.FixtureRequest, paged_server: Server) -> AsyncIterator[Rooms]:
+async def paged_rooms(request: pytest.FixtureRequest, paged_server: InProcess) -> AsyncIterator[Rooms]:
     """A sync or async client of paged_server, at a version whose rooms the SDK can read."""
     flavour, version = request.param
     client = make_client(paged_server, flavour, version)
@@ -61,7 +63,7 @@ async def paged_rooms(request: pytest.FixtureRequest, paged_server: Server) -> A
         yield Rooms(client, version or "2025-03-13", flavour, paged_server)
     finally:
         if flavour == "async":
-            await client.close()  # type: ignore[misc]
+            await client.close()
         else:
             client.close()
 
@@ -102,7 +104,7 @@ async def test_sdk_pages_have_the_server_page_size(paged_rooms: Rooms, created_r
     assert await page_sizes(paged_rooms, paged_rooms.client.list_rooms()) == expected_page_sizes(ROOM_COUNT)
 
 
-def test_raw_listing_at_2023_06_14_pages_the_same(paged_server: Server, created_rooms: list[dict[str, Any]]) -> None:
+def test_raw_listing_at_2023_06_14_pages_the_same(paged_server: InProcess, created_rooms: list[dict[str, Any]]) -> None:
     rooms = Rooms(None, "2023-06-14", "sync", paged_server)  # type: ignore[arg-type]  # raw requests only
     listed = rooms.raw_pages("/rooms")
     assert [room["id"] for room in listed] == newest_first(created_rooms)
@@ -116,7 +118,7 @@ async def test_sdk_lists_each_participant_once(paged_rooms: Rooms, crowded_room:
 
 
 def test_next_link_with_the_python_3_11_enum_spelling_of_the_version(
-    paged_server: Server, created_rooms: list[dict[str, Any]]
+    paged_server: InProcess, created_rooms: list[dict[str, Any]]
 ) -> None:
     first = paged_server.request("GET", "/rooms?api-version=2025-03-13").json()
     next_link = first["nextLink"]
@@ -132,8 +134,8 @@ def test_next_link_with_the_python_3_11_enum_spelling_of_the_version(
     assert all("pstnDialOutEnabled" in room for room in second)
 
 
-def test_a_newly_created_room_does_not_disturb_a_listing_in_progress(tmp_path: Path) -> None:
-    with running_server(tmp_path, "--page-size", "3") as server:
+def test_a_newly_created_room_does_not_disturb_a_listing_in_progress(store_kind: str) -> None:
+    with in_process(store_kind, page_size=3) as server:
         created = [server.request("POST", "/rooms?api-version=2025-03-13", b"{}").json()["id"] for _ in range(7)]
         with make_client(server, "sync", "2025-03-13") as client:
             pages = client.list_rooms().by_page()
@@ -145,7 +147,7 @@ def test_a_newly_created_room_does_not_disturb_a_listing_in_progress(tmp_path: P
 
 
 def test_maxpagesize_overrides_the_page_size_and_travels_in_next_link(
-    paged_server: Server, created_rooms: list[dict[str, Any]]
+    paged_server: InProcess, created_rooms: list[dict[str, Any]]
 ) -> None:
     first = paged_server.request("GET", "/rooms?api-version=2025-03-13&maxpagesize=15").json()
     assert len(first["value"]) == 15
@@ -163,7 +165,7 @@ def test_maxpagesize_overrides_the_page_size_and_travels_in_next_link(
         ("skipToken=not-a-token", "skipToken"),
     ],
 )
-def test_bad_paging_parameters(paged_server: Server, query: str, target: str) -> None:
+def test_bad_paging_parameters(paged_server: InProcess, query: str, target: str) -> None:
     response = paged_server.request("GET", f"/rooms?api-version=2025-03-13&{query}")
     assert response.status_code == 400, response.text
     error = response.json()["error"]
@@ -171,11 +173,11 @@ def test_bad_paging_parameters(paged_server: Server, query: str, target: str) ->
     assert response.headers["x-ms-error-code"] == "BadRequest"
 
 
-def test_the_sdk_lists_a_roster_in_the_order_of_addition_across_pages(tmp_path: Path) -> None:
+def test_the_sdk_lists_a_roster_in_the_order_of_addition_across_pages(store_kind: str) -> None:
     def member(n: int, role: ParticipantRole = ParticipantRole.ATTENDEE) -> RoomParticipant:
         return RoomParticipant(communication_identifier=CommunicationUserIdentifier(user_id(n)), role=role)
 
-    with running_server(tmp_path, "--page-size", "3") as server, make_client(server, "sync", "2025-03-13") as client:
+    with in_process(store_kind, page_size=3) as server, make_client(server, "sync", "2025-03-13") as client:
         room = client.create_room(participants=[member(9, ParticipantRole.PRESENTER), member(1)])
         client.add_or_update_participants(room_id=room.id, participants=[member(7), member(3), member(5)])
         client.add_or_update_participants(room_id=room.id, participants=[member(9, ParticipantRole.CONSUMER)])

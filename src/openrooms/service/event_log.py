@@ -15,7 +15,7 @@ from typing import NamedTuple
 from openrooms.events.types import TYPES, StoredEvent
 from openrooms.service import errors
 from openrooms.service.clock import TICKS_PER_DAY, Clock
-from openrooms.store.protocol import EventLog
+from openrooms.service.ports import EventLog
 
 DEFAULT_RETENTION_DAYS = 7
 DEFAULT_PAGE_SIZE = 100

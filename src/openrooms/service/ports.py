@@ -1,0 +1,227 @@
+"""The store interface: the port the service reads and writes through. Implementations:
+`openrooms.store.sqlite.SqliteStore` (embedded default) and `openrooms.store.postgres.PostgresStore`.
+
+The service owns this interface and the records it carries (`openrooms.service.model`); the stores implement it.
+So the service imports nothing from `openrooms.store`, and the store imports only these two modules of the
+service: the store sits below the service, and the import graph has no cycle.
+
+Every method is one transaction: it either happens whole or not at all. Methods return plain service
+types and raise `StoreUnavailable` when the database cannot be reached; they never know about HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import NamedTuple, Protocol
+
+from openrooms.events.types import NewEvent, StoredEvent
+from openrooms.service.model import ROLES, CommunicationUser, CreateRecord, Participant, Role, Room, SigningKey
+
+
+class StoreUnavailable(Exception):
+    """The database cannot serve the request now (down, locked for too long, disk full, read-only)."""
+
+
+class RoomIdTaken(Exception):
+    """The generated room id was issued before; the caller draws a new one."""
+
+
+class UserIdTaken(Exception):
+    """The generated user id exists already; the caller draws a new one."""
+
+
+class RosterFull(Exception):
+    """`update_participants` would grow a room's roster beyond `max_participants`; nothing was changed."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"the roster would have {size} participants")
+        self.size = size
+
+
+class RosterPage(NamedTuple):
+    """A page of a roster, in the order of addition."""
+
+    participants: list[Participant]
+    # Where the next page starts: the place in the order of addition of the first participant after this page
+    # (a later page starts there, or after it if that participant has left since); None for the last page.
+    next_start: int | None
+
+
+class RosterChange(NamedTuple):
+    """What a roster change did, as the store found the roster: who came in, who changed role, who left."""
+
+    added: list[Participant]
+    role_changed: list[tuple[str, Role, Role]]  # raw id, before, after
+    removed: list[Participant]  # with the roles they had
+
+
+def roster_change(found: Mapping[str, str], upserts: Mapping[str, Role], removals: Collection[str]) -> RosterChange:
+    """What a roster change did, from the roles (`found`, by raw id) of the participants it names as they were
+    before it. An id both upserted and removed ends removed."""
+    gone = set(removals)
+    kept = [(raw_id, role) for raw_id, role in upserts.items() if raw_id not in gone]
+    added = [Participant(raw_id, role) for raw_id, role in kept if raw_id not in found]
+    changed = [(raw_id, ROLES[found[raw_id]], role) for raw_id, role in kept
+               if raw_id in found and found[raw_id] != role.value]
+    removed = [Participant(raw_id, ROLES[found[raw_id]]) for raw_id in dict.fromkeys(removals) if raw_id in found]
+    return RosterChange(added, changed, removed)
+
+
+# The events of a change that depends on what the transaction finds (see `events.build`); called inside it.
+RoomUpdateEvents = Callable[[Room, Room], Sequence[NewEvent]]  # the room before and after
+RosterChangeEvents = Callable[[RosterChange], Sequence[NewEvent]]
+UserDeletionEvents = Callable[[Sequence[tuple[str, Role]]], Sequence[NewEvent]]  # the rooms left, with the roles
+
+
+class EventLog(Protocol):
+    """The log of events. Each write method of the stores takes the events of its change and appends them in the
+    change's own transaction (a change that fails appends none); `append_events` appends events that come with
+    no change of the store's (admissions, calls).
+
+    Positions are pairs of integers that only grow in the order events become readable: an event that becomes
+    readable later never sorts before one already read, so a reader that goes on from the last position it read
+    misses none (SQLite: (0, sequence number), writers take turns; PostgreSQL: (transaction id, sequence
+    number), read up to the oldest transaction still writing events)."""
+
+    async def append_events(self, events: Sequence[NewEvent]) -> None: ...
+
+    async def list_events(
+        self, after: tuple[int, int] | None, types: Collection[str] | None, room_id: str | None, limit: int
+    ) -> list[StoredEvent]:
+        """Up to `limit` events after the position `after` (None: from the oldest kept), in the log's order,
+        of the given types (None: all) and room (None: any)."""
+        ...
+
+    async def purge_events(self, before: int) -> int:
+        """Delete the events older than the instant `before` (ticks); return how many. SQLite deletes in the log's
+        order, up to the first event that is not older (the log is in time order but for clock differences
+        between instances)."""
+        ...
+
+
+class IdentityStore(Protocol):
+    """ACS users, the server's resource id and the keys that sign access tokens."""
+
+    async def ensure_resource_id(self, candidate: str) -> str:
+        """The stored resource id; `candidate` is stored (and returned) if there is none yet."""
+        ...
+
+    async def adopt_resource_id(self, candidate: str, *, write: bool = True) -> str:
+        """`candidate` becomes the resource id unless another is stored and the database holds rooms or users
+        already; the resource id stored afterwards (`openrooms migrate` adopting the source's). With `write`
+        False: what it would be, and nothing is written."""
+        ...
+
+    async def get_signing_keys(self) -> list[SigningKey]:
+        """Every token signing key, newest first (the first one signs)."""
+        ...
+
+    async def ensure_signing_key(self, candidate: SigningKey) -> SigningKey:
+        """The newest stored signing key; `candidate` is stored (and returned) if there is none yet."""
+        ...
+
+    async def insert_user(self, user: CommunicationUser, events: Sequence[NewEvent] = ()) -> None:
+        """Raises `UserIdTaken` if a user with that raw id exists."""
+        ...
+
+    async def insert_users(self, users: Sequence[CommunicationUser]) -> int:
+        """Insert, in one transaction, the users that do not exist yet; how many were new (`openrooms migrate`
+        registering the users it copies)."""
+        ...
+
+    async def get_user(self, raw_id: str) -> CommunicationUser | None: ...
+
+    async def revoke_tokens(self, raw_id: str, revoked_before: int, events: Sequence[NewEvent] = ()) -> bool:
+        """Record that the user's tokens issued before `revoked_before` are revoked; False if no such user."""
+        ...
+
+    async def delete_user(self, raw_id: str, events: UserDeletionEvents | None = None) -> bool:
+        """Delete the user and remove it from every room's roster, in one transaction; False if no such user."""
+        ...
+
+
+class AccessKeyStore(Protocol):
+    """The access keys that sign API requests, by name ("primary", "secondary"), base64 as in connection
+    strings. Servers re-read them every second, so a change reaches every instance without a restart."""
+
+    async def get_access_keys(self) -> dict[str, str]:
+        """Every stored key by name; empty if none was stored yet."""
+        ...
+
+    async def set_access_keys(
+        self, keys: Mapping[str, str], now: int, *, replace: bool = True, events: Sequence[NewEvent] = ()
+    ) -> dict[str, str]:
+        """Store the given keys in one transaction and return every stored key afterwards. With `replace`
+        False, a name that has a key already keeps it (seeding on first start)."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise `StoreUnavailable` unless the database answers a trivial query (GET /readyz)."""
+        ...
+
+
+class RoomStore(IdentityStore, AccessKeyStore, EventLog, Protocol):
+    async def close(self) -> None: ...
+
+    async def insert_room(
+        self, room: Room, participants: Sequence[Participant], record: CreateRecord | None,
+        events: Sequence[NewEvent] = (),
+    ) -> CreateRecord | None:
+        """Insert a room with its roster (and the idempotency record of the create, if any).
+
+        Raises `RoomIdTaken` if the id was ever issued before, even to a deleted room. If `record`'s request
+        id is already stored, nothing is inserted and the stored record is returned; otherwise None.
+        """
+        ...
+
+    async def get_create_record(self, request_id: str) -> CreateRecord | None: ...
+
+    async def get_room(self, room_id: str) -> Room | None: ...
+
+    async def update_room(
+        self, room_id: str, window: tuple[int, int] | None, pstn_dial_out_enabled: bool | None,
+        events: RoomUpdateEvents | None = None,
+    ) -> Room | None:
+        """Apply the given changes (None: unchanged) and return the room after them; None if no such room."""
+        ...
+
+    async def delete_room(self, room_id: str, events: Sequence[NewEvent] = ()) -> bool: ...
+
+    async def list_rooms(self, valid_after: int, after: tuple[int, str] | None, limit: int) -> list[Room]:
+        """Rooms with `valid_until` > `valid_after`, newest `created_at` first then id descending, strictly
+        after the `(created_at, id)` keyset cursor."""
+        ...
+
+    async def list_participants(self, room_id: str, start: int, limit: int) -> RosterPage | None:
+        """Up to `limit` of a room's participants in the order they were added, from place `start` in that order
+        (0: the first); None if no such room.
+
+        Each participant added to a room takes the next place in it (the participants of one create or roster
+        change in the order given); a role change keeps the place, and a participant removed and added again
+        takes a new one. Places only grow, so a listing that goes on from a page's `next_start` sees every
+        participant still there exactly once, whatever was added or removed in between.
+        """
+        ...
+
+    async def get_participant(self, room_id: str, raw_id: str) -> Participant | None:
+        """One roster entry; None if the room has no such participant (or there is no such room)."""
+        ...
+
+    async def update_participants(
+        self, room_id: str, upserts: Mapping[str, Role], removals: Collection[str],
+        max_participants: int | None = None, events: RosterChangeEvents | None = None,
+    ) -> bool:
+        """Upsert and remove in one transaction; False (and nothing changed) if no such room. The participants
+        `upserts` adds take their places in its order.
+
+        With `max_participants`: if the change would leave the room with more participants than that AND
+        more than it had before, raise `RosterFull(size after the change)` and change nothing (a roster that
+        is over a lowered limit can still shrink). The count is taken inside the transaction, so that
+        concurrent additions cannot together overshoot the limit.
+        """
+        ...
+
+    async def purge(self, rooms_valid_before: int, records_created_before: int) -> tuple[int, int]:
+        """Delete rooms whose window ended before the first instant, and idempotency records older than the
+        second; return how many of each."""
+        ...
