@@ -1,7 +1,62 @@
+import contextlib
+import os
+import secrets
+import signal
+import time
+from pathlib import Path
+
 import pytest
+
+# Every process the test session starts inherits this mark in its environment, so that processes left behind
+# can be found at the end, among those of everything else running on the machine. (Not an OPENROOMS_
+# variable: tests/support.py gives servers no OPENROOMS_ variables but their own.)
+SESSION_MARK = "PYTEST_OPENROOMS_SESSION"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "/e2e/" in str(item.fspath):
             item.add_marker(pytest.mark.e2e)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ[SESSION_MARK] = f"{os.getpid()}-{secrets.token_hex(8)}"
+
+
+def marked_processes(mark: bytes, exclude: int) -> dict[int, str]:
+    """Running processes (pid: command line) whose environment carries `mark` (NAME=value)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == exclude:
+            continue
+        try:
+            if mark not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if command:  # a zombie has none: it is not running
+            found[int(entry.name)] = command
+    return found
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when a process it started (a server, a worker, a client) is still running at its end;
+    then end those processes, by pid."""
+    mark = f"{SESSION_MARK}={os.environ[SESSION_MARK]}".encode()
+    deadline = time.monotonic() + 5  # a process being stopped as the last test ends may take a moment
+    while (left := marked_processes(mark, os.getpid())) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if not left:
+        return
+    lines = [f"{len(left)} process(es) started by the tests are still running:"]
+    lines += [f"  pid {pid}: {command}" for pid, command in sorted(left.items())]
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line("")
+        reporter.write_sep("=", "processes left behind", red=True)
+        reporter.write_line("\n".join(lines))
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED

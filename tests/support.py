@@ -10,6 +10,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,9 +80,33 @@ class Server:
                                   headers=all_headers)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        """Ask `serve` to stop (its workers with it) and wait for it; if it has not stopped within `timeout`,
+        kill its whole process group, so that no worker is left serving, and raise TimeoutExpired."""
         if self.process.poll() is None:
             self.process.send_signal(sig)
-        return self.process.wait(timeout)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill_group()
+            raise
+
+    def kill_group(self) -> None:
+        """SIGKILL every process of the server's process group (`serve` and its workers), and reap `serve`."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def group_processes(self) -> list[int]:
+        """Pids of the processes still running in the server's process group (zombies are not running)."""
+        return processes_in_group(self.process.pid)
+
+    def wait_group_gone(self, timeout: float = 5) -> list[int]:
+        """After `serve` has exited: wait until its process group is empty (a worker killed as its parent died
+        takes a moment to go); the pids still running at `timeout`."""
+        deadline = time.monotonic() + timeout
+        while (left := self.group_processes()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return left
 
 
 @contextlib.contextmanager
@@ -96,7 +121,9 @@ def running_server(location: Path, *args: str, tls: bool = True, env: dict[str, 
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("OPENROOMS_")}
     full_env.update(env or {})
     with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=full_env)
+        # A process group of its own: stopping can then reach every worker, even one its parent lost.
+        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=full_env,
+                                   start_new_session=True)
     server = Server(process, port, location, tls, log_path=log_path)
     try:
         _wait_healthy(server)
@@ -104,9 +131,27 @@ def running_server(location: Path, *args: str, tls: bool = True, env: dict[str, 
     finally:
         with contextlib.suppress(subprocess.TimeoutExpired):
             server.stop()
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        left = server.wait_group_gone()
+        if left:  # `serve` stopped and a worker did not: never leave it serving, and say so
+            server.kill_group()
+            raise AssertionError(f"worker processes {left} outlived openrooms serve (pid {process.pid})")
+
+
+def processes_in_group(pgid: int) -> list[int]:
+    """Pids of the running (not zombie) processes whose process group is `pgid` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        # pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses, so split after its last ')'
+        state, _ppid, pgrp = stat.rpartition(")")[2].split()[:3]
+        if int(pgrp) == pgid and state not in ("Z", "X"):
+            found.append(int(entry.name))
+    return found
 
 
 def _wait_healthy(server: Server, timeout: float = 30) -> None:

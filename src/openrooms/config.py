@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import base64
 import binascii
 import dataclasses
 import importlib.util
@@ -20,11 +19,9 @@ from urllib.parse import urlsplit
 import platformdirs
 
 from openrooms.service import keys, paging, rooms
+from openrooms.service.keys import DEV_ACCESS_KEY as DEV_ACCESS_KEY  # re-exported: tests and tools sign with
+from openrooms.service.keys import DEV_SECONDARY_KEY as DEV_SECONDARY_KEY  # the well-known development keys
 
-# Well-known development keys, published like Azurite's: anyone can read them, so they protect nothing.
-# Pass --access-key / OPENROOMS_ACCESS_KEY (and the secondary) for anything but local development.
-DEV_ACCESS_KEY = base64.b64encode(b"openrooms-development-access-key").decode()
-DEV_SECONDARY_KEY = base64.b64encode(b"openrooms-development-second-key").decode()
 DEFAULT_PORT = 8765
 ENV_PREFIX = "OPENROOMS_"
 SERVERS = ("granian", "uvicorn")
@@ -82,8 +79,11 @@ class Settings:
     tls: bool = True
     cert: Path | None = None
     key: Path | None = None
+    # The keys in force (see service/keys.py for which): `serve` settles them before its workers start.
     access_key: str = DEV_ACCESS_KEY
     secondary_key: str = DEV_SECONDARY_KEY
+    # Serve beyond loopback even with a well-known development key in force (a shared test lab).
+    allow_development_keys: bool = False
     silent: bool = False
     workers: int = 1
     server: str = "granian"
@@ -115,6 +115,15 @@ class Settings:
     log_format: str = "text"  # or "json": one JSON object per log line
     # Requests per second allowed per access key and operation, per instance (0: no limit).
     rate_limit: int = 0
+    # Entra ID / OpenID Connect sign-in (Authorization: Bearer) beside the access key; unset: access key only.
+    oidc_issuer: str | None = None
+    oidc_audience: str = "https://communication.azure.com"
+    oidc_teams_audience: str = "https://auth.msft.communication.azure.com"
+    oidc_allowed_app_ids: str | None = None  # comma-separated; matched against the `appid` or `azp` claim
+    oidc_allowed_object_ids: str | None = None  # comma-separated; matched against the `oid` claim
+    oidc_required_role: str | None = None
+    # Development only: accept well-formed, unexpired tokens of the issuer and audience without their signature.
+    oidc_insecure_skip_signature: bool = False
 
     @property
     def database_file(self) -> Path:
@@ -197,6 +206,12 @@ class Settings:
         if self.livekit_api_secret is not None and len(self.livekit_api_secret) < MIN_LIVEKIT_SECRET_CHARACTERS:
             raise InvalidSettings(f"{{livekit_api_secret}} must be at least {MIN_LIVEKIT_SECRET_CHARACTERS} "
                                   "characters (LiveKit refuses shorter secrets).")
+        if self.oidc_issuer is None and (self.oidc_allowed_app_ids or self.oidc_allowed_object_ids
+                                         or self.oidc_required_role or self.oidc_insecure_skip_signature):
+            raise InvalidSettings("{oidc_allowed_app_ids}, {oidc_allowed_object_ids}, {oidc_required_role} and "
+                                  "{oidc_insecure_skip_signature} need {oidc_issuer}.")
+        if self.oidc_issuer is not None and urlsplit(self.oidc_issuer).scheme not in ("https", "http"):
+            raise InvalidSettings("{oidc_issuer} must be an http(s) URL, e.g. https://sts.windows.net/<tenant id>/")
         return checked
 
     def to_env(self) -> dict[str, str]:
@@ -225,7 +240,8 @@ def is_postgres_url(url: str) -> bool:
 
 def flag(name: str) -> str:
     """The command-line option of the setting `name`."""
-    return {"tls": "--no-tls", "metrics": "--metrics/--no-metrics"}.get(name, "--" + name.replace("_", "-"))
+    return {"tls": "--no-tls", "metrics": "--metrics/--no-metrics", "oidc_allowed_app_ids": "--oidc-allowed-app-id",
+            "oidc_allowed_object_ids": "--oidc-allowed-object-id"}.get(name, "--" + name.replace("_", "-"))
 
 
 def variable(name: str) -> str:

@@ -10,8 +10,10 @@ from email.utils import formatdate, parsedate_to_datetime
 import pytest
 
 from openrooms.http import auth
+from openrooms.service import keys
 from openrooms.service.clock import TICKS_PER_SECOND
 from openrooms.service.errors import ServiceError
+from openrooms.store.sqlite import SqliteStore
 
 KEY = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 OTHER_KEY = base64.b64encode(b"another-key-another-key-another!!").decode()
@@ -21,7 +23,7 @@ EMPTY_HASH = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
 
 
 def test_vectors() -> None:
-    key = auth.decode_key(KEY)
+    key = keys.decode(KEY)
     assert auth.content_hash(b"") == EMPTY_HASH
     assert auth.sign(key, f"GET\n/rooms/r1?api-version=2025-03-13\n{DATE};127.0.0.1:18765;{EMPTY_HASH}") == (
         "/gju7rbG3Uu0cG/2XJvQ7xQTNo0hd5rF6lwADqeeFPQ="
@@ -31,7 +33,7 @@ def test_vectors() -> None:
     assert auth.sign(
         key, f"PATCH\n/rooms/r1/participants?api-version=2025-03-13\n{DATE};127.0.0.1:18765;{auth.content_hash(body)}"
     ) == "HH/oFcFxY9Il0MhmrLTujxQlbNKTvND5QTe7GhFuFPU="
-    assert auth.sign(auth.decode_key("pw=="), "banana") == "88EC05aAS9iXnaimtNO78JLjiPtfWryQB/5QYEzEsu8="
+    assert auth.sign(base64.b64decode("pw=="), "banana") == "88EC05aAS9iXnaimtNO78JLjiPtfWryQB/5QYEzEsu8="
 
 
 @pytest.mark.parametrize("key_length", [0, 1, 32, 63, 64, 65, 200])
@@ -46,20 +48,29 @@ def test_prehashed_key_signs_as_the_standard_hmac(key_length: int) -> None:
         assert key.sign(message) == expected  # the kept state is copied, never consumed
 
 
-def test_rotated_keys_take_over() -> None:
-    authenticator = auth.HmacAuthenticator([auth.decode_key(OTHER_KEY)], skew_seconds=300)
+async def test_rotated_keys_take_over(store: SqliteStore) -> None:
+    """The authenticator checks against its key ring, which re-reads the stored keys when they are due."""
+    authenticator = auth.HmacAuthenticator(keys.KeyRing(store, [OTHER_KEY], refresh_seconds=0), skew_seconds=300)
     headers = signed("/rooms?api-version=2025-03-13", "127.0.0.1:18765")
 
-    def check_now() -> int:
+    async def check_now() -> int:
+        if authenticator.keys_due:
+            await authenticator.refresh_keys()
         return authenticator.authenticate(method="POST", raw_path="/rooms", query="api-version=2025-03-13",
                                           headers=headers, body=b"", now=DATE_TICKS)
 
     with pytest.raises(ServiceError):
-        check_now()
-    authenticator.keys = [auth.decode_key(OTHER_KEY), auth.decode_key(KEY)]
-    assert check_now() == 1
-    authenticator.keys = [auth.decode_key(KEY)]
-    assert check_now() == 0
+        await check_now()
+    await store.set_access_keys({"primary": OTHER_KEY, "secondary": KEY}, 0)
+    assert await check_now() == 1
+    await store.set_access_keys({"primary": KEY, "secondary": OTHER_KEY}, 0)
+    assert await check_now() == 0
+
+
+def test_a_key_ring_without_a_store_keeps_its_keys() -> None:
+    ring = keys.KeyRing(None, [KEY, OTHER_KEY])
+    assert not ring.due
+    assert ring.held == [keys.decode(KEY), keys.decode(OTHER_KEY)]
 
 
 @pytest.mark.parametrize("header", ["authorization", "x-ms-content-sha256"])
@@ -74,7 +85,7 @@ def test_non_ascii_signature_or_hash_is_denied(header: str) -> None:
 
 def signed(path: str, host: str, body: bytes = b"", key: str = KEY, date: str = DATE) -> dict[str, str]:
     digest = auth.content_hash(body)
-    signature = auth.sign(auth.decode_key(key), f"POST\n{path}\n{date};{host};{digest}")
+    signature = auth.sign(keys.decode(key), f"POST\n{path}\n{date};{host};{digest}")
     return {
         "authorization": f"HMAC-SHA256 SignedHeaders=x-ms-date;host;x-ms-content-sha256&Signature={signature}",
         "x-ms-date": date,
@@ -86,7 +97,7 @@ def signed(path: str, host: str, body: bytes = b"", key: str = KEY, date: str = 
 def check(headers: dict[str, str], *, raw_path: str = "/identities/8%3Aacs%3Ax/:issueAccessToken",
           body: bytes = b"", now: int = DATE_TICKS, public_hosts: tuple[str, ...] = ()) -> None:
     authenticator = auth.HmacAuthenticator(
-        [auth.decode_key(KEY), auth.decode_key(OTHER_KEY)], skew_seconds=300, public_hosts=public_hosts
+        keys.KeyRing(None, [KEY, OTHER_KEY]), skew_seconds=300, public_hosts=public_hosts
     )
     authenticator.authenticate(method="POST", raw_path=raw_path, query="api-version=2023-10-01",
                                headers=headers, body=body, now=now)

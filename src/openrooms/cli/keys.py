@@ -72,13 +72,17 @@ def rotate(
     database_url: DatabaseUrlOption = None,
     endpoint: EndpointOption = None,
 ) -> None:
-    """Replace one key with a new random one; the other keeps working. Prints the new connection string."""
+    """Replace one key with a new random one; the other keeps working, unless it is the well-known development
+    key (then it is replaced too). Prints the new connection string."""
     if primary == secondary:
         raise _fail("say which key to rotate: --primary or --secondary")
     name = "primary" if primary else "secondary"
-    key = _with_store(location, database_url,
+    new = _with_store(location, database_url,
                       lambda store: access_keys.rotate(store, name, SystemClock().now()))
-    typer.echo(_connection_string(endpoint, key))
+    typer.echo(_connection_string(endpoint, new[name]))
+    for other in new.keys() - {name}:
+        typer.echo(f"the {other} key was the well-known development key (or none): replaced with a new random "
+                   "one too; `openrooms keys show` prints it", err=True)
 
 
 @keys_app.command("show")

@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -28,6 +28,9 @@ from openrooms.config import (
     event_loop,
     variable,
 )
+
+if TYPE_CHECKING:
+    from openrooms.service.keys import KeyInForce
 
 app = typer.Typer(
     name="openrooms",
@@ -102,9 +105,15 @@ def serve(
                                               envvar="OPENROOMS_CERT")] = None,
     key: Annotated[Path | None, typer.Option(help="Private key of --cert (PEM).", envvar="OPENROOMS_KEY")] = None,
     access_key: Annotated[str | None, _option("access_key", "Primary access key (base64)",
-                                              default="the well-known development key")] = None,
+                                              default="the stored key; on a first start, the well-known "
+                                              "development key, unless --secondary-key is given")] = None,
     secondary_key: Annotated[str | None, _option("secondary_key", "Secondary access key (base64)",
-                                                 default="the well-known development key")] = None,
+                                                 default="the stored key; with --access-key, a new random key, "
+                                                 "stored")] = None,
+    allow_development_keys: Annotated[bool, typer.Option("--allow-development-keys",
+                                                         help="Serve beyond loopback (--host) even with the "
+                                                         "well-known development keys: a shared test lab only.",
+                                                         envvar="OPENROOMS_ALLOW_DEVELOPMENT_KEYS")] = False,
     silent: Annotated[bool, typer.Option("--silent", help="No access log line per request.",
                                          envvar="OPENROOMS_SILENT")] = False,
     workers: Annotated[int | None, _option("workers", "Server worker processes")] = None,
@@ -152,6 +161,26 @@ def serve(
     log_format: Annotated[str | None, _option("log_format", "Log lines as text or json")] = None,
     rate_limit: Annotated[int | None, _option("rate_limit", "Requests per second per access key and operation, "
                                               "per instance; 0: unlimited")] = None,
+    oidc_issuer: Annotated[str | None, _option("oidc_issuer", "OpenID Connect issuer (Entra ID, Keycloak) whose "
+                                               "Bearer tokens the access-key operations accept beside HMAC, e.g. "
+                                               "https://sts.windows.net/<tenant id>/", default="none")] = None,
+    oidc_audience: Annotated[str | None, _option("oidc_audience", "Audience (aud) the Bearer tokens must name")
+                             ] = None,
+    oidc_teams_audience: Annotated[str | None, _option("oidc_teams_audience", "Audience of the Teams users' tokens "
+                                                       "exchanged by POST /teamsUser/:exchangeAccessToken")] = None,
+    oidc_allowed_app_id: Annotated[list[str] | None, _option("oidc_allowed_app_ids", "Application (client) id "
+                                                             "allowed to sign in (appid or azp claim); repeatable",
+                                                             "--oidc-allowed-app-id", default="any")] = None,
+    oidc_allowed_object_id: Annotated[list[str] | None, _option("oidc_allowed_object_ids", "Object id allowed to "
+                                                                "sign in (oid claim); repeatable",
+                                                                "--oidc-allowed-object-id", default="any")] = None,
+    oidc_required_role: Annotated[str | None, _option("oidc_required_role", "Role (roles claim) a Bearer token "
+                                                      "must carry", default="none")] = None,
+    oidc_insecure_skip_signature: Annotated[bool, typer.Option("--oidc-insecure-skip-signature",
+                                                               help="Development only: accept Bearer tokens "
+                                                               "without checking their signature.",
+                                                               envvar="OPENROOMS_OIDC_INSECURE_SKIP_SIGNATURE")
+                                            ] = False,
 ) -> None:
     """Serve the ACS Rooms API (HTTPS with a local CA by default) until SIGINT or SIGTERM."""
     try:
@@ -167,7 +196,12 @@ def serve(
             max_body_bytes=max_body_bytes, clock_skew_seconds=clock_skew_seconds,
             max_participants_per_room=max_participants_per_room,
             max_participants_per_request=max_participants_per_request, metrics=metrics, log_format=log_format,
-            rate_limit=rate_limit,
+            rate_limit=rate_limit, allow_development_keys=allow_development_keys or None,
+            oidc_issuer=oidc_issuer, oidc_audience=oidc_audience,
+            oidc_teams_audience=oidc_teams_audience, oidc_required_role=oidc_required_role,
+            oidc_allowed_app_ids=",".join(oidc_allowed_app_id) if oidc_allowed_app_id else None,
+            oidc_allowed_object_ids=",".join(oidc_allowed_object_id) if oidc_allowed_object_id else None,
+            oidc_insecure_skip_signature=oidc_insecure_skip_signature or None,
         ).validated()
     except InvalidSettings as exc:
         raise fail(str(exc)) from None
@@ -184,7 +218,7 @@ def serve(
             SqliteStore.upgrade(settings.database_file)
         except (SchemaMismatch, OSError, sqlite3.Error) as exc:  # e.g. a read-only or full location
             raise fail(f"cannot open the database at {settings.database_path}: {exc}") from None
-    settings = _settled_in_store(settings, access_key, secondary_key)
+    settings, in_force = _settled_in_store(settings, access_key, secondary_key)
     ca = None
     if settings.tls and settings.cert is None:
         from openrooms.tls import ensure_certificates
@@ -192,17 +226,20 @@ def serve(
         paths = ensure_certificates(settings.certs_dir, _extra_hosts(settings))
         settings = settings.replace(cert=paths.cert, key=paths.key)
         ca = paths.ca
-    _print_banner(settings, ca)
+    _print_banner(settings, ca, in_force)
     os.environ.update(settings.to_env())
     _run_server(settings)
 
 
-def _settled_in_store(settings: Settings, access_key: str | None, secondary_key: str | None) -> Settings:
+def _settled_in_store(
+    settings: Settings, access_key: str | None, secondary_key: str | None
+) -> tuple[Settings, dict[str, KeyInForce]]:
     """Settle, in one visit to the store, what every worker must agree on and the banner shows:
     - the resource id: the configured one, else the stored one (generated and stored on first start);
-    - the access keys: keys given as flags (or OPENROOMS_* variables) replace the stored ones; otherwise the
-      stored keys are used (rotated with `openrooms keys rotate`); with none stored, the development keys are.
-    An in-memory store lives in the worker, so there the settings' own values serve."""
+    - the access keys in force (`service.keys.resolve`): keys given as flags (or OPENROOMS_* variables)
+      replace the stored ones; the well-known development keys serve only while no key was ever given or
+      rotated; refused beyond loopback unless --allow-development-keys.
+    An in-memory store lives in the worker, so there the settings carry the keys and the resource id."""
     import asyncio
 
     from openrooms.service import keys
@@ -210,23 +247,55 @@ def _settled_in_store(settings: Settings, access_key: str | None, secondary_key:
     from openrooms.service.identity import new_resource_id
     from openrooms.store import open_store
 
-    if settings.in_memory:
-        return settings if settings.resource_id is not None else settings.replace(resource_id=new_resource_id())
-    overrides = {name: value for name, value in (("primary", access_key), ("secondary", secondary_key)) if value}
-    defaults = {"primary": settings.access_key, "secondary": settings.secondary_key}
+    given = {name: value for name, value in (("primary", access_key), ("secondary", secondary_key)) if value}
 
-    async def settled() -> Settings:
+    def with_keys(settled: Settings, in_force: dict[str, KeyInForce]) -> tuple[Settings, dict[str, KeyInForce]]:
+        return settled.replace(access_key=in_force["primary"].key,
+                               secondary_key=in_force["secondary"].key), in_force
+
+    if settings.in_memory:
+        in_force = keys.resolve(given, {})
+        _refuse_development_keys_beyond_loopback(settings, in_force)
+        return with_keys(settings.replace(resource_id=settings.resource_id or new_resource_id()), in_force)
+
+    async def settled() -> tuple[Settings, dict[str, KeyInForce]]:
         store = open_store(settings, migrate_schema=False)
         try:
+            in_force = keys.resolve(given, await store.get_access_keys())
+            _refuse_development_keys_beyond_loopback(settings, in_force)
             resource_id = settings.resource_id or await store.ensure_resource_id(new_resource_id())
-            stored = await keys.seed(store, defaults, overrides, SystemClock().now())
+            in_force = await keys.seed(store, in_force, SystemClock().now())
         finally:
             await store.close()
-        return settings.replace(
-            resource_id=resource_id, access_key=stored["primary"], secondary_key=stored["secondary"]
-        )
+        return with_keys(settings.replace(resource_id=resource_id), in_force)
 
     return asyncio.run(settled())
+
+
+def _refuse_development_keys_beyond_loopback(settings: Settings, in_force: dict[str, KeyInForce]) -> None:
+    from openrooms.service import keys
+
+    public = keys.well_known_in_force(in_force)
+    if not public or settings.allow_development_keys or _is_loopback(settings.host):
+        return
+    raise fail(
+        f"--host {settings.host} serves beyond this machine, and the well-known development "
+        f"{' and '.join(public)} key{'s' if len(public) > 1 else ''} (published in the README) would be accepted. "
+        "Set your own keys with --access-key (OPENROOMS_ACCESS_KEY) and, if you like, --secondary-key "
+        "(OPENROOMS_SECONDARY_KEY; without it, a new random key), or rotate them with `openrooms keys rotate`; "
+        "or, for a shared test lab only, say --allow-development-keys (OPENROOMS_ALLOW_DEVELOPMENT_KEYS)."
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
 
 
 def _share_metrics_between_workers() -> None:
@@ -260,7 +329,7 @@ def _extra_hosts(settings: Settings) -> tuple[str, ...]:
     return (settings.host,)
 
 
-def _print_banner(settings: Settings, ca: Path | None) -> None:
+def _print_banner(settings: Settings, ca: Path | None, in_force: dict[str, KeyInForce]) -> None:
     lines = [
         f"openrooms {__version__}: Azure Communication Services Rooms API",
         f"  endpoint           {settings.endpoint}",
@@ -285,33 +354,34 @@ def _print_banner(settings: Settings, ca: Path | None) -> None:
     lines.append(f"  server             {settings.server}, {workers}, event loop {event_loop()}")
     if settings.livekit_url:
         lines.append(f"  LiveKit            {settings.livekit_url} (join answers carry LiveKit tokens)")
-    if settings.access_key == DEV_ACCESS_KEY or settings.secondary_key == DEV_SECONDARY_KEY:
-        lines.append("  access keys        the well-known development keys: set --access-key and --secondary-key "
+    if settings.oidc_issuer:
+        lines.append(f"  Entra ID / OIDC    Bearer tokens of {settings.oidc_issuer} for {settings.oidc_audience}")
+        if settings.oidc_insecure_skip_signature:
+            lines.append("  !!! INSECURE !!!   --oidc-insecure-skip-signature: Bearer token signatures are NOT "
+                         "checked; anyone can sign in. Development only.")
+    flags = {"primary": "--access-key", "secondary": "--secondary-key"}
+    origins = {
+        "given": "given ({flag})",
+        "stored": "stored (from an earlier start or `openrooms keys rotate`)",
+        "new": "new random key, stored (`openrooms keys show` prints it)",
+        "development": "the well-known development key (public)",
+    }
+    for name, key in in_force.items():
+        public = " (public: a well-known development key)" if key.origin != "development" and \
+            key.key in (DEV_ACCESS_KEY, DEV_SECONDARY_KEY) else ""
+        lines.append(f"  {name + ' key':<19}{origins[key.origin].format(flag=flags[name])}{public}")
+    if any(key.key in (DEV_ACCESS_KEY, DEV_SECONDARY_KEY) for key in in_force.values()):
+        lines.append("  access keys        the well-known development keys: set --access-key (and --secondary-key) "
                      "for anything shared")
+    if not settings.tls and not _is_loopback(settings.host):
+        lines.append(f"  plain HTTP         on {settings.host}: requests and tokens cross the network unencrypted")
     print("\n".join(lines), flush=True)
 
 
 def _run_server(settings: Settings) -> None:
-    target = "openrooms.http.app:app_from_env"
-    if settings.server == "uvicorn":
-        import uvicorn
+    from openrooms.cli import server
 
-        uvicorn.run(
-            target, factory=True, host=settings.host, port=settings.port, workers=settings.workers,
-            ssl_certfile=str(settings.cert) if settings.tls else None,
-            ssl_keyfile=str(settings.key) if settings.tls else None,
-            access_log=False, log_level="warning", server_header=False, loop=event_loop(),
-        )
-        return
-    from granian.constants import Interfaces, Loops
-    from granian.log import LogLevels
-    from granian.server import Server
-
-    Server(
-        target, address=settings.host, port=settings.port, interface=Interfaces.ASGI, workers=settings.workers,
-        factory=True, loop=Loops(event_loop()), log_level=LogLevels.warning, log_access=False,
-        ssl_cert=settings.cert if settings.tls else None, ssl_key=settings.key if settings.tls else None,
-    ).serve()
+    server.run(settings)
 
 
 @db_app.command("upgrade")

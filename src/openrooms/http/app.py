@@ -18,6 +18,7 @@ from openrooms.http import auth, metrics, openapi
 from openrooms.http.admission import AdmissionApi
 from openrooms.http.events import EventsApi
 from openrooms.http.identity import IdentityApi
+from openrooms.http.oidc import OidcPolicy, OidcVerifier, parse_ids
 from openrooms.http.pipeline import Pipeline
 from openrooms.http.ratelimit import RateLimiter
 from openrooms.http.rooms import RoomsApi
@@ -50,20 +51,20 @@ def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clo
     )
     rooms_api = RoomsApi(rooms_service, settings.public_url)
     identity_service = IdentityService(room_store, clock, resource_id=settings.resource_id)
-    identity_api = IdentityApi(identity_service)
+    oidc = oidc_verifier(settings, clock)
+    identity_api = IdentityApi(identity_service, oidc)
     events_service = EventsService(room_store, clock, identity_service.resource_id,
                                    retention_days=settings.event_retention_days)
     events_api = EventsApi(events_service, settings.public_url)
     admission_api = AdmissionApi(
         AdmissionService(identity_service, room_store, clock), _livekit_bridge(settings, clock)
     )
+    # The keys in the store win over the settings' (`openrooms keys rotate` changes them while serving).
     authenticator = auth.HmacAuthenticator(
-        [auth.decode_key(settings.access_key), auth.decode_key(settings.secondary_key)],
+        KeyRing(room_store, [settings.access_key, settings.secondary_key]),
         skew_seconds=settings.clock_skew_seconds,
         public_hosts=_public_hosts(settings),
     )
-    # The keys in the store win over the settings' (`openrooms keys rotate` changes them while serving).
-    keyring = KeyRing(room_store, [settings.access_key, settings.secondary_key])
 
     async def healthz(request: Request) -> Response:
         return json_response({"status": "ok"})
@@ -106,13 +107,26 @@ def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clo
     return Pipeline(
         routes,
         authenticator=authenticator,
-        keyring=keyring,
         clock=clock,
         max_body_bytes=settings.max_body_bytes,
         rate_limiter=RateLimiter(settings.rate_limit) if settings.rate_limit > 0 else None,
         metrics=settings.metrics,
         lifespan=lifespan,
+        oidc=oidc,
     )
+
+
+def oidc_verifier(settings: Settings, clock: Clock) -> OidcVerifier | None:
+    """The Bearer token verifier of the configured OpenID Connect issuer; None without one."""
+    if not settings.oidc_issuer:
+        return None
+    return OidcVerifier(OidcPolicy(
+        issuer=settings.oidc_issuer, audience=settings.oidc_audience,
+        allowed_app_ids=parse_ids(settings.oidc_allowed_app_ids),
+        allowed_object_ids=parse_ids(settings.oidc_allowed_object_ids),
+        required_role=settings.oidc_required_role, skip_signature=settings.oidc_insecure_skip_signature,
+        skew_seconds=settings.clock_skew_seconds, teams_audience=settings.oidc_teams_audience,
+    ), clock=clock)
 
 
 def _livekit_bridge(settings: Settings, clock: Clock) -> LiveKitBridge | None:

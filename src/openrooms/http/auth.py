@@ -18,6 +18,7 @@ from urllib.parse import unquote
 
 from openrooms.service.clock import TICKS_PER_SECOND
 from openrooms.service.errors import HMAC_SCHEME, denied
+from openrooms.service.keys import KeyRing
 
 _SCHEME = HMAC_SCHEME
 _RESOURCE_PROVIDER_DENIED = "Denied by the resource provider."
@@ -59,10 +60,6 @@ class HmacKey:
         outer = self._outer.copy()
         outer.update(inner.digest())
         return base64.b64encode(outer.digest())
-
-
-def decode_key(access_key: str) -> bytes:
-    return base64.b64decode(access_key, validate=True)
 
 
 def _signature(authorization: str) -> str:
@@ -117,23 +114,30 @@ def _date_ticks(date: str) -> int:
 
 
 class HmacAuthenticator:
-    def __init__(self, keys: Sequence[bytes], *, skew_seconds: int, public_hosts: Sequence[str] = ()) -> None:
+    """Checks requests against the keys of the key ring, its one source of keys (which may be rotated while
+    serving: `refresh_keys` when `keys_due`)."""
+
+    def __init__(self, keyring: KeyRing, *, skew_seconds: int, public_hosts: Sequence[str] = ()) -> None:
+        self._keyring = keyring
         self._keys: Sequence[bytes] = ()
         self._signing_keys: list[HmacKey] = []
-        self.keys = keys
         self._skew = skew_seconds * TICKS_PER_SECOND
         self._public_hosts = tuple(public_hosts)
 
     @property
-    def keys(self) -> Sequence[bytes]:
-        return self._keys
+    def keys_due(self) -> bool:
+        return self._keyring.due
 
-    @keys.setter
-    def keys(self, keys: Sequence[bytes]) -> None:
-        """Set per request (the access keys may have been rotated); the signing keys are made only on a change."""
-        if keys is not self._keys and list(keys) != list(self._keys):
+    async def refresh_keys(self) -> None:
+        await self._keyring.refresh()
+
+    def _current_signing_keys(self) -> list[HmacKey]:
+        """The ring's keys, ready to sign: made again only when the ring's keys change."""
+        keys = self._keyring.held
+        if keys is not self._keys:
             self._signing_keys = [HmacKey(key) for key in keys]
-        self._keys = keys
+            self._keys = keys
+        return self._signing_keys
 
     def authenticate(
         self,
@@ -184,7 +188,7 @@ class HmacAuthenticator:
         """Which key (0: primary, 1: secondary) signs `string_to_sign` as `signature`; None: neither.
         Compared as bytes: compare_digest refuses strings with non-ASCII characters, which a header may carry."""
         message = string_to_sign.encode()
-        for index, key in enumerate(self._signing_keys):
+        for index, key in enumerate(self._current_signing_keys()):
             if hmac.compare_digest(key.signature(message), signature):
                 return index
         return None

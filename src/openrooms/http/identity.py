@@ -6,6 +6,7 @@ _IssueAccessToken, and the Teams token exchange), plus the JWKS document that ve
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 import msgspec
@@ -14,10 +15,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from openrooms.http.context import context_of
+from openrooms.http.oidc import IssuerUnavailable, OidcVerifier, TokenInvalid, app_id_of
 from openrooms.http.wire import decode, json_response
-from openrooms.service import timestamps, tokens
+from openrooms.service import errors, timestamps, tokens
+from openrooms.service.clock import TICKS_PER_SECOND
 from openrooms.service.identity import MAX_TOKEN_MINUTES, MIN_TOKEN_MINUTES, AccessToken, IdentityService
 
+log = logging.getLogger("openrooms")
 JWKS_PATH = "/.well-known/jwks.json"
 # Keys are only ever added, so a verifier may cache the set for a while.
 JWKS_CACHE_CONTROL = "public, max-age=300"
@@ -36,6 +40,12 @@ class CreateIdentityRequest(msgspec.Struct):
 class IssueAccessTokenRequest(msgspec.Struct):
     scopes: list[Scope] | None = None
     expiresInMinutes: TokenMinutes | None = None
+
+
+class TeamsUserExchangeRequest(msgspec.Struct):
+    token: str
+    appId: str
+    userId: str
 
 
 class AccessTokenBody(msgspec.Struct):
@@ -57,8 +67,9 @@ def access_token_body(token: AccessToken) -> AccessTokenBody:
 
 
 class IdentityApi:
-    def __init__(self, service: IdentityService) -> None:
+    def __init__(self, service: IdentityService, oidc: OidcVerifier | None = None) -> None:
         self._service = service
+        self._oidc = oidc  # verifies the Entra ID tokens of Teams users; None: the exchange is unavailable
 
     def routes(self) -> list[Route]:
         return [
@@ -94,7 +105,22 @@ class IdentityApi:
         return json_response(access_token_body(token))
 
     async def teams_user_exchange_access_token(self, request: Request) -> Response:
-        self._service.exchange_teams_token()  # always refuses: there is no Entra ID / Teams here
+        if self._oidc is None:
+            self._service.exchange_teams_token()  # refuses: no Entra ID issuer configured
+        wire = decode(context_of(request).body, TeamsUserExchangeRequest)
+        try:
+            claims = await self._oidc.verified_claims(wire.token, self._oidc.policy.teams_audience)
+        except TokenInvalid as exc:
+            log.info("Teams user token refused: %s", exc)
+            raise errors.teams_user_token_invalid() from None
+        except IssuerUnavailable as exc:
+            log.warning("Teams user token not checked: the issuer's keys are unavailable: %s", exc)
+            raise errors.teams_user_token_invalid() from None
+        if app_id_of(claims) != wire.appId or claims.get("oid") != wire.userId:
+            log.info("Teams user token refused: it is not of the application and user the request names")
+            raise errors.teams_user_token_invalid()
+        token = await self._service.issue_teams_user_token(wire.userId, int(claims["exp"]) * TICKS_PER_SECOND)
+        return json_response(access_token_body(token))
 
     async def jwks(self, request: Request) -> Response:
         return json_response(await self._service.jwks(), headers={"Cache-Control": JWKS_CACHE_CONTROL})

@@ -63,7 +63,7 @@ class ErrorResponse(msgspec.Struct):
 
 
 class TeamsUserExchangeTokenRequest(msgspec.Struct):
-    """The published request body; openrooms refuses every exchange (501) whatever it says."""
+    """The published request body (exchanged only with an OpenID Connect issuer configured, else 501)."""
 
     token: str
     appId: str
@@ -134,7 +134,7 @@ OPERATIONS = (
               "Issue an access token for the user.", 200, identity.AccessTokenBody,
               body=identity.IssueAccessTokenRequest, family=versions.IDENTITY),
     Operation("post", "/teamsUser/:exchangeAccessToken", "CommunicationIdentity_ExchangeTeamsUserAccessToken",
-              "Not supported: exchanging a Teams user's Entra ID token needs Entra ID and Teams.", 501,
+              "Exchange a Teams user's Entra ID token for an ACS token (serve --oidc-issuer); else 501.", 501,
               ErrorResponse, body=TeamsUserExchangeTokenRequest, body_required=True, family=versions.IDENTITY),
     # Admission (openrooms extension)
     Operation("post", "/rooms/{room_id}:join", "Rooms_Join",

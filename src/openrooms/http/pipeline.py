@@ -4,8 +4,9 @@
 2. envelope     request id; the headers every answer carries; any failure -> the ACS error envelope; access log
                 and metrics (`Pipeline._http`)
 3. api-version  `?api-version=` of the API the path belongs to
-4. credential   the body (size-limited), then the access key's HMAC signature, the user's token (left to the
-                admission service) or nothing, as `credential_for` decides; the rate limit
+4. credential   the body (size-limited), then the access key's HMAC signature (or, with an OpenID Connect
+                issuer configured, its Bearer token: `oidc.py`), the user's token (left to the admission
+                service) or nothing, as `credential_for` decides; the rate limit
 5. operation    the route's handler, which answers with a `Response`
 
 The steps are plain calls in one function rather than a stack of middleware: a request costs what its work
@@ -33,13 +34,13 @@ from openrooms.http import metrics
 from openrooms.http.admission import is_join_path
 from openrooms.http.auth import HmacAuthenticator
 from openrooms.http.context import SCOPE_KEY, RequestContext
+from openrooms.http.oidc import OidcVerifier
 from openrooms.http.ratelimit import RateLimiter
 from openrooms.http.versions import family_for_path
 from openrooms.http.wire import query_of
 from openrooms.service import errors as service_errors
 from openrooms.service.clock import Clock
 from openrooms.service.errors import ServiceError
-from openrooms.service.keys import KeyRing
 from openrooms.service.ports import StoreUnavailable
 
 access_log = logging.getLogger("openrooms.access")
@@ -86,18 +87,19 @@ def _request_id() -> str:
 
 class Pipeline:
     def __init__(
-        self, routes: Sequence[Route], *, authenticator: HmacAuthenticator, keyring: KeyRing, clock: Clock,
+        self, routes: Sequence[Route], *, authenticator: HmacAuthenticator, clock: Clock,
         max_body_bytes: int, rate_limiter: RateLimiter | None, metrics: bool, lifespan: Lifespan,
+        oidc: OidcVerifier | None = None,
     ) -> None:
         self.routes = list(routes)  # the busiest first: a request is matched against them in this order
         self._table = [(route.path_regex, frozenset(route.methods or ()), route) for route in self.routes]
         self._authenticator = authenticator
-        self._keyring = keyring  # asked per request: the keys may have been rotated
         self._clock = clock
         self._max_body = max_body_bytes
         self._rate_limiter = rate_limiter
         self._metrics = metrics
         self._lifespan_context = lifespan
+        self._oidc = oidc  # Bearer tokens of an OpenID Connect issuer, beside the access key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -162,8 +164,12 @@ class Pipeline:
         credential = credential_for(method, path)
         if credential is not Credential.NONE:
             ctx.body = await self._read_body(scope, headers, receive)
-            if credential is Credential.ACCESS_KEY:
-                self._authenticator.keys = self._keyring.current() or await self._keyring.keys()
+            if credential is Credential.ACCESS_KEY and self._oidc is not None and _is_bearer(headers):
+                claims = await self._oidc.authenticate(headers["authorization"])
+                self._limit(("oidc", claims.get("oid") or claims.get("sub")), ctx)
+            elif credential is Credential.ACCESS_KEY:
+                if self._authenticator.keys_due:  # the keys may have been rotated: re-read at most every second
+                    await self._authenticator.refresh_keys()
                 self._authenticate(scope, headers, ctx)
         # -- 5. operation
         if route is None:
@@ -183,8 +189,12 @@ class Pipeline:
             body=ctx.body,
             now=self._clock.now(),
         )
+        self._limit(key_index, ctx)
+
+    def _limit(self, caller: object, ctx: RequestContext) -> None:
+        """The rate limit of one caller (an access key, or a bearer token's principal) and operation."""
         if self._rate_limiter is not None:
-            wait = self._rate_limiter.retry_after(key_index, ctx.operation)
+            wait = self._rate_limiter.retry_after(caller, ctx.operation)
             if wait:
                 metrics.RATE_LIMITED.labels(ctx.operation).inc()
                 raise service_errors.too_many_requests(ctx.operation, wait)
@@ -228,6 +238,10 @@ class Pipeline:
             await send({"type": failed, "message": f"{type(exc).__name__}: {exc}"})
             raise
         await send({"type": "lifespan.shutdown.complete"})
+
+
+def _is_bearer(headers: dict[str, str]) -> bool:
+    return headers.get("authorization", "")[:7].lower() == "bearer "
 
 
 def _common_headers(ctx: RequestContext, headers: dict[str, str]) -> list[tuple[bytes, bytes]]:

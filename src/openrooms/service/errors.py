@@ -83,6 +83,14 @@ def denied(message: str) -> ServiceError:
     return ServiceError(401, "Denied", message, headers={"WWW-Authenticate": HMAC_SCHEME})
 
 
+def bearer_denied(message: str) -> ServiceError:
+    """A Bearer token (of the configured OpenID Connect issuer) that does not authenticate: the access key's 401,
+    naming both schemes the request may use."""
+    error = denied(message)
+    error.headers["WWW-Authenticate"] = f"Bearer, {HMAC_SCHEME}"
+    return error
+
+
 def request_too_large(max_bytes: int) -> ServiceError:
     return ServiceError(
         413, "RequestEntityTooLarge", f"The request body is larger than the {max_bytes} bytes this server accepts."
@@ -257,6 +265,12 @@ def teams_token_exchange_unavailable() -> ServiceError:
         "Teams token exchange is not available in openrooms: exchanging a Teams user's Microsoft Entra ID token "
         "needs Entra ID and Teams. Create users with POST /identities and issue their tokens instead.",
     )
+
+
+def teams_user_token_invalid() -> ServiceError:
+    """The Entra ID token of a Teams user exchange does not verify (or is not of the app and user named): the
+    real service's 401, word for word."""
+    return ServiceError(401, "InvalidAccessToken", "Provided access token is not valid.")
 
 
 def invalid_access_token(reason: str) -> ServiceError:

@@ -25,6 +25,8 @@ MIN_TOKEN_MINUTES = 60
 MAX_TOKEN_MINUTES = 1440
 DEFAULT_TOKEN_MINUTES = 1440  # 24 hours, as ACS
 USER_PREFIX = "8:acs:"
+TEAMS_USER_PREFIX = "8:orgid:"  # a Teams user's id: its Entra ID object id
+TEAMS_USER_SCOPES = ("voip", "chat")
 _ID_DRAWS = 8
 _GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -125,7 +127,22 @@ class IdentityService:
         return await self._issue(user, token_scopes, lifetime)
 
     def exchange_teams_token(self) -> NoReturn:
+        """Without an Entra ID (OpenID Connect) issuer configured, there is nothing to exchange against."""
         raise errors.teams_token_exchange_unavailable()
+
+    async def issue_teams_user_token(self, object_id: str, expires_at: int) -> AccessToken:
+        """An ACS token of the Teams user `8:orgid:<object id>`, expiring with the Entra ID token it was
+        exchanged for (`expires_at`, ticks), as ACS does; the Entra ID token is the caller's to verify."""
+        if not object_id:
+            raise errors.teams_user_token_invalid()
+        expires_at = expires_at // TICKS_PER_SECOND * TICKS_PER_SECOND
+        now = self._clock.now()
+        if expires_at <= now:
+            raise errors.teams_user_token_invalid()
+        key = await self._active_key()
+        claims = tokens.TokenClaims(TEAMS_USER_PREFIX + object_id, await self.resource_id(), TEAMS_USER_SCOPES,
+                                    now, expires_at)
+        return AccessToken(tokens.issue(claims, key), expires_at)
 
     # Verification (for services that admit token holders) -------------------------------------------------
     async def verify_token(self, token: str) -> VerifiedToken:
