@@ -42,6 +42,7 @@ BOUNDS: dict[str, tuple[float, float | None]] = {
     "workers": (1, None),
     "page_size": (1, paging.MAX_PAGE_SIZE),
     "purge_grace_days": (0, None),
+    "event_retention_days": (0, None),
     "max_body_bytes": (1024, None),
     "pool_size": (1, None),
     "database_connect_timeout": (1, None),
@@ -90,6 +91,8 @@ class Settings:
     public_url: str | None = None
     page_size: int = paging.DEFAULT_PAGE_SIZE
     purge_grace_days: int = rooms.DEFAULT_PURGE_GRACE_DAYS
+    # Days the event log keeps an event (GET /events), purged with the ended rooms.
+    event_retention_days: int = 7
     max_body_bytes: int = 1024 * 1024
     # PostgreSQL (postgresql://...) shared by any number of instances; unset: the embedded SQLite file.
     database_url: str | None = None

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from openrooms.calls.model import CallEvent, CallServer
+from openrooms.events.build import room_deleted
 from openrooms.service.model import CommunicationUser, CreateRecord, Participant, Role, Room, SigningKey
 from openrooms.store.postgres import PostgresStore
 from openrooms.store.protocol import RoomStore
@@ -58,10 +59,14 @@ WRITES: dict[str, Write] = {
     "claim_call_server": lambda s: s.claim_call_server(call_server(R1.id)),
     "release_call_server": lambda s: claim_and_release(s),
     "add_call_event": lambda s: s.add_call_event(CallEvent("CallStarted", "call-1", R1.id, T0)),
+    "append_events": lambda s: s.append_events([room_deleted(R2.id, T0 + 3)]),
+    "purge_events": lambda s: s.purge_events(T0 + 1),
 }
-NO_READ_SEES = {"ensure_resource_id", "adopt_resource_id"}  # the resource id is only ever read by ensuring it
+# The resource id is only ever read by ensuring it; the data set up has no events to purge (tests/store/
+# test_event_log.py has).
+NO_READ_SEES = {"ensure_resource_id", "adopt_resource_id", "purge_events"}
 READS = {"get_room", "get_create_record", "list_rooms", "list_participants", "get_participant", "get_user",
-         "get_signing_keys", "get_access_keys", "ping", "get_call_server", "list_call_events"}
+         "get_signing_keys", "get_access_keys", "ping", "get_call_server", "list_call_events", "list_events"}
 LIFECYCLE = {"close"}
 STREAMS = {"listen_changes"}  # the store's change notifications (PostgreSQL LISTEN/NOTIFY; none from SQLite)
 
@@ -103,6 +108,7 @@ async def reads(store: RoomStore) -> tuple[object, ...]:
         await store.get_user(U), await store.get_user(X),
         await store.get_signing_keys(), await store.get_access_keys(),
         await store.get_call_server(R1.id), await store.get_call_server(R2.id), await store.list_call_events(R1.id),
+        [event[1:] for event in await store.list_events(None, None, None, 10)],  # what, not where
     )
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from openrooms import __version__
+from openrooms.cli.events import events_app
 from openrooms.cli.identity import identity_app
 from openrooms.cli.keys import keys_app
 from openrooms.cli.migrate import migrate_app
@@ -44,6 +45,7 @@ app.add_typer(rooms_app, name="rooms")
 app.add_typer(identity_app, name="identity")
 app.add_typer(keys_app, name="keys")
 app.add_typer(migrate_app, name="migrate")
+app.add_typer(events_app, name="events")
 
 
 def fail(message: str) -> typer.Exit:
@@ -121,6 +123,8 @@ def serve(
     page_size: Annotated[int | None, _option("page_size", "Default page size of listings")] = None,
     purge_grace_days: Annotated[int | None, _option("purge_grace_days", "Days an ended room stays readable by id "
                                                     "before it is purged")] = None,
+    event_retention_days: Annotated[int | None, _option("event_retention_days", "Days GET /events keeps an event "
+                                                        "before it is purged")] = None,
     max_body_bytes: Annotated[int | None, _option("max_body_bytes", "Largest request body accepted")] = None,
     clock_skew_seconds: Annotated[int | None, _option("clock_skew_seconds", "How far a request's x-ms-date may be "
                                                       "from the server's clock")] = None,
@@ -194,7 +198,8 @@ def serve(
             database_reconnect_timeout=database_reconnect_timeout, resource_id=resource_id,
             livekit_url=livekit_url, livekit_api_key=livekit_api_key, livekit_api_secret=livekit_api_secret,
             janus_url=janus_url, janus_api_secret=janus_api_secret,
-            purge_grace_days=purge_grace_days, max_body_bytes=max_body_bytes, clock_skew_seconds=clock_skew_seconds,
+            purge_grace_days=purge_grace_days, event_retention_days=event_retention_days,
+            max_body_bytes=max_body_bytes, clock_skew_seconds=clock_skew_seconds,
             max_participants_per_room=max_participants_per_room,
             max_participants_per_request=max_participants_per_request, metrics=metrics, log_format=log_format,
             rate_limit=rate_limit, allow_development_keys=allow_development_keys or None,

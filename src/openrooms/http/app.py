@@ -18,6 +18,7 @@ from openrooms.config import InvalidSettings, Settings, variable
 from openrooms.http import auth, metrics, openapi
 from openrooms.http.admission import AdmissionApi
 from openrooms.http.calls import CallsApi
+from openrooms.http.events import EventsApi
 from openrooms.http.identity import IdentityApi
 from openrooms.http.oidc import OidcPolicy, OidcVerifier, parse_ids
 from openrooms.http.pipeline import Pipeline
@@ -26,6 +27,7 @@ from openrooms.http.rooms import RoomsApi
 from openrooms.http.wire import json_response
 from openrooms.service.admission import AdmissionService
 from openrooms.service.clock import Clock, SystemClock
+from openrooms.service.event_log import EventsService
 from openrooms.service.identity import IdentityService
 from openrooms.service.keys import KeyRing
 from openrooms.service.ports import RoomStore
@@ -53,6 +55,9 @@ def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clo
     identity_service = IdentityService(room_store, clock, resource_id=settings.resource_id)
     oidc = oidc_verifier(settings, clock)
     identity_api = IdentityApi(identity_service, oidc)
+    events_service = EventsService(room_store, clock, identity_service.resource_id,
+                                   retention_days=settings.event_retention_days)
+    events_api = EventsApi(events_service, settings.public_url)
     admission_service = AdmissionService(identity_service, room_store, clock)
     admission_api = AdmissionApi(admission_service, _livekit_bridge(settings, clock))
     calls_api = CallsApi(_call_service(settings, admission_service, room_store, clock))
@@ -79,7 +84,7 @@ def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clo
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Pipeline) -> AsyncIterator[None]:
-        purger = asyncio.create_task(_purge_periodically(rooms_service))
+        purger = asyncio.create_task(_purge_periodically(rooms_service, events_service))
         try:
             yield
         finally:
@@ -97,6 +102,7 @@ def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clo
         *admission_api.routes(),
         *identity_api.routes(),
         *calls_api.routes(),
+        *events_api.routes(),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         *([Route("/metrics", metrics_text, methods=["GET"], name="metrics")] if settings.metrics else []),
@@ -155,13 +161,16 @@ def _public_hosts(settings: Settings) -> list[str]:
     return [urlsplit(settings.public_url).netloc]
 
 
-async def _purge_periodically(service: RoomsService) -> None:
+async def _purge_periodically(service: RoomsService, events: EventsService) -> None:
     while True:
         await asyncio.sleep(PURGE_INTERVAL_SECONDS)
         try:
             rooms, records = await service.purge_expired()
             if rooms or records:
                 log.info("purged %d expired rooms and %d old idempotency records", rooms, records)
+            purged = await events.purge()
+            if purged:
+                log.info("purged %d events older than the retention", purged)
         except Exception:
             log.exception("purging expired rooms failed; will try again")
 

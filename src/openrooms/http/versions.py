@@ -101,8 +101,15 @@ CALLS = ApiFamily(
     path_pattern=r"/rooms/[^/]+/call(?::end|/ws|/participants/[^/]+)?",
 )
 
+# openrooms' own extension: the event log (`GET /events`, see docs/events.md).
+EVENTS = ApiFamily(
+    "Events (openrooms extension)",
+    ("/events",),
+    ADMISSION.versions,
+)
+
 # The first family that owns a path answers for it: the narrower extension families before Rooms.
-FAMILIES = (ADMISSION, CALLS, ROOMS, IDENTITY)
+FAMILIES = (ADMISSION, CALLS, ROOMS, IDENTITY, EVENTS)
 
 
 def family_for_path(path: str) -> ApiFamily | None:

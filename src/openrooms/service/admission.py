@@ -9,13 +9,15 @@ matrix below says what the role may do. `docs/admission.md` shows the matrix; a 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from openrooms.events import build as events
+from openrooms.events.types import NewEvent
 from openrooms.service import errors, ids, timestamps
 from openrooms.service.clock import Clock
-from openrooms.service.identity import IdentityService
+from openrooms.service.identity import IdentityService, VerifiedToken
 from openrooms.service.model import Participant, Role, Room
 
 # Token scopes that allow joining a call (`voip.join` joins existing calls only, and a room call is one).
@@ -210,6 +212,8 @@ class RosterStore(Protocol):
 
     async def get_participant(self, room_id: str, raw_id: str) -> Participant | None: ...
 
+    async def append_events(self, events: Sequence[NewEvent]) -> None: ...
+
 
 class AdmissionService:
     def __init__(self, identity: IdentityService, store: RosterStore, clock: Clock) -> None:
@@ -219,8 +223,22 @@ class AdmissionService:
 
     async def admit(self, access_token: str, room_id: str) -> Admission:
         """Admit the token's user to the room's call, or raise the refusal (checked in this order: token 401,
-        Communication Services user 403/5830, scope 403, room id 400, room 404, roster 403/5828, window 403/5829)."""
+        Communication Services user 403/5830, scope 403, room id 400, room 404, roster 403/5828, window 403/5829).
+        Each answer to a verified token is recorded in the event log (JoinAdmitted, or JoinRefused with the reason);
+        refusals of tokens that do not verify, and of malformed room ids, are not: anyone could fill the log with
+        them."""
         token = await self._identity.verify_token(access_token)
+        try:
+            admission = await self._decide(token, room_id)
+        except errors.ServiceError as exc:
+            if _well_formed(room_id):
+                await self._store.append_events([events.join_refused(
+                    room_id, token.raw_id, exc.status, exc.code, exc.message, self._clock.now())])
+            raise
+        await self._store.append_events([events.join_admitted(room_id, admission.participant, self._clock.now())])
+        return admission
+
+    async def _decide(self, token: VerifiedToken, room_id: str) -> Admission:
         if not (token.raw_id.startswith(ACS_USER_PREFIX) and ids.is_user_id(token.raw_id)):
             raise errors.admission_not_acs_user(token.raw_id)
         if not any(scope in JOIN_SCOPES for scope in token.scopes):
@@ -243,3 +261,11 @@ class AdmissionService:
             capabilities=capabilities_of(participant.role, room),
             grant_expires_at=min(room.valid_until, token.expires_at),
         )
+
+
+def _well_formed(room_id: str) -> bool:
+    try:
+        ids.check_room_id(room_id)
+    except errors.ServiceError:
+        return False
+    return True

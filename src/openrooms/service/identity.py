@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from openrooms.events import build as events
 from openrooms.service import errors, ids, tokens
 from openrooms.service.clock import TICKS_PER_SECOND, Clock
 from openrooms.service.model import CommunicationUser, SigningKey
@@ -88,7 +89,7 @@ class IdentityService:
         for _ in range(_ID_DRAWS):
             user = CommunicationUser(prefix + new_user_part(), self._clock.now())
             try:
-                await self._store.insert_user(user)
+                await self._store.insert_user(user, [events.user_created(user.raw_id, user.created_at)])
             except UserIdTaken:
                 continue
             break
@@ -101,12 +102,13 @@ class IdentityService:
     async def delete_user(self, raw_id: str) -> None:
         """Delete the user: its tokens stop verifying and it leaves every room's roster."""
         await self._check_user_id(raw_id)
-        if not await self._store.delete_user(raw_id):
+        if not await self._store.delete_user(raw_id, events.UserDeletion(raw_id, self._clock.now())):
             raise errors.identity_not_found(raw_id)
 
     async def revoke_tokens(self, raw_id: str) -> None:
         await self._check_user_id(raw_id)
-        if not await self._store.revoke_tokens(raw_id, self._clock.now()):
+        now = self._clock.now()
+        if not await self._store.revoke_tokens(raw_id, now, [events.tokens_revoked(raw_id, now)]):
             raise errors.identity_not_found(raw_id)
 
     async def issue_token(

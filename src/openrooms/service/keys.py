@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from openrooms.events import build as events
 from openrooms.service.ports import RoomStore, StoreUnavailable
 
 NAMES = ("primary", "secondary")
@@ -120,7 +121,7 @@ async def rotate(store: RoomStore, name: str, now: int) -> dict[str, str]:
     for other in NAMES:
         if other != name and (other not in stored or is_well_known(stored[other])):
             new[other] = new_key()
-    await store.set_access_keys(new, now, replace=True)
+    await store.set_access_keys(new, now, replace=True, events=[events.keys_rotated(sorted(new), now)])
     return new
 
 

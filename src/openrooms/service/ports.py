@@ -11,10 +11,12 @@ types and raise `StoreUnavailable` when the database cannot be reached; they nev
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from typing import NamedTuple, Protocol
 
+from openrooms.events.types import NewEvent, StoredEvent
 from openrooms.service.model import (
+    ROLES,
     CallEvent,
     CallServer,
     CommunicationUser,
@@ -55,6 +57,58 @@ class RosterPage(NamedTuple):
     next_start: int | None
 
 
+class RosterChange(NamedTuple):
+    """What a roster change did, as the store found the roster: who came in, who changed role, who left."""
+
+    added: list[Participant]
+    role_changed: list[tuple[str, Role, Role]]  # raw id, before, after
+    removed: list[Participant]  # with the roles they had
+
+
+def roster_change(found: Mapping[str, str], upserts: Mapping[str, Role], removals: Collection[str]) -> RosterChange:
+    """What a roster change did, from the roles (`found`, by raw id) of the participants it names as they were
+    before it. An id both upserted and removed ends removed."""
+    gone = set(removals)
+    kept = [(raw_id, role) for raw_id, role in upserts.items() if raw_id not in gone]
+    added = [Participant(raw_id, role) for raw_id, role in kept if raw_id not in found]
+    changed = [(raw_id, ROLES[found[raw_id]], role) for raw_id, role in kept
+               if raw_id in found and found[raw_id] != role.value]
+    removed = [Participant(raw_id, ROLES[found[raw_id]]) for raw_id in dict.fromkeys(removals) if raw_id in found]
+    return RosterChange(added, changed, removed)
+
+
+# The events of a change that depends on what the transaction finds (see `events.build`); called inside it.
+RoomUpdateEvents = Callable[[Room, Room], Sequence[NewEvent]]  # the room before and after
+RosterChangeEvents = Callable[[RosterChange], Sequence[NewEvent]]
+UserDeletionEvents = Callable[[Sequence[tuple[str, Role]]], Sequence[NewEvent]]  # the rooms left, with the roles
+
+
+class EventLog(Protocol):
+    """The log of events. Each write method of the stores takes the events of its change and appends them in the
+    change's own transaction (a change that fails appends none); `append_events` appends events that come with
+    no change of the store's (admissions, calls).
+
+    Positions are pairs of integers that only grow in the order events become readable: an event that becomes
+    readable later never sorts before one already read, so a reader that goes on from the last position it read
+    misses none (SQLite: (0, sequence number), writers take turns; PostgreSQL: (transaction id, sequence
+    number), read up to the oldest transaction still writing events)."""
+
+    async def append_events(self, events: Sequence[NewEvent]) -> None: ...
+
+    async def list_events(
+        self, after: tuple[int, int] | None, types: Collection[str] | None, room_id: str | None, limit: int
+    ) -> list[StoredEvent]:
+        """Up to `limit` events after the position `after` (None: from the oldest kept), in the log's order,
+        of the given types (None: all) and room (None: any)."""
+        ...
+
+    async def purge_events(self, before: int) -> int:
+        """Delete the events older than the instant `before` (ticks); return how many. SQLite deletes in the log's
+        order, up to the first event that is not older (the log is in time order but for clock differences
+        between instances)."""
+        ...
+
+
 class IdentityStore(Protocol):
     """ACS users, the server's resource id and the keys that sign access tokens."""
 
@@ -76,7 +130,7 @@ class IdentityStore(Protocol):
         """The newest stored signing key; `candidate` is stored (and returned) if there is none yet."""
         ...
 
-    async def insert_user(self, user: CommunicationUser) -> None:
+    async def insert_user(self, user: CommunicationUser, events: Sequence[NewEvent] = ()) -> None:
         """Raises `UserIdTaken` if a user with that raw id exists."""
         ...
 
@@ -87,11 +141,11 @@ class IdentityStore(Protocol):
 
     async def get_user(self, raw_id: str) -> CommunicationUser | None: ...
 
-    async def revoke_tokens(self, raw_id: str, revoked_before: int) -> bool:
+    async def revoke_tokens(self, raw_id: str, revoked_before: int, events: Sequence[NewEvent] = ()) -> bool:
         """Record that the user's tokens issued before `revoked_before` are revoked; False if no such user."""
         ...
 
-    async def delete_user(self, raw_id: str) -> bool:
+    async def delete_user(self, raw_id: str, events: UserDeletionEvents | None = None) -> bool:
         """Delete the user and remove it from every room's roster, in one transaction; False if no such user."""
         ...
 
@@ -104,7 +158,9 @@ class AccessKeyStore(Protocol):
         """Every stored key by name; empty if none was stored yet."""
         ...
 
-    async def set_access_keys(self, keys: Mapping[str, str], now: int, *, replace: bool = True) -> dict[str, str]:
+    async def set_access_keys(
+        self, keys: Mapping[str, str], now: int, *, replace: bool = True, events: Sequence[NewEvent] = ()
+    ) -> dict[str, str]:
         """Store the given keys in one transaction and return every stored key afterwards. With `replace`
         False, a name that has a key already keeps it (seeding on first start)."""
         ...
@@ -135,11 +191,12 @@ class CallStore(Protocol):
         ...
 
 
-class RoomStore(IdentityStore, AccessKeyStore, CallStore, Protocol):
+class RoomStore(IdentityStore, AccessKeyStore, EventLog, CallStore, Protocol):
     async def close(self) -> None: ...
 
     async def insert_room(
-        self, room: Room, participants: Sequence[Participant], record: CreateRecord | None
+        self, room: Room, participants: Sequence[Participant], record: CreateRecord | None,
+        events: Sequence[NewEvent] = (),
     ) -> CreateRecord | None:
         """Insert a room with its roster (and the idempotency record of the create, if any).
 
@@ -153,12 +210,13 @@ class RoomStore(IdentityStore, AccessKeyStore, CallStore, Protocol):
     async def get_room(self, room_id: str) -> Room | None: ...
 
     async def update_room(
-        self, room_id: str, window: tuple[int, int] | None, pstn_dial_out_enabled: bool | None
+        self, room_id: str, window: tuple[int, int] | None, pstn_dial_out_enabled: bool | None,
+        events: RoomUpdateEvents | None = None,
     ) -> Room | None:
         """Apply the given changes (None: unchanged) and return the room after them; None if no such room."""
         ...
 
-    async def delete_room(self, room_id: str) -> bool: ...
+    async def delete_room(self, room_id: str, events: Sequence[NewEvent] = ()) -> bool: ...
 
     async def list_rooms(self, valid_after: int, after: tuple[int, str] | None, limit: int) -> list[Room]:
         """Rooms with `valid_until` > `valid_after`, newest `created_at` first then id descending, strictly
@@ -182,7 +240,7 @@ class RoomStore(IdentityStore, AccessKeyStore, CallStore, Protocol):
 
     async def update_participants(
         self, room_id: str, upserts: Mapping[str, Role], removals: Collection[str],
-        max_participants: int | None = None,
+        max_participants: int | None = None, events: RosterChangeEvents | None = None,
     ) -> bool:
         """Upsert and remove in one transaction; False (and nothing changed) if no such room. The participants
         `upserts` adds take their places in its order.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from openrooms.events import build as events
 from openrooms.service import errors, ids, paging, validity
 from openrooms.service.clock import TICKS_PER_DAY, TICKS_PER_SECOND, Clock
 from openrooms.service.model import (
@@ -121,7 +122,7 @@ class RoomsService:
             if repeatability is not None:
                 record = CreateRecord(repeatability.request_id, repeatability.fingerprint, room, now)
             try:
-                earlier = await self._store.insert_room(room, roster, record)
+                earlier = await self._store.insert_room(room, roster, record, [events.room_created(room, roster)])
             except RoomIdTaken:
                 continue
             if earlier is not None and repeatability is not None:
@@ -145,11 +146,13 @@ class RoomsService:
 
     async def rooms_update(self, room_id: str, command: UpdateRoom) -> Room:
         ids.check_room_id(room_id)
-        window = validity.window_for_update(command.valid_from, command.valid_until, self._clock.now())
+        now = self._clock.now()
+        window = validity.window_for_update(command.valid_from, command.valid_until, now)
         room = await self._store.update_room(
             room_id,
             None if window is None else (window.valid_from, window.valid_until),
             command.pstn_dial_out_enabled,
+            events.RoomUpdate(now),
         )
         if room is None:
             raise errors.not_found()
@@ -157,7 +160,7 @@ class RoomsService:
 
     async def rooms_delete(self, room_id: str) -> None:
         ids.check_room_id(room_id)
-        if not await self._store.delete_room(room_id):
+        if not await self._store.delete_room(room_id, [events.room_deleted(room_id, self._clock.now())]):
             raise errors.not_found()
 
     async def rooms_list(self, cursor: str | None = None, page_size: int | None = None) -> Page[Room]:
@@ -208,7 +211,8 @@ class RoomsService:
                 upserts[raw_id] = resolve_role(raw_id, change.role, roles)
         try:
             updated = await self._store.update_participants(
-                room_id, upserts, removals, max_participants=self._max_per_room
+                room_id, upserts, removals, max_participants=self._max_per_room,
+                events=events.RosterUpdate(room_id, self._clock.now()),
             )
         except RosterFull as exc:
             raise errors.room_roster_full(exc.size, self._max_per_room) from None

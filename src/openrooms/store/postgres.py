@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Collection, Iterator, Mapping, Sequen
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import msgspec
 import psycopg
 import sqlalchemy.exc
 from psycopg import AsyncConnection
@@ -35,6 +36,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from openrooms import config
+from openrooms.events.types import NewEvent, StoredEvent
 from openrooms.service.model import (
     ROLES,
     CallEvent,
@@ -46,6 +48,7 @@ from openrooms.service.model import (
     Room,
     SigningKey,
 )
+from openrooms.service.ports import RoomUpdateEvents, RosterChangeEvents, UserDeletionEvents, roster_change
 from openrooms.store import migrate
 from openrooms.store.protocol import RoomIdTaken, RosterFull, RosterPage, StoreUnavailable, UserIdTaken
 from openrooms.store.records import created_room, created_room_value
@@ -82,6 +85,11 @@ _SIGNING_KEY_LOCK_CLASS = _PURGE_LOCK_CLASS + 2
 # takes at most that many locks); users that share one only wait for each other's deletion.
 _USER_LOCK_CLASS = _PURGE_LOCK_CLASS + 3
 USER_LOCKS = 64
+# Every transaction that logs events holds this lock (shared: they do not wait for each other) from before its
+# first write, so before it has a transaction id, until it ends. A reader of the log finds the transaction ids of
+# the holders in pg_locks, and reads only events of transactions older than all of them (see `_EVENTS_HORIZON`).
+_EVENTS_LOCK_CLASS = _PURGE_LOCK_CLASS + 4
+_LOCK_EVENTS = f"pg_advisory_xact_lock_shared({_EVENTS_LOCK_CLASS}, hashtext(current_schema()))"
 _LOCK_ADDED_USERS = (
     f"SELECT count(pg_advisory_xact_lock_shared({_USER_LOCK_CLASS}, bucket)) AS taken FROM "
     f"(SELECT DISTINCT hashtext(raw_id) & {USER_LOCKS - 1} AS bucket "
@@ -90,18 +98,67 @@ _LOCK_ADDED_USERS = (
 
 
 # A room, its id claimed in the `room_ids` ledger and its roster, as one statement: its count is 0 when the id was
-# taken. The statements of a WITH see one another's rows only through RETURNING, and the roster's foreign key
+# taken. The events lock is taken before anything is written (see `_EVENTS_LOCK_CLASS`). The statements of a WITH
+# see one another's rows only through RETURNING, and the roster's foreign key
 # is checked at the end of the statement, when the room is in. The users' locks come first: the id's claim reads
 # from them.
 _CREATE_ROOM = (
-    f"WITH locked AS MATERIALIZED ({_LOCK_ADDED_USERS}), "
-    "issued AS (INSERT INTO room_ids (id) SELECT %(id)s FROM locked ON CONFLICT DO NOTHING RETURNING id), "
+    f"WITH locked AS MATERIALIZED ({_LOCK_ADDED_USERS}), logging AS MATERIALIZED (SELECT {_LOCK_EVENTS}), "
+    "issued AS (INSERT INTO room_ids (id) SELECT %(id)s FROM locked, logging ON CONFLICT DO NOTHING RETURNING id), "
     f"room AS (INSERT INTO rooms ({_ROOM_COLUMNS}) "
     "SELECT id, %(created_at)s, %(valid_from)s, %(valid_until)s, %(pstn)s FROM issued RETURNING id), "
     "roster AS (INSERT INTO participants (room_id, raw_id, role, seq) SELECT room.id, entry.raw_id, entry.role, "
-    "entry.seq FROM room, unnest(%(added)s::text[], %(roles)s::text[]) WITH ORDINALITY AS entry (raw_id, role, seq)) "
+    "entry.seq FROM room, unnest(%(added)s::text[], %(roles)s::text[]) WITH ORDINALITY AS entry (raw_id, role, seq)), "
+    "logged AS (INSERT INTO events (type, subject, room_id, time, data) SELECT event.* FROM room, "
+    "unnest(%(ev_type)s::text[], %(ev_subject)s::text[], %(ev_room)s::text[], "
+    "%(ev_time)s::bigint[], %(ev_data)s::text[]) AS event) "
     "SELECT count(*) FROM room"
 )
+# Events appended in the transaction of their change (the event log's outbox), as one statement.
+_APPEND_EVENTS = (
+    "INSERT INTO events (type, subject, room_id, time, data) SELECT * FROM "
+    "unnest(%(ev_type)s::text[], %(ev_subject)s::text[], %(ev_room)s::text[], "
+    "%(ev_time)s::bigint[], %(ev_data)s::text[])"
+)
+# Where reading the log must stop for now, as a transaction id: the oldest transaction id of the transactions that
+# hold the events lock now, and the next transaction id to be given out. Run before `_LIST_EVENTS`, in a statement
+# of its own: a transaction whose events that statement's snapshot cannot see had not ended when this one looked
+# at the locks, so it held the lock then (with its id, or still without one: then its id comes after the next
+# one), or took it later (and its id comes later still). A holder's transaction id is 32 bits in pg_locks: the
+# 64-bit one is the one of the same low 32 bits just below the next id.
+_EVENTS_HORIZON = (
+    "WITH next AS (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS id) "
+    "SELECT least(next.id, min(next.id - ((next.id - held.transactionid::text::bigint) % 4294967296))) "
+    "FROM next LEFT JOIN (pg_locks event_lock JOIN pg_locks held ON held.pid = event_lock.pid "
+    "AND held.locktype = 'transactionid' AND held.mode = 'ExclusiveLock' AND held.granted) "
+    f"ON event_lock.locktype = 'advisory' AND event_lock.classid = {_EVENTS_LOCK_CLASS} "
+    "AND event_lock.objid::text::bigint = (hashtext(current_schema())::bigint & 4294967295) "
+    "AND event_lock.objsubid = 2 AND event_lock.granted "
+    "AND event_lock.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    "GROUP BY next.id"
+)
+# Events in the log's order, (transaction id, sequence number), up to the horizon: none that commits later can
+# sort before the last one read.
+_EVENT_COLUMNS = "(tx::text)::bigint, seq, type, subject, room_id, time, data"
+_LIST_EVENTS = (
+    f"SELECT {_EVENT_COLUMNS} FROM events WHERE (tx, seq) > (%(tx)s::text::xid8, %(seq)s::bigint) "
+    "AND tx < %(horizon)s::text::xid8 "
+    "AND (%(types)s::text[] IS NULL OR type = ANY(%(types)s::text[])) "
+    "AND (%(room)s::text IS NULL OR room_id = %(room)s::text) ORDER BY tx, seq LIMIT %(limit)s"
+)
+
+
+def _event_arrays(events: Sequence[NewEvent]) -> dict[str, list[Any]]:
+    return {
+        "ev_type": [e.type for e in events],
+        "ev_subject": [e.subject for e in events], "ev_room": [e.room_id for e in events],
+        "ev_time": [e.time for e in events], "ev_data": [msgspec.json.encode(e.data).decode() for e in events],
+    }
+
+
+async def _append(db: AsyncConnection[Any], events: Sequence[NewEvent]) -> None:
+    if events:
+        await db.execute(_APPEND_EVENTS, _event_arrays(events))
 # A roster change's first step: the locks of the users it adds, then its room's row. The row is locked only once a
 # row of the join is there, so after the users' locks.
 _LOCK_ROSTER_ADDING = (
@@ -306,20 +363,24 @@ class PostgresStore:
             await AsyncConnectionPool.check_connection(connection)
 
     @contextlib.asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[AsyncConnection[Any]]:
+    async def _transaction(self, *, logs: bool = False) -> AsyncIterator[AsyncConnection[Any]]:
+        """A transaction; with `logs`, one that may append events: it takes the events lock first."""
         async with self._connection() as connection, connection.transaction():
+            if logs:
+                await connection.execute(f"SELECT {_LOCK_EVENTS}")
             yield connection
 
     async def insert_room(
-        self, room: Room, participants: Sequence[Participant], record: CreateRecord | None
+        self, room: Room, participants: Sequence[Participant], record: CreateRecord | None,
+        events: Sequence[NewEvent] = (),
     ) -> CreateRecord | None:
         if record is None:  # one statement: one round trip, where BEGIN, two INSERTs and COMMIT were four
             async with self._connection() as db:
-                created = await _create_room(db, room, participants)
+                created = await _create_room(db, room, participants, events)
             if not created:
                 raise RoomIdTaken(room.id)
             return None
-        async with self._transaction() as db:
+        async with self._transaction(logs=bool(events)) as db:
             # Claim the request id first: a concurrent create with the same id waits here for ours to commit (or
             # roll back), then finds our record instead of creating a second room.
             claimed = await db.execute(
@@ -334,7 +395,7 @@ class PostgresStore:
                     return earlier
                 # Purged between the two statements (a day-old record): nothing to answer from.
                 raise StoreUnavailable("an idempotency record changed under a concurrent create")
-            if not await _create_room(db, room, participants):
+            if not await _create_room(db, room, participants, events):
                 raise RoomIdTaken(room.id)  # rolls the transaction back, record claim included
         return None
 
@@ -349,9 +410,12 @@ class PostgresStore:
         return None if row is None else _room(row)
 
     async def update_room(
-        self, room_id: str, window: tuple[int, int] | None, pstn_dial_out_enabled: bool | None
+        self, room_id: str, window: tuple[int, int] | None, pstn_dial_out_enabled: bool | None,
+        events: RoomUpdateEvents | None = None,
     ) -> Room | None:
         valid_from, valid_until = window or (None, None)
+        if events is not None:
+            return await self._update_room_logged(room_id, valid_from, valid_until, pstn_dial_out_enabled, events)
         async with self._connection() as db:  # one statement: atomic without a transaction of its own
             cursor = await db.execute(
                 "UPDATE rooms SET valid_from = coalesce(%s::bigint, valid_from), "
@@ -363,10 +427,35 @@ class PostgresStore:
             row = await cursor.fetchone()
         return None if row is None else _room(row)
 
-    async def delete_room(self, room_id: str) -> bool:
-        async with self._connection() as db:  # one statement; the roster goes with the room (ON DELETE CASCADE)
+    async def _update_room_logged(
+        self, room_id: str, valid_from: int | None, valid_until: int | None, pstn: bool | None,
+        events: RoomUpdateEvents,
+    ) -> Room | None:
+        async with self._transaction(logs=True) as db:
+            cursor = await db.execute(f"SELECT {_ROOM_COLUMNS} FROM rooms WHERE id = %s FOR NO KEY UPDATE", (room_id,))
+            before = await cursor.fetchone()
+            if before is None:
+                return None
+            cursor = await db.execute(
+                "UPDATE rooms SET valid_from = coalesce(%s::bigint, valid_from), "
+                "valid_until = coalesce(%s::bigint, valid_until), "
+                "pstn_dial_out_enabled = coalesce(%s::boolean, pstn_dial_out_enabled) "
+                f"WHERE id = %s RETURNING {_ROOM_COLUMNS}",
+                (valid_from, valid_until, pstn, room_id),
+            )
+            row = await cursor.fetchone()
+            assert row is not None
+            room = _room(row)
+            await _append(db, events(_room(before), room))
+        return room
+
+    async def delete_room(self, room_id: str, events: Sequence[NewEvent] = ()) -> bool:
+        async with self._transaction(logs=bool(events)) as db:  # the roster goes with the room (ON DELETE CASCADE)
             cursor = await db.execute("DELETE FROM rooms WHERE id = %s", (room_id,))
-            return cursor.rowcount > 0
+            if cursor.rowcount == 0:
+                return False
+            await _append(db, events)
+        return True
 
     async def list_rooms(self, valid_after: int, after: tuple[int, str] | None, limit: int) -> list[Room]:
         async with self._connection() as db:
@@ -404,12 +493,12 @@ class PostgresStore:
 
     async def update_participants(
         self, room_id: str, upserts: Mapping[str, Role], removals: Collection[str],
-        max_participants: int | None = None,
+        max_participants: int | None = None, events: RosterChangeEvents | None = None,
     ) -> bool:
         removed_ids = list(removals)
         gone = set(removed_ids)  # an id both upserted and removed ends removed, as if the removal came second
         upserted = [(raw_id, role.value) for raw_id, role in upserts.items() if raw_id not in gone]
-        async with self._transaction() as db:
+        async with self._transaction(logs=events is not None) as db:
             # Roster changes to one room take turns on its row: no deadlock between two requests touching
             # the same people in different orders, and none can slip in after the room is deleted. The change
             # is the next statement, so that it counts the roster as the request before ours left it. The
@@ -421,6 +510,13 @@ class PostgresStore:
                 cursor = await db.execute("SELECT 1 FROM rooms WHERE id = %s FOR NO KEY UPDATE", (room_id,))
             if await cursor.fetchone() is None:
                 return False
+            found: dict[str, str] = {}
+            if events is not None:  # the roles, before the change, of everyone it names
+                cursor = await db.execute(
+                    "SELECT raw_id, role FROM participants WHERE room_id = %s AND raw_id = ANY(%s::text[])",
+                    (room_id, [*upserts, *removed_ids]),
+                )
+                found = {raw_id: role for raw_id, role in await cursor.fetchall()}
             cursor = await db.execute(
                 _CHANGE_ROSTER,
                 {"room": room_id, "upserted": [raw_id for raw_id, _ in upserted],
@@ -432,6 +528,8 @@ class PostgresStore:
             after = before + added - removed
             if max_participants is not None and after > max_participants and after > before:
                 raise RosterFull(after)  # rolls the change back
+            if events is not None:
+                await _append(db, events(roster_change(found, upserts, removals)))
         return True
 
     async def purge(self, rooms_valid_before: int, records_created_before: int) -> tuple[int, int]:
@@ -463,6 +561,32 @@ class PostgresStore:
                     "SELECT pg_advisory_unlock(%s, hashtext(current_schema()))", (_PURGE_LOCK_CLASS,)
                 )
         return rooms, records
+
+    # Events --------------------------------------------------------------------------------------------------
+    async def append_events(self, events: Sequence[NewEvent]) -> None:
+        if events:
+            async with self._transaction(logs=True) as db:
+                await _append(db, events)
+
+    async def list_events(
+        self, after: tuple[int, int] | None, types: Collection[str] | None, room_id: str | None, limit: int
+    ) -> list[StoredEvent]:
+        tx, seq = after or (0, 0)
+        async with self._connection() as db:
+            cursor = await db.execute(_EVENTS_HORIZON)
+            horizon = await cursor.fetchone()
+            assert horizon is not None
+            cursor = await db.execute(_LIST_EVENTS, {"tx": str(tx), "seq": seq, "room": room_id, "limit": limit,
+                                                     "types": None if types is None else list(types),
+                                                     "horizon": str(horizon[0])})
+            rows = await cursor.fetchall()
+        return [StoredEvent((row[0], row[1]), row[2], row[3], row[4], row[5], row[6].encode()) for row in rows]
+
+    async def purge_events(self, before: int) -> int:
+        async with self._connection() as db:
+            return await _delete_in_batches(
+                db, "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE time < %s LIMIT %s "
+                "FOR UPDATE SKIP LOCKED)", before)
 
     # Identities ----------------------------------------------------------------------------------------------
     async def ensure_resource_id(self, candidate: str) -> str:
@@ -501,8 +625,8 @@ class PostgresStore:
             )
         return candidate
 
-    async def insert_user(self, user: CommunicationUser) -> None:
-        async with self._transaction() as db:
+    async def insert_user(self, user: CommunicationUser, events: Sequence[NewEvent] = ()) -> None:
+        async with self._transaction(logs=bool(events)) as db:
             cursor = await db.execute(
                 "INSERT INTO identities (raw_id, created_at, tokens_revoked_before) VALUES (%s, %s, %s) "
                 "ON CONFLICT (raw_id) DO NOTHING",
@@ -510,6 +634,7 @@ class PostgresStore:
             )
             if cursor.rowcount == 0:
                 raise UserIdTaken(user.raw_id)
+            await _append(db, events)
 
     async def get_user(self, raw_id: str) -> CommunicationUser | None:
         async with self._connection() as db:
@@ -519,18 +644,21 @@ class PostgresStore:
             row = await cursor.fetchone()
         return None if row is None else CommunicationUser(*row)
 
-    async def revoke_tokens(self, raw_id: str, revoked_before: int) -> bool:
-        async with self._transaction() as db:
+    async def revoke_tokens(self, raw_id: str, revoked_before: int, events: Sequence[NewEvent] = ()) -> bool:
+        async with self._transaction(logs=bool(events)) as db:
             # Never moves back: a revoke from an instance whose clock lags must not un-revoke tokens.
             cursor = await db.execute(
                 "UPDATE identities SET tokens_revoked_before = "
                 "greatest(coalesce(tokens_revoked_before, %s::bigint), %s::bigint) WHERE raw_id = %s",
                 (revoked_before, revoked_before, raw_id),
             )
-            return cursor.rowcount > 0
+            if cursor.rowcount == 0:
+                return False
+            await _append(db, events)
+        return True
 
-    async def delete_user(self, raw_id: str) -> bool:
-        async with self._transaction() as db:
+    async def delete_user(self, raw_id: str, events: UserDeletionEvents | None = None) -> bool:
+        async with self._transaction(logs=events is not None) as db:
             # First the user's lock: additions of the user in progress finish first (and their entries are seen
             # below), later ones wait for this deletion. Then the rooms the user is in, in id order as every
             # roster change takes one, so that a change in progress counts the roster it leaves exactly.
@@ -541,7 +669,10 @@ class PostgresStore:
                 return False
             await db.execute("SELECT 1 FROM rooms WHERE id IN (SELECT room_id FROM participants WHERE raw_id = %s) "
                              "ORDER BY id FOR NO KEY UPDATE", (raw_id,))
-            await db.execute("DELETE FROM participants WHERE raw_id = %s", (raw_id,))
+            cursor = await db.execute("DELETE FROM participants WHERE raw_id = %s RETURNING room_id, role", (raw_id,))
+            left = await cursor.fetchall()
+            if events is not None:
+                await _append(db, events([(room_id, ROLES[role]) for room_id, role in left]))
         return True
 
     # Access keys ---------------------------------------------------------------------------------------------
@@ -588,9 +719,11 @@ class PostgresStore:
             cursor = await db.execute("SELECT name, key FROM access_keys")
             return {name: key for name, key in await cursor.fetchall()}
 
-    async def set_access_keys(self, keys: Mapping[str, str], now: int, *, replace: bool = True) -> dict[str, str]:
+    async def set_access_keys(
+        self, keys: Mapping[str, str], now: int, *, replace: bool = True, events: Sequence[NewEvent] = ()
+    ) -> dict[str, str]:
         conflict = "DO UPDATE SET key = excluded.key, updated_at = excluded.updated_at" if replace else "DO NOTHING"
-        async with self._transaction() as db:
+        async with self._transaction(logs=bool(events)) as db:
             if keys:
                 async with db.cursor() as batch:
                     await batch.executemany(
@@ -598,6 +731,7 @@ class PostgresStore:
                         f"ON CONFLICT (name) {conflict}",
                         [(name, key, now) for name, key in keys.items()],
                     )
+            await _append(db, events)
             cursor = await db.execute("SELECT name, key FROM access_keys")
             return {name: key for name, key in await cursor.fetchall()}
 
@@ -607,7 +741,7 @@ class PostgresStore:
 
     # Room calls (openrooms.calls) ---------------------------------------------------------------------------
     async def listen_changes(self) -> AsyncIterator[str]:
-        """Every change to a room, its roster or a user, from any instance, as the triggers of migration 0006
+        """Every change to a room, its roster or a user, from any instance, as the triggers of migration 0007
         announce it (`room:<id>`, `user:<raw id>`), on a connection of its own (LISTEN/NOTIFY); first an empty
         string, once listening. Ends when that connection fails: the caller listens again."""
         connection = await AsyncConnection.connect(libpq_url(self._url), **_connection_kwargs(self._url))
@@ -668,13 +802,15 @@ _CALL_EVENT_COLUMNS = ("event_type, server_call_id, room_id, at, raw_id, role, d
                        "end_reason, sub_code")
 
 
-async def _create_room(db: AsyncConnection[Any], room: Room, participants: Sequence[Participant]) -> bool:
+async def _create_room(
+    db: AsyncConnection[Any], room: Room, participants: Sequence[Participant], events: Sequence[NewEvent]
+) -> bool:
     """Whether the room went in (False: its id was issued before)."""
     cursor = await db.execute(
         _CREATE_ROOM,
         {"id": room.id, "created_at": room.created_at, "valid_from": room.valid_from, "valid_until": room.valid_until,
          "pstn": room.pstn_dial_out_enabled, "added": [p.raw_id for p in participants],
-         "roles": [p.role.value for p in participants]},
+         "roles": [p.role.value for p in participants], **_event_arrays(events)},
     )
     row = await cursor.fetchone()
     return row is not None and row[0] > 0

@@ -25,6 +25,7 @@ import msgspec
 from sqlalchemy import create_engine
 from sqlalchemy.pool import StaticPool
 
+from openrooms.events.types import NewEvent, StoredEvent
 from openrooms.service.model import (
     ROLES,
     CallEvent,
@@ -36,6 +37,7 @@ from openrooms.service.model import (
     Room,
     SigningKey,
 )
+from openrooms.service.ports import RoomUpdateEvents, RosterChangeEvents, UserDeletionEvents, roster_change
 from openrooms.store import migrate
 from openrooms.store.changes import FOREVER, NOTHING, ChangeCounters, Changes, KeptReads
 from openrooms.store.protocol import RoomIdTaken, RosterFull, RosterPage, StoreUnavailable, UserIdTaken
@@ -101,6 +103,26 @@ def _create_record(db: sqlite3.Connection, request_id: str) -> CreateRecord | No
     return None if row is None else _record(row)
 
 
+_INSERT_EVENT = "INSERT INTO events (type, subject, room_id, time, data) VALUES (?, ?, ?, ?, ?)"
+_EVENT_COLUMNS = "seq, type, subject, room_id, time, data"
+_encode = msgspec.json.encode
+
+
+def _append(db: sqlite3.Connection, events: Sequence[NewEvent]) -> None:
+    """Append events in the transaction running on `db` (the group commit's, just before its COMMIT)."""
+    if len(events) == 1:
+        e = events[0]
+        db.execute(_INSERT_EVENT, (e.type, e.subject, e.room_id, e.time, _encode(e.data)))
+    elif events:
+        db.executemany(_INSERT_EVENT, [(e.type, e.subject, e.room_id, e.time, _encode(e.data)) for e in events])
+
+
+def _stored(row: tuple[int, str, str, str | None, int, bytes | str]) -> StoredEvent:
+    data = row[5]
+    return StoredEvent((0, row[0]), row[1], row[2], row[3], row[4],
+                       data.encode() if isinstance(data, str) else bytes(data))
+
+
 def _roster_size(db: sqlite3.Connection, room_id: str) -> int:
     return int(db.execute("SELECT count(*) FROM participants WHERE room_id = ?", (room_id,)).fetchone()[0])
 
@@ -118,7 +140,13 @@ class SqliteStore:
         self._participants = self._kept.participants
         self._pages = self._kept.pages
         self._listings = self._kept.listings
-        writer.after_commit = self._kept.after_commit
+        # The events of the write transaction running now, and of those of the group commit that succeeded: written
+        # with one statement just before the group's COMMIT (one statement per event would cost each create room
+        # more than all the rest of its event). A transaction that raises leaves its events behind with its changes.
+        self._running_events: list[NewEvent] = []
+        self._group_events: list[NewEvent] = []
+        writer.before_commit = self._write_events
+        writer.after_commit = self._after_commit
 
     @classmethod
     def open(cls, path: Path | None, *, migrate_schema: bool = True, busy_timeout_ms: int = 5000) -> SqliteStore:
@@ -189,12 +217,28 @@ class SqliteStore:
         note = self._kept.note
 
         def noted(db: sqlite3.Connection) -> T:
+            running: list[NewEvent] = []
+            self._running_events = running
             result, changes = transaction(db)
             if changes is not NOTHING:
                 note(changes)  # its last step: a transaction that raised is rolled back and noted nothing
+            if running:
+                self._group_events += running
             return result
 
         return await self._writer.run(noted)
+
+    def _log(self, events: Sequence[NewEvent]) -> None:
+        """Log the events of the write transaction running now: written in its group commit, if it succeeds."""
+        self._running_events += events
+
+    def _write_events(self, db: sqlite3.Connection) -> None:
+        events, self._group_events = self._group_events, []
+        _append(db, events)
+
+    def _after_commit(self, committed: bool) -> None:
+        self._group_events = []  # a group that failed before its events were written
+        self._kept.after_commit(committed)
 
     def _counter(self, room_id: str) -> int | None:
         """The room's change counter, read before a query whose result is to be kept."""
@@ -202,7 +246,8 @@ class SqliteStore:
 
     # Rooms ---------------------------------------------------------------------------------------------------
     async def insert_room(
-        self, room: Room, participants: Sequence[Participant], record: CreateRecord | None
+        self, room: Room, participants: Sequence[Participant], record: CreateRecord | None,
+        events: Sequence[NewEvent] = (),
     ) -> CreateRecord | None:
         def transaction(db: sqlite3.Connection) -> tuple[CreateRecord | None, Changes]:
             if record is not None:
@@ -229,6 +274,7 @@ class SqliteStore:
                     (record.request_id, record.fingerprint, record.room_id, created_room_value(record.room),
                      record.created_at),
                 )
+            self._log(events)
             return None, Changes({room.id: room}, created=(room.id,))
 
         return await self._write(transaction)
@@ -252,11 +298,15 @@ class SqliteStore:
         return room
 
     async def update_room(
-        self, room_id: str, window: tuple[int, int] | None, pstn_dial_out_enabled: bool | None
+        self, room_id: str, window: tuple[int, int] | None, pstn_dial_out_enabled: bool | None,
+        events: RoomUpdateEvents | None = None,
     ) -> Room | None:
         valid_from, valid_until = window or (None, None)
 
         def transaction(db: sqlite3.Connection) -> tuple[Room | None, Changes]:
+            before = None
+            if events is not None:
+                before = db.execute(f"SELECT {_ROOM_COLUMNS} FROM rooms WHERE id = ?", (room_id,)).fetchone()
             row: tuple[str, int, int, int, int] | None = db.execute(
                 "UPDATE rooms SET valid_from = coalesce(?, valid_from), valid_until = coalesce(?, valid_until), "
                 "pstn_dial_out_enabled = coalesce(?, pstn_dial_out_enabled) "
@@ -266,14 +316,17 @@ class SqliteStore:
             if row is None:
                 return None, NOTHING
             room = _room(row)
+            if events is not None and before is not None:
+                self._log(events(_room(before), room))
             return room, Changes({room_id: room})
 
         return await self._write(transaction)
 
-    async def delete_room(self, room_id: str) -> bool:
+    async def delete_room(self, room_id: str, events: Sequence[NewEvent] = ()) -> bool:
         def transaction(db: sqlite3.Connection) -> tuple[bool, Changes]:
             if db.execute("DELETE FROM rooms WHERE id = ?", (room_id,)).rowcount == 0:
                 return False, NOTHING
+            self._log(events)
             return True, Changes({room_id: None})
 
         return await self._write(transaction)
@@ -342,7 +395,7 @@ class SqliteStore:
 
     async def update_participants(
         self, room_id: str, upserts: Mapping[str, Role], removals: Collection[str],
-        max_participants: int | None = None,
+        max_participants: int | None = None, events: RosterChangeEvents | None = None,
     ) -> bool:
         def transaction(db: sqlite3.Connection) -> tuple[bool, Changes]:
             # Whether the room exists, its roster's size and the last place taken in it, in one statement (each one
@@ -355,6 +408,12 @@ class SqliteStore:
             ).fetchone()
             if exists is None:
                 return False, NOTHING
+            found: dict[str, str] = {}
+            if events is not None:  # the roles, before the change, of everyone it names
+                named = msgspec.json.encode([*upserts, *removals]).decode()
+                found = dict(db.execute(
+                    "SELECT raw_id, role FROM participants WHERE room_id = ? AND raw_id IN "
+                    "(SELECT value FROM json_each(?))", (room_id, named)).fetchall())
             if upserts:
                 # New participants take the places after the last one, in the order given; a role change keeps
                 # its place (the conflict leaves `seq` as it was).
@@ -373,6 +432,8 @@ class SqliteStore:
                 after = _roster_size(db, room_id)
                 if after > max_participants and after > before:
                     raise RosterFull(after)  # the writer rolls this transaction back
+            if events is not None:
+                self._log(events(roster_change(found, upserts, removals)))
             return True, Changes(rosters=(room_id,))
 
         return await self._write(transaction)
@@ -399,6 +460,47 @@ class SqliteStore:
             )
         )
         return rooms, records
+
+    # Events --------------------------------------------------------------------------------------------------
+    async def append_events(self, events: Sequence[NewEvent]) -> None:
+        def transaction(db: sqlite3.Connection) -> tuple[None, Changes]:
+            self._log(events)
+            return None, NOTHING
+
+        if events:
+            await self._write(transaction)
+
+    async def list_events(
+        self, after: tuple[int, int] | None, types: Collection[str] | None, room_id: str | None, limit: int
+    ) -> list[StoredEvent]:
+        where, params = ["seq > ?"], [0 if after is None else after[1]]
+        if types is not None:
+            where.append("type IN (SELECT value FROM json_each(?))")
+            params.append(msgspec.json.encode(list(types)).decode())  # type: ignore[arg-type]
+        if room_id is not None:
+            where.append("room_id = ?")
+            params.append(room_id)  # type: ignore[arg-type]
+        statement = f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?"
+        rows = await self._read(lambda db: db.execute(statement, (*params, limit)).fetchall())
+        return [_stored(row) for row in rows]
+
+    async def purge_events(self, before: int) -> int:
+        # From the oldest on, up to the first event that is not older than `before`: the log has no index on
+        # time (each create room would pay for it), and this reads only the events it deletes, and one more.
+        def batch(db: sqlite3.Connection) -> tuple[int, Changes]:
+            deleted = db.execute(
+                "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE seq < coalesce("
+                "(SELECT seq FROM events WHERE time >= ?1 ORDER BY seq LIMIT 1), 1 << 62) ORDER BY seq LIMIT ?2)",
+                (before, _PURGE_BATCH),
+            ).rowcount
+            return deleted, NOTHING
+
+        total = 0
+        while True:
+            deleted = await self._write(batch)
+            total += deleted
+            if deleted < _PURGE_BATCH:
+                return total
 
     # Identities ----------------------------------------------------------------------------------------------
     async def ensure_resource_id(self, candidate: str) -> str:
@@ -435,7 +537,7 @@ class SqliteStore:
 
         return await self._write(transaction)
 
-    async def insert_user(self, user: CommunicationUser) -> None:
+    async def insert_user(self, user: CommunicationUser, events: Sequence[NewEvent] = ()) -> None:
         def transaction(db: sqlite3.Connection) -> tuple[None, Changes]:
             try:
                 db.execute(
@@ -444,6 +546,7 @@ class SqliteStore:
                 )
             except sqlite3.IntegrityError:
                 raise UserIdTaken(user.raw_id) from None
+            self._log(events)
             return None, NOTHING
 
         await self._write(transaction)
@@ -456,25 +559,30 @@ class SqliteStore:
         )
         return None if row is None else CommunicationUser(*row)
 
-    async def revoke_tokens(self, raw_id: str, revoked_before: int) -> bool:
-        # Never moves back: a revoke from an instance whose clock lags must not un-revoke tokens.
-        return await self._write(
-            lambda db: (
-                db.execute(
-                    "UPDATE identities SET tokens_revoked_before = CASE WHEN tokens_revoked_before IS NULL "
-                    "OR tokens_revoked_before < ? THEN ? ELSE tokens_revoked_before END WHERE raw_id = ?",
-                    (revoked_before, revoked_before, raw_id),
-                ).rowcount > 0,
-                NOTHING,
-            )
-        )
+    async def revoke_tokens(self, raw_id: str, revoked_before: int, events: Sequence[NewEvent] = ()) -> bool:
+        def transaction(db: sqlite3.Connection) -> tuple[bool, Changes]:
+            # Never moves back: a revoke from an instance whose clock lags must not un-revoke tokens.
+            revoked = db.execute(
+                "UPDATE identities SET tokens_revoked_before = CASE WHEN tokens_revoked_before IS NULL "
+                "OR tokens_revoked_before < ? THEN ? ELSE tokens_revoked_before END WHERE raw_id = ?",
+                (revoked_before, revoked_before, raw_id),
+            ).rowcount > 0
+            if revoked:
+                self._log(events)
+            return revoked, NOTHING
 
-    async def delete_user(self, raw_id: str) -> bool:
+        return await self._write(transaction)
+
+    async def delete_user(self, raw_id: str, events: UserDeletionEvents | None = None) -> bool:
         def transaction(db: sqlite3.Connection) -> tuple[bool, Changes]:
             if db.execute("DELETE FROM identities WHERE raw_id = ?", (raw_id,)).rowcount == 0:
                 return False, NOTHING
-            left = db.execute("DELETE FROM participants WHERE raw_id = ? RETURNING room_id", (raw_id,)).fetchall()
-            return True, Changes(rosters=[room_id for (room_id,) in left])
+            left = db.execute(
+                "DELETE FROM participants WHERE raw_id = ? RETURNING room_id, role", (raw_id,)
+            ).fetchall()
+            if events is not None:
+                self._log(events([(room_id, ROLES[role]) for room_id, role in left]))
+            return True, Changes(rosters=[room_id for room_id, _ in left])
 
         return await self._write(transaction)
 
@@ -518,7 +626,9 @@ class SqliteStore:
     async def get_access_keys(self) -> dict[str, str]:
         return await self._read(lambda db: dict(db.execute("SELECT name, key FROM access_keys").fetchall()))
 
-    async def set_access_keys(self, keys: Mapping[str, str], now: int, *, replace: bool = True) -> dict[str, str]:
+    async def set_access_keys(
+        self, keys: Mapping[str, str], now: int, *, replace: bool = True, events: Sequence[NewEvent] = ()
+    ) -> dict[str, str]:
         conflict = "DO UPDATE SET key = excluded.key, updated_at = excluded.updated_at" if replace else "DO NOTHING"
 
         def transaction(db: sqlite3.Connection) -> tuple[dict[str, str], Changes]:
@@ -526,6 +636,7 @@ class SqliteStore:
                 f"INSERT INTO access_keys (name, key, updated_at) VALUES (?, ?, ?) ON CONFLICT (name) {conflict}",
                 [(name, key, now) for name, key in keys.items()],
             )
+            self._log(events)
             return dict(db.execute("SELECT name, key FROM access_keys").fetchall()), NOTHING
 
         return await self._write(transaction)

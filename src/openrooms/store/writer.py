@@ -8,6 +8,8 @@ transaction (a function of the connection) is queued, and one flush at a time ta
 2. the event loop runs each transaction in its own SAVEPOINT (the statements are quick: pages in memory);
 3. the helper thread COMMITs: the fsync, while the event loop goes on serving (reads have their own
    connection, and new writes queue up for the next flush);
+   then the `before_commit` step, still in the group's transaction (the SQLite store writes the group's
+   events there, with one statement);
 4. the `after_commit` step runs while the write lock is still held, told whether the COMMIT succeeded (the
    SQLite store bumps its change counters there and moves its kept reads forward, see `changes`);
 5. only then does each transaction's caller get its result or its exception: nothing is acknowledged before
@@ -58,6 +60,9 @@ class GroupCommitWriter:
         # Called after each group's COMMIT (True) or its failure (False) while this process still holds the write
         # lock.
         self.after_commit: Callable[[bool], None] | None = None
+        # Called after the group's transactions, before its COMMIT, in the group's transaction (the SQLite store
+        # writes the group's events there); if it raises, the whole group fails.
+        self.before_commit: Callable[[sqlite3.Connection], None] | None = None
 
     @property
     def locks_across_processes(self) -> bool:
@@ -101,6 +106,8 @@ class GroupCommitWriter:
         committed = False
         try:
             outcomes = self._transact(batch)
+            if self.before_commit is not None:
+                self.before_commit(self._db)
             await loop.run_in_executor(self._thread, self._db.execute, "COMMIT")
             committed = True
         except BaseException:

@@ -5,15 +5,15 @@ On PostgreSQL, triggers also announce every change to a room, its roster or a us
 `openrooms_changes` (payload `room:<id>` or `user:<raw id>`; PostgreSQL folds repeats within a transaction), so
 that every instance applies it to the calls it serves at once (LISTEN/NOTIFY).
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,131 @@
+"""What each change's event says: built by the service from its own types, handed to the store with the change.
+
+Where the event depends on the database as the change finds it (a room's fields before an update, which
+participants a roster change adds or only re-roles), the service hands the store a function of what the store
+found, and the store calls it inside the transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from openrooms.events import types as t
+
+if TYPE_CHECKING:  # the service imports this module: at run time it imports nothing of the service's
+    from openrooms.service.model import Participant, Role, Room
+    from openrooms.service.ports import RosterChange
+
+
+def _event(type_: str, subject: str, room_id: str | None, now: int, data: msgspec.Struct) -> t.NewEvent:
+    return t.NewEvent(type_, subject, room_id, now, data)
+
+
+def _room_subject(room_id: str) -> str:
+    return "rooms/" + room_id
+
+
+def _user_subject(raw_id: str) -> str:
+    return "identities/" + raw_id
+
+
+def _participants(participants: Sequence[Participant]) -> list[t.ParticipantData]:
+    if not participants:
+        return []
+    return [t.ParticipantData(p.raw_id, p.role.value) for p in participants]
+
+
+def room_created(room: Room, participants: Sequence[Participant]) -> t.NewEvent:
+    created = t.instant(room.created_at)
+    valid_from = created if room.valid_from == room.created_at else t.instant(room.valid_from)  # the default
+    data = t.RoomCreatedData(room.id, created, valid_from, t.instant(room.valid_until), room.pstn_dial_out_enabled,
+                             _participants(participants))
+    return _event(t.ROOM_CREATED, _room_subject(room.id), room.id, room.created_at, data)
+
+
+def _fields(room: Room) -> t.RoomFields:
+    return t.RoomFields(t.instant(room.valid_from), t.instant(room.valid_until), room.pstn_dial_out_enabled)
+
+
+class RoomUpdate:
+    """The event of an update, from the room before and after it; none if no field's value changed."""
+
+    def __init__(self, now: int) -> None:
+        self._now = now
+
+    def __call__(self, before: Room, after: Room) -> list[t.NewEvent]:
+        changed = [name for name, a, b in (("validFrom", before.valid_from, after.valid_from),
+                                            ("validUntil", before.valid_until, after.valid_until),
+                                            ("pstnDialOutEnabled", before.pstn_dial_out_enabled,
+                                             after.pstn_dial_out_enabled)) if a != b]
+        if not changed:
+            return []
+        data = t.RoomUpdatedData(after.id, changed, _fields(before), _fields(after))
+        return [_event(t.ROOM_UPDATED, _room_subject(after.id), after.id, self._now, data)]
+
+
+def room_deleted(room_id: str, now: int) -> t.NewEvent:
+    return _event(t.ROOM_DELETED, _room_subject(room_id), room_id, now, t.RoomDeletedData(room_id))
+
+
+class RosterUpdate:
+    """The events of a roster change: one per kind of change that happened (added, role changed, removed)."""
+
+    def __init__(self, room_id: str, now: int) -> None:
+        self._room_id = room_id
+        self._now = now
+
+    def __call__(self, change: RosterChange) -> list[t.NewEvent]:
+        room_id, subject, now = self._room_id, _room_subject(self._room_id), self._now
+        events = []
+        if change.added:
+            events.append(_event(t.PARTICIPANTS_ADDED, subject, room_id, now,
+                                 t.ParticipantsData(room_id, _participants(change.added))))
+        if change.role_changed:
+            events.append(_event(t.PARTICIPANTS_ROLE_CHANGED, subject, room_id, now, t.ParticipantsRoleChangedData(
+                room_id, [t.RoleChange(raw_id, old.value, new.value) for raw_id, old, new in change.role_changed])))
+        if change.removed:
+            events.append(_event(t.PARTICIPANTS_REMOVED, subject, room_id, now,
+                                 t.ParticipantsData(room_id, _participants(change.removed), "Removed")))
+        return events
+
+
+def user_created(raw_id: str, now: int) -> t.NewEvent:
+    return _event(t.USER_CREATED, _user_subject(raw_id), None, now, t.UserData(raw_id))
+
+
+class UserDeletion:
+    """The events of a user's deletion: UserDeleted, and a ParticipantsRemoved for each room it left."""
+
+    def __init__(self, raw_id: str, now: int) -> None:
+        self._raw_id = raw_id
+        self._now = now
+
+    def __call__(self, left: Sequence[tuple[str, Role]]) -> list[t.NewEvent]:
+        raw_id, now = self._raw_id, self._now
+        events = [_event(t.USER_DELETED, _user_subject(raw_id), None, now,
+                         t.UserData(raw_id, sorted(room_id for room_id, _ in left)))]
+        for room_id, role in sorted(left):
+            events.append(_event(t.PARTICIPANTS_REMOVED, _room_subject(room_id), room_id, now, t.ParticipantsData(
+                room_id, [t.ParticipantData(raw_id, role.value)], "UserDeleted")))
+        return events
+
+
+def tokens_revoked(raw_id: str, now: int) -> t.NewEvent:
+    return _event(t.TOKENS_REVOKED, _user_subject(raw_id), None, now, t.TokensRevokedData(raw_id, t.instant(now)))
+
+
+def join_admitted(room_id: str, participant: Participant, now: int) -> t.NewEvent:
+    return _event(t.JOIN_ADMITTED, _room_subject(room_id), room_id, now,
+                  t.JoinAdmittedData(room_id, participant.raw_id, participant.role.value))
+
+
+def join_refused(room_id: str, raw_id: str | None, status: int, code: str, reason: str, now: int) -> t.NewEvent:
+    return _event(t.JOIN_REFUSED, _room_subject(room_id), room_id, now,
+                  t.JoinRefusedData(room_id, raw_id, status, code, reason))
+
+
+def keys_rotated(names: Sequence[str], now: int) -> t.NewEvent:
+    return _event(t.KEYS_ROTATED, "keys", None, now, t.KeysRotatedData(list(names)))
