@@ -7,8 +7,8 @@ import msgspec
 import psycopg
 import pytest
 
-from openrooms.events import build
 from openrooms.events import types as t
+from openrooms.service import events as build
 from openrooms.service.model import CommunicationUser, CreateRecord, Participant, Role, Room
 from openrooms.store import postgres
 from openrooms.store.postgres import PostgresStore, libpq_url

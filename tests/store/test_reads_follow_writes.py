@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from openrooms.calls.model import CallEvent, CallServer
-from openrooms.events.build import room_deleted
+from openrooms.service.events import room_deleted
 from openrooms.service.model import CommunicationUser, CreateRecord, Participant, Role, Room, SigningKey
 from openrooms.store.postgres import PostgresStore
 from openrooms.store.protocol import RoomStore

@@ -12,13 +12,9 @@ transaction that writes the change, and serves it back as the stored bytes.
 
 from __future__ import annotations
 
-import functools
-from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 import msgspec
-
-TICKS_PER_SECOND = 10_000_000  # the service's ticks: 100 ns
 
 # openrooms' control-plane events
 ROOM_CREATED = "OpenRooms.RoomCreated"
@@ -45,27 +41,6 @@ TYPES = (
     CALL_STARTED, CALL_ENDED, CALL_PARTICIPANT_ADDED, CALL_PARTICIPANT_REMOVED,
 )
 DATA_VERSION = "1.0"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def instant(ticks: int) -> str:
-    """A service instant (ticks of 100 ns) as the Rooms API writes instants: RFC 3339, `+00:00`, up to seven
-    fractional digits with trailing zeros trimmed (so an event's `validFrom` compares equal to the room's)."""
-    seconds, fraction = divmod(ticks, TICKS_PER_SECOND)
-    hours, second_of_hour = divmod(seconds, 3600)
-    if fraction:
-        return f"{_hour(hours)}{_MINUTES_SECONDS[second_of_hour]}.{fraction:07d}".rstrip("0") + "+00:00"
-    return f"{_hour(hours)}{_MINUTES_SECONDS[second_of_hour]}+00:00"
-
-
-# The calendar arithmetic is done once per hour of the clock; minutes and seconds come from a table.
-@functools.lru_cache(maxsize=1 << 12)
-def _hour(hours: int) -> str:
-    t = _EPOCH + timedelta(hours=hours)
-    return f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:"
-
-
-_MINUTES_SECONDS = [f"{minute:02d}:{second:02d}" for minute in range(60) for second in range(60)]
 
 
 class NewEvent(msgspec.Struct, frozen=True):

@@ -13,9 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from openrooms.events import build as events
 from openrooms.events.types import NewEvent
-from openrooms.service import errors, ids, timestamps
+from openrooms.service import errors, events, ids, timestamps
 from openrooms.service.clock import Clock
 from openrooms.service.identity import IdentityService, VerifiedToken
 from openrooms.service.model import Participant, Role, Room

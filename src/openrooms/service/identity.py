@@ -15,8 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from openrooms.events import build as events
-from openrooms.service import errors, ids, tokens
+from openrooms.service import errors, events, ids, tokens
 from openrooms.service.clock import TICKS_PER_SECOND, Clock
 from openrooms.service.model import CommunicationUser, SigningKey
 from openrooms.service.ports import IdentityStore, UserIdTaken

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from openrooms.events import build as events
+from openrooms.service import events
 from openrooms.service.ports import RoomStore, StoreUnavailable
 
 NAMES = ("primary", "secondary")

@@ -77,7 +77,7 @@ def roster_change(found: Mapping[str, str], upserts: Mapping[str, Role], removal
     return RosterChange(added, changed, removed)
 
 
-# The events of a change that depends on what the transaction finds (see `events.build`); called inside it.
+# The events of a change that depends on what the transaction finds (see `service/events.py`); called inside it.
 RoomUpdateEvents = Callable[[Room, Room], Sequence[NewEvent]]  # the room before and after
 RosterChangeEvents = Callable[[RosterChange], Sequence[NewEvent]]
 UserDeletionEvents = Callable[[Sequence[tuple[str, Role]]], Sequence[NewEvent]]  # the rooms left, with the roles

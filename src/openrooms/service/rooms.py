@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from openrooms.events import build as events
-from openrooms.service import errors, ids, paging, validity
+from openrooms.service import errors, events, ids, paging, validity
 from openrooms.service.clock import TICKS_PER_DAY, TICKS_PER_SECOND, Clock
 from openrooms.service.model import (
     CreateRecord,

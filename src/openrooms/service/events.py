@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from openrooms.events import types as t
+from openrooms.service import timestamps
 
-if TYPE_CHECKING:  # the service imports this module: at run time it imports nothing of the service's
+if TYPE_CHECKING:
     from openrooms.service.model import Participant, Role, Room
     from openrooms.service.ports import RosterChange
 
@@ -38,15 +39,18 @@ def _participants(participants: Sequence[Participant]) -> list[t.ParticipantData
 
 
 def room_created(room: Room, participants: Sequence[Participant]) -> t.NewEvent:
-    created = t.instant(room.created_at)
-    valid_from = created if room.valid_from == room.created_at else t.instant(room.valid_from)  # the default
-    data = t.RoomCreatedData(room.id, created, valid_from, t.instant(room.valid_until), room.pstn_dial_out_enabled,
+    created = timestamps.format(room.created_at)
+    valid_from = created if room.valid_from == room.created_at else timestamps.format(room.valid_from)  # the default
+    valid_until = timestamps.format(room.valid_until)
+    data = t.RoomCreatedData(room.id, created, valid_from, valid_until, room.pstn_dial_out_enabled,
                              _participants(participants))
     return _event(t.ROOM_CREATED, _room_subject(room.id), room.id, room.created_at, data)
 
 
 def _fields(room: Room) -> t.RoomFields:
-    return t.RoomFields(t.instant(room.valid_from), t.instant(room.valid_until), room.pstn_dial_out_enabled)
+    return t.RoomFields(
+        timestamps.format(room.valid_from), timestamps.format(room.valid_until), room.pstn_dial_out_enabled
+    )
 
 
 class RoomUpdate:
@@ -114,7 +118,8 @@ class UserDeletion:
 
 
 def tokens_revoked(raw_id: str, now: int) -> t.NewEvent:
-    return _event(t.TOKENS_REVOKED, _user_subject(raw_id), None, now, t.TokensRevokedData(raw_id, t.instant(now)))
+    data = t.TokensRevokedData(raw_id, timestamps.format(now))
+    return _event(t.TOKENS_REVOKED, _user_subject(raw_id), None, now, data)
 
 
 def join_admitted(room_id: str, participant: Participant, now: int) -> t.NewEvent:
