@@ -46,6 +46,24 @@ class ParticipantsPage(msgspec.Struct):
     nextLink: str | None = None
 
 
+class Event(msgspec.Struct):
+    """An event of the log (docs/events.md): an Event Grid event with its place in the log, `cursor`."""
+
+    id: str
+    subject: str
+    eventType: str
+    eventTime: str
+    dataVersion: str
+    metadataVersion: str
+    cursor: str
+    data: dict[str, Any]
+
+
+class EventsPage(msgspec.Struct):
+    value: list[Event]
+    nextLink: str
+
+
 class ErrorDetail(msgspec.Struct):
     code: str
     message: str
@@ -156,6 +174,9 @@ OPERATIONS = (
               response_type="text/javascript", security=None),
     Operation("get", "/call-static/call.css", "Calls_PageStyle", "The call page's style sheet.", 200, str,
               response_type="text/css", security=None),
+    # The event log (openrooms extension, docs/events.md); `after`, `types`, `roomId` and `wait` as documented there
+    Operation("get", "/events", "Events_List", "The event log in order, after a cursor; optionally filtered and "
+              "long-polled.", 200, EventsPage, family=versions.EVENTS, paged=True),
     # The server itself
     Operation("get", "/healthz", "Health", "Up: answers as long as the process serves.", 200, ServerStatus,
               security=None),
