@@ -222,3 +222,22 @@ def assert_wire_error(response: Any, status: int, expected: dict[str, Any]) -> N
     assert response.json() == expected
     assert response.headers["x-ms-error-code"] == expected["error"]["code"]
     assert response.headers["content-type"] == "application/json; charset=utf-8"
+
+
+# The Identity API as both SDK test layers (tests/api in process, tests/e2e against a real server) drive it.
+IDENTITY_VERSIONS = ("2023-10-01", "2025-06-30")
+TOKEN_SCOPES = "chat, voip, chat.join, chat.join.limited, voip.join"
+USER_PART = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+
+
+@dataclass
+class IdentityClient:
+    """One CommunicationIdentityClient, sync or async, behind one awaitable interface."""
+
+    client: Any
+    flavour: str
+    version: str
+
+    async def call(self, operation: str, *args: Any, **kwargs: Any) -> Any:
+        result = getattr(self.client, operation)(*args, **kwargs)
+        return await result if inspect.isawaitable(result) else result

@@ -5,7 +5,6 @@ store on disk, the flag and the variable). Every other identity rule is checked 
 from __future__ import annotations
 
 import base64
-import inspect
 import json
 import re
 import subprocess
@@ -27,26 +26,16 @@ from azure.communication.rooms import ParticipantRole, RoomsClient
 from azure.core.credentials import AccessToken
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
-from tests.e2e.rooms_support import member
+from tests.e2e.rooms_support import IDENTITY_VERSIONS, TOKEN_SCOPES, USER_PART, IdentityClient, member
 from tests.support import Server, running_server
 
-VERSIONS = ("2023-10-01", "2025-06-30")
-SCOPES = "chat, voip, chat.join, chat.join.limited, voip.join"
-USER_PART = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+VERSIONS = IDENTITY_VERSIONS
+SCOPES = TOKEN_SCOPES
 
 
 @dataclass
-class Identity:
-    """One CommunicationIdentityClient, sync or async, behind one awaitable interface."""
-
-    client: Any
-    flavour: str
-    version: str
+class Identity(IdentityClient):
     server: Server
-
-    async def call(self, operation: str, *args: Any, **kwargs: Any) -> Any:
-        result = getattr(self.client, operation)(*args, **kwargs)
-        return await result if inspect.isawaitable(result) else result
 
 
 @pytest.fixture(params=[(f, v) for f in ("sync", "async") for v in VERSIONS], ids="-".join)
