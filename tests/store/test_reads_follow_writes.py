@@ -18,7 +18,7 @@ from openrooms.calls.model import CallEvent, CallServer
 from openrooms.service.events import room_deleted
 from openrooms.service.model import CommunicationUser, CreateRecord, Participant, Role, Room, SigningKey
 from openrooms.store.postgres import PostgresStore
-from openrooms.store.protocol import RoomStore
+from openrooms.store.protocol import RoomQuery, RoomStore
 from openrooms.store.sqlite import SqliteStore
 from tests.store.conftest import StoreFactory
 from tests.support import user_id
@@ -65,8 +65,9 @@ WRITES: dict[str, Write] = {
 # The resource id is only ever read by ensuring it; the data set up has no events to purge (tests/store/
 # test_event_log.py has).
 NO_READ_SEES = {"ensure_resource_id", "adopt_resource_id", "purge_events"}
-READS = {"get_room", "get_create_record", "list_rooms", "list_participants", "get_participant", "get_user",
-         "get_signing_keys", "get_access_keys", "ping", "get_call_server", "list_call_events", "list_events"}
+READS = {"get_room", "get_create_record", "list_rooms", "query_rooms", "list_participants", "get_participant",
+         "get_user", "get_signing_keys", "get_access_keys", "ping", "get_call_server", "list_call_events",
+         "list_events"}
 LIFECYCLE = {"close"}
 STREAMS = {"listen_changes"}  # the store's change notifications (PostgreSQL LISTEN/NOTIFY; none from SQLite)
 
@@ -104,6 +105,8 @@ async def reads(store: RoomStore) -> tuple[object, ...]:
         await store.list_participants(R1.id, 0, 10),
         await store.list_participants(R2.id, 0, 10), await store.list_participants(R3.id, 0, 10),
         await store.list_rooms(NOW, None, 1), await store.list_rooms(NOW, None, 10),
+        await store.query_rooms(RoomQuery(NOW), None, 10),
+        await store.query_rooms(RoomQuery(NOW, frozenset({"open"}), U), None, 10),
         await store.get_create_record("req-1"), await store.get_create_record("req-3"),
         await store.get_user(U), await store.get_user(X),
         await store.get_signing_keys(), await store.get_access_keys(),

@@ -36,3 +36,13 @@ def test_family_for_path() -> None:
     assert versions.family_for_path("/identities/x/:issueAccessToken") is versions.IDENTITY
     assert versions.family_for_path("/roomsx") is None
     assert versions.family_for_path("/healthz") is None
+
+
+def test_the_room_queries_claim_the_list_at_their_own_version_alone() -> None:
+    extension = versions.ROOM_QUERIES.versions[0].name
+    assert versions.family_for_path("/rooms", "GET", extension) is versions.ROOM_QUERIES
+    assert versions.family_for_path("/rooms", "GET", extension.upper()) is versions.ROOM_QUERIES
+    assert versions.family_for_path("/rooms", "GET", "2025-03-13") is versions.ROOMS
+    assert versions.family_for_path("/rooms", "GET", None) is versions.ROOMS
+    assert versions.family_for_path("/rooms", "POST", extension) is versions.ROOMS
+    assert versions.family_for_path("/rooms/12345678901234567", "GET", extension) is versions.ROOMS

@@ -17,6 +17,7 @@ from openrooms.http import calls as calls_http
 from openrooms.http.versions import ApiFamily
 from openrooms.service import ids
 from openrooms.service.admission import JOIN_SCOPES
+from openrooms.service.ports import ROOM_STATES
 
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
@@ -124,14 +125,30 @@ class Operation:
     paged: bool = False
     security: str | None = "hmac"  # a name in SECURITY_SCHEMES; None: served to anyone
     tag: str = "Server"
+    # An extension family that serves the operation too, at its own api-versions, with these query parameters.
+    extension: ApiFamily | None = None
+    extension_query: tuple[dict[str, Any], ...] = ()
 
 
 OPERATIONS = (
     # Rooms
     Operation("post", "/rooms", "Rooms_Create", "Create a room.", 201, Room, body=rooms.CreateRoomRequest,
               family=versions.ROOMS),
-    Operation("get", "/rooms", "Rooms_List", "List the rooms that have not ended.", 200, RoomsPage,
-              family=versions.ROOMS, paged=True),
+    Operation("get", "/rooms", "Rooms_List", "List the rooms that have not ended, newest first; at the openrooms "
+              "extension's api-version, every room by validFrom, optionally by participant, state and id prefix.",
+              200, RoomsPage, family=versions.ROOMS, paged=True, extension=versions.ROOM_QUERIES,
+              extension_query=(
+                  {"name": "participant", "schema": {"type": "string", "pattern": f"^{ids.USER_ID_PATTERN}$"},
+                   "description": "Only the rooms whose roster holds this raw id."},
+                  {"name": "state", "style": "form", "explode": True,
+                   "schema": {"type": "array", "items": {"type": "string", "enum": list(ROOM_STATES)}},
+                   "description": "Only the rooms in one of these states now (repeated or comma-separated)."},
+                  {"name": "idPrefix",
+                   "schema": {"type": "string", "pattern": f"^[0-9]{{1,{max(ids.ROOM_ID_LENGTHS)}}}$"},
+                   "description": "Only the rooms whose id starts with these digits."},
+                  {"name": "orderby", "schema": {"type": "string", "enum": list(rooms.ORDERS)},
+                   "description": "The order: by validFrom, then id (the only one, and the default)."},
+              )),
     Operation("get", "/rooms/{room_id}", "Rooms_Get", "Get a room.", 200, Room, family=versions.ROOMS),
     Operation("patch", "/rooms/{room_id}", "Rooms_Update", "Update a room's validity window or settings.", 200,
               Room, body=rooms.UpdateRoomRequest, body_type=MERGE_PATCH, family=versions.ROOMS),
@@ -229,14 +246,19 @@ def _schema(model: type) -> dict[str, Any]:
 def _parameters(op: Operation) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = []
     if op.family is not None:
+        families = [op.family] if op.extension is None else [op.family, op.extension]
         params.append({"name": "api-version", "in": "query", "required": True,
-                       "description": f"An api-version of the {op.family.title} API.",
-                       "schema": {"type": "string", "enum": [v.name for v in op.family.versions]}})
+                       "description": f"An api-version of the {' or the '.join(f.title for f in families)} API.",
+                       "schema": {"type": "string", "enum": [v.name for f in families for v in f.versions]}})
     params += [{"name": name, "in": "path", "required": True, "schema": PATH_PARAMETERS[name]}
                for name in _PATH_PARAMETER.findall(op.path)]
     if op.paged:
         params += [{"name": "maxpagesize", "in": "query", "schema": {"type": "integer", "minimum": 1}},
                    {"name": "skipToken", "in": "query", "schema": {"type": "string"}}]
+    if op.extension is not None:
+        params += [{**param, "in": "query", "description": f"{param['description']} Only at the api-version of the "
+                    f"{op.extension.title} ({op.extension.supported}); ignored at the others."}
+                   for param in op.extension_query]
     return params
 
 

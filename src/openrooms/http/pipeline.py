@@ -170,10 +170,11 @@ class Pipeline:
         if route is None and is_join_path(path):
             raise service_errors.method_not_allowed(JOIN_METHODS)
         # -- 3. api-version
-        family = family_for_path(path)
+        requested = query_of(scope["query_string"]).get("api-version")
+        family = family_for_path(path, method, requested)
         if family is not None:
             ctx.api_family = family
-            ctx.api_version = family.resolve(query_of(scope["query_string"]).get("api-version"))
+            ctx.api_version = family.resolve(requested)
         # -- 4. credential
         credential = credential_for(method, path)
         if credential is not Credential.NONE:

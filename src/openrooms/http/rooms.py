@@ -9,7 +9,7 @@ import functools
 import hashlib
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import msgspec
 from starlette.requests import Request
@@ -98,11 +98,31 @@ def _participants_json(participants: tuple[Participant, ...]) -> bytes:
 
 
 @functools.lru_cache(maxsize=1024)
-def _next_link(origin: str, path: str, version: str, cursor: str, max_page_size: str | None) -> bytes:
-    query = {"api-version": version, "skipToken": cursor}
+def _next_link(origin: str, path: str, version: str, cursor: str, max_page_size: str | None,
+               carried: tuple[tuple[str, str], ...] = ()) -> bytes:
+    query = [("api-version", version), *carried, ("skipToken", cursor)]
     if max_page_size is not None:
-        query["maxpagesize"] = max_page_size
+        query.append(("maxpagesize", max_page_size))
     return msgspec.json.encode(f"{origin}{path}?{urlencode(query)}")
+
+
+# The room queries (openrooms extension, docs/rooms.md): their query parameters, which the next page's link carries.
+QUERY_PARAMETERS = ("participant", "state", "idPrefix", "orderby")
+ORDERS = ("validFrom", "validFrom asc")
+_ORDERS = {" ".join(order.casefold().split()) for order in ORDERS}
+
+
+def _last(given: dict[str, list[str]], name: str) -> str | None:
+    """A parameter's last value, as for any other parameter given more than once."""
+    values = given.get(name)
+    return values[-1] if values else None
+
+
+@functools.lru_cache(maxsize=1024)
+def _query_parameters(query_string: bytes) -> tuple[tuple[str, str], ...]:
+    """The room query parameters of a query string, every occurrence, in order."""
+    return tuple((name, value) for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+                 if name in QUERY_PARAMETERS)
 
 
 def _version(request: Request) -> ApiVersion:
@@ -173,9 +193,28 @@ class RoomsApi:
 
     async def rooms_list(self, request: Request) -> Response:
         version = _version(request)
+        if version.room_queries:
+            return await self._rooms_query(request, version)
         page = await self._service.rooms_list(*self._paging(request))
         items = _rooms_json(tuple(page.items), version.pstn_dial_out)
         return json_response(self._page_body(request, version, page, items))
+
+    async def _rooms_query(self, request: Request, version: ApiVersion) -> Response:
+        carried = _query_parameters(request.scope["query_string"])
+        given: dict[str, list[str]] = {}
+        for name, value in carried:
+            given.setdefault(name, []).append(value)
+        for order in given.get("orderby", ()):
+            if " ".join(order.casefold().split()) not in _ORDERS:
+                raise errors.invalid_room_order(order, ORDERS)
+        states = [state.strip().casefold() for value in given.get("state", ()) for state in value.split(",")]
+        cursor, page_size = self._paging(request)
+        page = await self._service.rooms_query(
+            states=states if "state" in given else None, participant=_last(given, "participant"),
+            id_prefix=_last(given, "idPrefix"), cursor=cursor, page_size=page_size,
+        )
+        items = _rooms_json(tuple(page.items), version.pstn_dial_out)
+        return json_response(self._page_body(request, version, page, items, carried))
 
     async def rooms_get(self, request: Request) -> Response:
         room = await self._service.rooms_get(request.path_params["room_id"])
@@ -218,12 +257,13 @@ class RoomsApi:
         query = query_of(request.scope["query_string"])
         return query.get("skipToken"), query_int(query.get("maxpagesize"), "maxpagesize")
 
-    def _page_body(self, request: Request, version: ApiVersion, page: Page[Any], items: bytes) -> bytes:
-        """`{"value": [...], "nextLink": ...}`, the items given as their JSON, joined."""
+    def _page_body(self, request: Request, version: ApiVersion, page: Page[Any], items: bytes,
+                   carried: tuple[tuple[str, str], ...] = ()) -> bytes:
+        """`{"value": [...], "nextLink": ...}`, the items given as their JSON, joined; the link carries `carried`."""
         if page.next_cursor is None:
             return b'{"value":[' + items + b"]}"
         link = _next_link(self._origin(request), request.scope["path"], version.name, page.next_cursor,
-                          query_of(request.scope["query_string"]).get("maxpagesize"))
+                          query_of(request.scope["query_string"]).get("maxpagesize"), carried)
         return b'{"value":[' + items + b'],"nextLink":' + link + b"}"
 
     def _origin(self, request: Request) -> str:

@@ -17,6 +17,8 @@ class ApiVersion:
     # Rooms: whether rooms carry pstnDialOutEnabled, and which roles a request may name.
     pstn_dial_out: bool = False
     roles: tuple[Role, ...] = ()
+    # The room list's queries (openrooms extension): `participant`, `state`, `idPrefix`, `orderby` (docs/rooms.md).
+    room_queries: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +30,10 @@ class ApiFamily:
     path_suffix: str | None = None
     # Set: the family owns only the paths that match this (e.g. a room's call and its actions).
     path_pattern: str | None = None
+    # Set: the family owns only requests of these methods.
+    methods: tuple[str, ...] | None = None
+    # The family owns a request only at its own api-versions; at any other, the next family that owns the path does.
+    by_version: bool = False
     supported: str = field(init=False, compare=False)  # the versions, as the api-supported-versions header lists them
     supported_header: tuple[bytes, bytes] = field(init=False, repr=False, compare=False)
     _by_name: dict[str, ApiVersion] = field(init=False, repr=False, compare=False)
@@ -46,6 +52,14 @@ class ApiFamily:
         if self.path_suffix is not None and not path.endswith(self.path_suffix):
             return False
         return path.startswith(self._under) or path in self.path_prefixes
+
+    def claims(self, path: str, method: str | None, requested: str | None) -> bool:
+        """Whether the family answers a request of `method` on `path` at the api-version `requested`."""
+        if self.methods is not None and method not in self.methods:
+            return False
+        if self.by_version and (not requested or _normalise(requested) not in self._by_name):
+            return False
+        return self.owns(path)
 
     def resolve(self, requested: str | None) -> ApiVersion:
         if not requested:
@@ -108,12 +122,27 @@ EVENTS = ApiFamily(
     ADMISSION.versions,
 )
 
-# The first family that owns a path answers for it: the narrower extension families before Rooms.
-FAMILIES = (ADMISSION, CALLS, ROOMS, IDENTITY, EVENTS)
+# openrooms' own extension: the room list's queries (`GET /rooms?participant=...&state=...`, see docs/rooms.md), at
+# the extension's version only. At the Rooms versions, the list is exactly ACS's (a query parameter it does not know
+# is ignored, as ever).
+ROOM_QUERIES = ApiFamily(
+    "Room queries (openrooms extension)",
+    ("/rooms",),
+    (ApiVersion(ADMISSION.versions[0].name, pstn_dial_out=True, roles=(*_BASE_ROLES, Role.COLLABORATOR),
+                room_queries=True),),
+    path_pattern=r"/rooms",
+    methods=("GET",),
+    by_version=True,
+)
+
+# The first family that claims a request answers for it: the narrower extension families before Rooms.
+FAMILIES = (ADMISSION, CALLS, ROOM_QUERIES, ROOMS, IDENTITY, EVENTS)
 
 
-def family_for_path(path: str) -> ApiFamily | None:
+def family_for_path(path: str, method: str | None = None, requested: str | None = None) -> ApiFamily | None:
+    """The family that answers a request of `method` on `path` at the api-version `requested` (without them: the
+    family that owns the path for any method and version)."""
     for family in FAMILIES:
-        if family.owns(path):
+        if family.claims(path, method, requested):
             return family
     return None

@@ -170,6 +170,27 @@ def invalid_page_token() -> ServiceError:
                        "skipToken")
 
 
+# Room queries (openrooms extension: docs/rooms.md) ------------------------------------------------------------
+def _bad_query_parameter(name: str, value: str, expected: str) -> ServiceError:
+    return bad_request(f"The query parameter {name} cannot be '{value}': {expected}.", name)
+
+
+def invalid_room_state(value: str, states: Sequence[str]) -> ServiceError:
+    return _bad_query_parameter("state", value, f"the states are {', '.join(states)} (repeated or comma-separated)")
+
+
+def invalid_participant_filter(value: str) -> ServiceError:
+    return _bad_query_parameter("participant", value, "it is the raw id of a Communication Services user")
+
+
+def invalid_room_id_prefix(value: str, max_length: int) -> ServiceError:
+    return _bad_query_parameter("idPrefix", value, f"it is 1 to {max_length} digits")
+
+
+def invalid_room_order(value: str, orders: Sequence[str]) -> ServiceError:
+    return _bad_query_parameter("orderby", value, f"the orders are {', '.join(orders)}")
+
+
 # Idempotent create -----------------------------------------------------------------------------------------
 def repeatability_request_id_length() -> ServiceError:
     return bad_request("Repeatability-Request-ID must be 1 to 128 characters.", "Repeatability-Request-ID")

@@ -57,6 +57,20 @@ class RosterPage(NamedTuple):
     next_start: int | None
 
 
+# The states of a room's window relative to an instant `now`, as the room queries name them: upcoming
+# (valid_from > now), open (valid_from <= now < valid_until), ended (valid_until <= now).
+ROOM_STATES = ("upcoming", "open", "ended")
+
+
+class RoomQuery(NamedTuple):
+    """Which rooms a room query lists: those that meet every condition given (None: no such condition)."""
+
+    now: int  # the instant the states are taken at (ticks)
+    states: frozenset[str] | None = None  # some of ROOM_STATES: rooms in any of them
+    participant: str | None = None  # a raw id: rooms whose roster holds it
+    id_prefix: str | None = None  # rooms whose id starts with it
+
+
 class RosterChange(NamedTuple):
     """What a roster change did, as the store found the roster: who came in, who changed role, who left."""
 
@@ -221,6 +235,11 @@ class RoomStore(IdentityStore, AccessKeyStore, EventLog, CallStore, Protocol):
     async def list_rooms(self, valid_after: int, after: tuple[int, str] | None, limit: int) -> list[Room]:
         """Rooms with `valid_until` > `valid_after`, newest `created_at` first then id descending, strictly
         after the `(created_at, id)` keyset cursor."""
+        ...
+
+    async def query_rooms(self, query: RoomQuery, after: tuple[int, str] | None, limit: int) -> list[Room]:
+        """Up to `limit` rooms that match `query`, by `valid_from` then id, strictly after the `(valid_from, id)`
+        keyset cursor `after` (None: from the first). Every room stored counts, ended ones too, until purged."""
         ...
 
     async def list_participants(self, room_id: str, start: int, limit: int) -> RosterPage | None:

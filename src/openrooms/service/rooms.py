@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from openrooms.service import errors, events, ids, paging, validity
@@ -17,7 +17,7 @@ from openrooms.service.model import (
     Room,
     UpdateRoom,
 )
-from openrooms.service.ports import RoomIdTaken, RoomStore, RosterFull
+from openrooms.service.ports import ROOM_STATES, RoomIdTaken, RoomQuery, RoomStore, RosterFull
 
 DEFAULT_ROLE = Role.ATTENDEE
 # How long a Repeatability-Request-ID is remembered (and how old a Repeatability-First-Sent may be).
@@ -29,6 +29,12 @@ DEFAULT_PURGE_GRACE_DAYS = 30
 DEFAULT_MAX_PARTICIPANTS_PER_ROOM = 10_000
 DEFAULT_MAX_PARTICIPANTS_PER_REQUEST = 1_000
 _ID_DRAWS = 8
+# The room queries' page tokens say the order they page in, so that no other listing's token is taken for one.
+_BY_VALID_FROM = "validFrom"
+
+
+def _is_tick_count(text: str) -> bool:
+    return text.isascii() and text.isdigit() and len(text) <= 18  # what a store's integer holds
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +182,39 @@ class RoomsService:
             return Page(rooms, None)
         last = rooms[limit - 1]
         return Page(rooms[:limit], paging.encode_cursor(last.created_at, last.id))
+
+    async def rooms_query(
+        self, *, states: Collection[str] | None = None, participant: str | None = None, id_prefix: str | None = None,
+        cursor: str | None = None, page_size: int | None = None,
+    ) -> Page[Room]:
+        """Rooms by the start of their window, then id (openrooms extension, docs/rooms.md): every stored room, or
+        only those in one of `states` now (of ROOM_STATES), with `participant` (a raw id) on the roster, or whose id
+        starts with `id_prefix`; all the conditions given hold. `cursor`: a page's `next_cursor`, whose rooms follow
+        (the states are taken anew for each page)."""
+        limit = paging.page_size(page_size, self._page_size)
+        wanted = None
+        if states is not None:
+            for state in states:
+                if state not in ROOM_STATES:
+                    raise errors.invalid_room_state(state, ROOM_STATES)
+            wanted = frozenset(states) or None
+        if participant is not None and not ids.is_user_id(participant):
+            raise errors.invalid_participant_filter(participant)
+        longest = max(ids.ROOM_ID_LENGTHS)
+        if id_prefix is not None and not (id_prefix.isascii() and id_prefix.isdigit() and len(id_prefix) <= longest):
+            raise errors.invalid_room_id_prefix(id_prefix, longest)
+        after = None
+        if cursor is not None:
+            order, valid_from, room_id = paging.decode_cursor(cursor, 3)
+            if order != _BY_VALID_FROM or not _is_tick_count(valid_from):
+                raise errors.invalid_page_token()
+            after = (int(valid_from), room_id)
+        query = RoomQuery(self._clock.now(), wanted, participant, id_prefix)
+        rooms = await self._store.query_rooms(query, after, limit + 1)
+        if len(rooms) <= limit:
+            return Page(rooms, None)
+        last = rooms[limit - 1]
+        return Page(rooms[:limit], paging.encode_cursor(_BY_VALID_FROM, last.valid_from, last.id))
 
     async def participants_list(
         self, room_id: str, cursor: str | None = None, page_size: int | None = None

@@ -50,8 +50,9 @@ from openrooms.service.model import (
 )
 from openrooms.service.ports import RoomUpdateEvents, RosterChangeEvents, UserDeletionEvents, roster_change
 from openrooms.store import migrate
-from openrooms.store.protocol import RoomIdTaken, RosterFull, RosterPage, StoreUnavailable, UserIdTaken
+from openrooms.store.protocol import RoomIdTaken, RoomQuery, RosterFull, RosterPage, StoreUnavailable, UserIdTaken
 from openrooms.store.records import created_room, created_room_value
+from openrooms.store.room_queries import room_query
 
 log = logging.getLogger("openrooms.store")
 
@@ -471,6 +472,13 @@ class PostgresStore:
                     "AND valid_until > %s ORDER BY created_at DESC, id DESC LIMIT %s",
                     (after[0], after[1], valid_after, limit),
                 )
+            rows = await cursor.fetchall()
+        return [_room(row) for row in rows]
+
+    async def query_rooms(self, query: RoomQuery, after: tuple[int, str] | None, limit: int) -> list[Room]:
+        statement, params = room_query(_ROOM_COLUMNS, query, after, limit, lambda name, kind: f"%({name})s::{kind}")
+        async with self._connection() as db:
+            cursor = await db.execute(statement, params)
             rows = await cursor.fetchall()
         return [_room(row) for row in rows]
 

@@ -5,6 +5,7 @@ from openrooms.service.ports import (
     AccessKeyStore,
     IdentityStore,
     RoomIdTaken,
+    RoomQuery,
     RoomStore,
     RosterFull,
     RosterPage,
@@ -13,6 +14,6 @@ from openrooms.service.ports import (
 )
 
 __all__ = [
-    "AccessKeyStore", "IdentityStore", "RoomIdTaken", "RoomStore", "RosterFull", "RosterPage", "StoreUnavailable",
-    "UserIdTaken",
+    "AccessKeyStore", "IdentityStore", "RoomIdTaken", "RoomQuery", "RoomStore", "RosterFull", "RosterPage",
+    "StoreUnavailable", "UserIdTaken",
 ]

@@ -40,8 +40,9 @@ from openrooms.service.model import (
 from openrooms.service.ports import RoomUpdateEvents, RosterChangeEvents, UserDeletionEvents, roster_change
 from openrooms.store import migrate
 from openrooms.store.changes import FOREVER, NOTHING, ChangeCounters, Changes, KeptReads
-from openrooms.store.protocol import RoomIdTaken, RosterFull, RosterPage, StoreUnavailable, UserIdTaken
+from openrooms.store.protocol import RoomIdTaken, RoomQuery, RosterFull, RosterPage, StoreUnavailable, UserIdTaken
 from openrooms.store.records import created_room, created_room_value
+from openrooms.store.room_queries import room_query
 from openrooms.store.writer import GroupCommitWriter
 
 T = TypeVar("T")
@@ -69,12 +70,16 @@ _ROOMS = msgspec.json.Decoder(list[Room])
 _PARTICIPANTS = msgspec.json.Decoder(list[Participant])
 
 
-def _rooms_page(where: str) -> str:
+def _as_json_array(rooms: str) -> str:
+    """The rooms that the statement `rooms` selects (`_ROOM_COLUMNS`), in its order, as one JSON array."""
     return (
         "SELECT json_group_array(json_array(id, created_at, valid_from, valid_until, "
-        "iif(pstn_dial_out_enabled, json('true'), json('false')))) "
-        f"FROM (SELECT {_ROOM_COLUMNS} FROM rooms WHERE {where} ORDER BY created_at DESC, id DESC LIMIT ?)"
+        f"iif(pstn_dial_out_enabled, json('true'), json('false')))) FROM ({rooms})"
     )
+
+
+def _rooms_page(where: str) -> str:
+    return _as_json_array(f"SELECT {_ROOM_COLUMNS} FROM rooms WHERE {where} ORDER BY created_at DESC, id DESC LIMIT ?")
 
 
 _ROOMS_FIRST_PAGE = _rooms_page("valid_until > ?")
@@ -350,6 +355,11 @@ class SqliteStore:
             ends = min((room.valid_until for room in rooms), default=FOREVER)
             self._listings.put((after, limit), counter, (valid_after, ends, rooms))
         return list(rooms)
+
+    async def query_rooms(self, query: RoomQuery, after: tuple[int, str] | None, limit: int) -> list[Room]:
+        statement, params = room_query(_ROOM_COLUMNS, query, after, limit, lambda name, _: f":{name}")
+        page: str = await self._read(lambda db: db.execute(_as_json_array(statement), params).fetchone()[0])
+        return _ROOMS.decode(page)
 
     async def list_participants(self, room_id: str, start: int, limit: int) -> RosterPage | None:
         def query(db: sqlite3.Connection) -> tuple[int | None, str, int | None]:
