@@ -53,6 +53,7 @@ BOUNDS: dict[str, tuple[float, float | None]] = {
     "max_participants_per_room": (1, None),
     "max_participants_per_request": (1, None),
     "rate_limit": (0, None),
+    "console_session_minutes": (1, None),
 }
 # prometheus-client's multiprocess directory, read when prometheus_client is first imported: `serve` sets it
 # before any worker imports it, so that every worker's counters are summed.
@@ -127,6 +128,15 @@ class Settings:
     oidc_required_role: str | None = None
     # Development only: accept well-formed, unexpired tokens of the issuer and audience without their signature.
     oidc_insecure_skip_signature: bool = False
+    # The web console at /console/ (openrooms.console); unset: served when `host` is a loopback address.
+    console: bool | None = None
+    # Minutes a console sign-in lasts.
+    console_session_minutes: int = 60
+
+    @property
+    def console_served(self) -> bool:
+        """Whether /console/ is served: as set, else only when listening on a loopback address."""
+        return self.console if self.console is not None else is_loopback(self.host)
 
     @property
     def database_file(self) -> Path:
@@ -235,6 +245,18 @@ class Settings:
                 continue
             values[f.name] = _convert(f.name, raw, f.type)
         return cls(**values)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` names this machine only (a host name other than localhost may resolve to anything)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def is_postgres_url(url: str) -> bool:

@@ -1,4 +1,5 @@
-"""The package's import graph keeps the one-direction flow: cli -> http -> service <- store, and no cycle.
+"""The package's import graph keeps the one-direction flow: cli -> http -> service <- store, and no cycle. The web
+console is a protocol layer beside http (mounted by http.app): console -> service.
 
 Read from the source with `ast`, every import counted (also those inside functions, which run all the same),
 except those under `if TYPE_CHECKING:`, which never run.
@@ -145,6 +146,14 @@ def test_the_store_imports_only_the_services_model_and_port() -> None:
     used = {name for _, name in arrows(GRAPH, "store", "service")}
     assert used <= SERVICE_MODULES_THE_STORE_USES
     assert arrows(GRAPH, "store", "http") == []
+
+
+def test_the_console_is_a_protocol_layer_over_the_services() -> None:
+    assert "openrooms.service.rooms" in GRAPH["openrooms.console.app"]
+    assert arrows(GRAPH, "console", "http") == []
+    assert arrows(GRAPH, "console", "store") == []
+    assert arrows(GRAPH, "service", "console") == []
+    assert {module for module, _ in arrows(GRAPH, "http", "console")} == {"openrooms.http.app"}
 
 
 def test_cycles_are_found() -> None:

@@ -186,6 +186,11 @@ def serve(
                                                                "without checking their signature.",
                                                                envvar="OPENROOMS_OIDC_INSECURE_SKIP_SIGNATURE")
                                             ] = False,
+    console: Annotated[bool | None, typer.Option("--console/--no-console", help="Serve the web console at "
+                                                 "/console/ (default: when --host is a loopback address).",
+                                                 envvar="OPENROOMS_CONSOLE", show_default=False)] = None,
+    console_session_minutes: Annotated[int | None, _option("console_session_minutes", "Minutes a console sign-in "
+                                                           "lasts")] = None,
 ) -> None:
     """Serve the ACS Rooms API (HTTPS with a local CA by default) until SIGINT or SIGTERM."""
     try:
@@ -208,6 +213,7 @@ def serve(
             oidc_allowed_app_ids=",".join(oidc_allowed_app_id) if oidc_allowed_app_id else None,
             oidc_allowed_object_ids=",".join(oidc_allowed_object_id) if oidc_allowed_object_id else None,
             oidc_insecure_skip_signature=oidc_insecure_skip_signature or None,
+            console=console, console_session_minutes=console_session_minutes,
         ).validated()
     except InvalidSettings as exc:
         raise fail(str(exc)) from None
@@ -294,14 +300,9 @@ def _refuse_development_keys_beyond_loopback(settings: Settings, in_force: dict[
 
 
 def _is_loopback(host: str) -> bool:
-    import ipaddress
+    from openrooms.config import is_loopback
 
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:  # a host name: it may resolve to anything
-        return False
+    return is_loopback(host)
 
 
 def _share_metrics_between_workers() -> None:

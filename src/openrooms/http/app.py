@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from openrooms.calls.service import CallService
 from openrooms.config import InvalidSettings, Settings, variable
@@ -119,7 +120,21 @@ def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clo
         lifespan=lifespan,
         oidc=oidc,
         websocket=calls_api.websocket,
+        mounts=_console(settings, rooms_service, identity_service, events_service, calls_api.service, room_store,
+                        clock),
     )
+
+
+def _console(settings: Settings, rooms: RoomsService, identity: IdentityService, events: EventsService,
+             calls: CallService | None, store: RoomStore, clock: Clock) -> list[tuple[str, ASGIApp]]:
+    """The web console at /console/ (`openrooms.console`), when served."""
+    if not settings.console_served:
+        return []
+    from openrooms.console.app import PREFIX, Console, ConsoleServices
+
+    services = ConsoleServices(rooms, identity, events, calls, store, clock, settings.endpoint,
+                               (settings.access_key, settings.secondary_key))
+    return [(PREFIX, Console(services, session_minutes=settings.console_session_minutes))]
 
 
 def _call_service(settings: Settings, admission: AdmissionService, store: RoomStore,

@@ -27,7 +27,7 @@ from urllib.parse import quote
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openrooms.http import errors as wire_errors
 from openrooms.http import metrics
@@ -95,8 +95,11 @@ class Pipeline:
         max_body_bytes: int, rate_limiter: RateLimiter | None, metrics: bool, lifespan: Lifespan,
         oidc: OidcVerifier | None = None,
         websocket: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None,
+        mounts: Sequence[tuple[str, ASGIApp]] = (),
     ) -> None:
         self._websocket = websocket  # the room calls' signalling (openrooms.calls), when configured
+        # Apps of their own under a path prefix (the web console), outside these steps: they authenticate alone.
+        self._mounts = tuple(mounts)
         self.routes = list(routes)  # the busiest first: a request is matched against them in this order
         self._table = [(route.path_regex, frozenset(route.methods or ()), route) for route in self.routes]
         self._authenticator = authenticator
@@ -107,8 +110,16 @@ class Pipeline:
         self._lifespan_context = lifespan
         self._oidc = oidc  # Bearer tokens of an OpenID Connect issuer, beside the access key
 
+    @property
+    def mounts(self) -> tuple[tuple[str, ASGIApp], ...]:
+        return self._mounts
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            for prefix, mounted in self._mounts:
+                if scope["path"] == prefix or scope["path"].startswith(prefix + "/"):
+                    await mounted(scope, receive, send)
+                    return
             await self._http(scope, receive, send)
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)

@@ -1,0 +1,1 @@
+"""The web console (/console/): sign-in with an access key, pages over the services (see docs/console.md)."""
