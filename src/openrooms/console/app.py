@@ -205,9 +205,10 @@ class Console:
         return Response(path.read_bytes(), media_type=STATIC_TYPES[path.suffix],
                         headers={"Cache-Control": "public, max-age=3600"})
 
-    def _sign_in_form(self, request: Request, *, status: int = 200, error: str | None = None) -> Response:
+    def _sign_in_form(self, request: Request, *, status: int = 200, error: str | None = None,
+                      next_path: str | None = None) -> Response:
         token = secrets.token_urlsafe(18)
-        next_path = request.query_params.get("next") or ""
+        next_path = next_path if next_path is not None else request.query_params.get("next") or ""
         response = self.render(request, "sign_in.html", None, status=status, error=error, sign_in_csrf=token,
                                next=next_path if next_path.startswith(PREFIX + "/") else "")
         self._cookie(request, response, sessions.SIGN_IN_COOKIE, token, 3600)
@@ -221,21 +222,23 @@ class Console:
     async def sign_in(self, request: Request) -> Response:
         form = _form(await request.body())
         token = (form.get("csrf") or [""])[0]
+        next_path = (form.get("next") or [""])[0]
         expected = request.cookies.get(sessions.SIGN_IN_COOKIE) or ""
         if not expected or not hmac.compare_digest(token.encode(), expected.encode()):
-            return self._sign_in_form(request, status=403, error="The form had no valid CSRF token; try again.")
+            return self._sign_in_form(request, status=403, error="The form had no valid CSRF token; try again.",
+                                      next_path=next_path)
         client = request.client.host if request.client else "-"
         wait = self.attempts.retry_after(client)
         if wait:
-            response = self._sign_in_form(request, status=429,
+            response = self._sign_in_form(request, status=429, next_path=next_path,
                                           error=f"Too many failed sign-ins; try again in {wait} seconds.")
             response.headers["Retry-After"] = str(wait)
             return response
         if not await self.sessions.key_matches((form.get("access_key") or [""])[0]):
             self.attempts.failed(client)
-            return self._sign_in_form(request, status=401, error="That is not an access key of this server.")
+            return self._sign_in_form(request, status=401, error="That is not an access key of this server.",
+                                      next_path=next_path)
         cookie, _ = await self.sessions.issue()
-        next_path = (form.get("next") or [""])[0]
         response = RedirectResponse(next_path if next_path.startswith(PREFIX + "/") else f"{PREFIX}/",
                                     status_code=303)
         self._cookie(request, response, sessions.COOKIE, cookie, self.sessions.lifetime)
