@@ -157,6 +157,12 @@ def test_create_a_room_and_edit_its_roster_in_bulk(page: Page, server: Server) -
     listed = server.request("GET", f"/rooms/{room_id}/participants{ROOMS}").json()["value"]
     assert sorted((p["rawId"], p["role"]) for p in listed) == sorted([(users[0], "Attendee"), (users[1], "Attendee")])
     checked(page, "room")
+    go(page, "Rooms")  # found by its participant
+    page.get_by_label("Participant", exact=True).fill(users[1])
+    page.get_by_label("Window").select_option("open")
+    page.get_by_role("button", name="Show").click()
+    expect(page.locator("table.rooms tbody tr")).to_have_count(1)
+    page.get_by_role("link", name=room_id).click()
     page.get_by_role("button", name="Delete this room…").click()
     checked(page, "room-delete")
     page.get_by_role("button", name=f"Yes, delete room {room_id}").click()

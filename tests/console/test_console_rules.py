@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
 
 import pytest
 from starlette.routing import Route
@@ -320,3 +321,45 @@ def _rotate(target: InProcess) -> None:
     finally:
         first.close()
         second.close()
+
+
+def _listed(client: ConsoleClient, query: str) -> tuple[list[str], str | None]:
+    page = client.get(f"/console/rooms?{query}")
+    assert page.status_code == 200
+    rows = re.findall(r'<tr><td><a href="/console/rooms/(\d+)">', page.text)
+    following = re.search(r'<a href="([^"]+)" rel="next">', page.text)
+    return rows, None if following is None else following.group(1).replace("&amp;", "&")
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_rooms_by_state_participant_and_id_sorted_by_valid_from_and_paged(store: str) -> None:
+    with in_process(store, page_size=2) as target:
+        client = ConsoleClient(target.emulator)
+        try:
+            assert client.sign_in(DEV_ACCESS_KEY).status_code == 303
+            raw_id = found(CREATED, client.post("/console/users", {"action": "create"}).text)
+            start = datetime.now(UTC).replace(second=0, microsecond=0)
+            made = []
+            for days in (9, 3, 6):  # upcoming, created out of validFrom's order
+                opens = start + timedelta(days=days)
+                created = client.post("/console/rooms", {"valid_from": local(opens), "valid_until": local(opens + HOUR),
+                                                         "ids": raw_id if days != 6 else ""})
+                made.append(created.headers["location"].rsplit("/", 1)[1])
+            open_now = client.post("/console/rooms", {"ids": ""}).headers["location"].rsplit("/", 1)[1]
+            first, following = _listed(client, "state=upcoming")
+            assert first == [made[1], made[2]]  # by validFrom, two a page
+            assert following is not None
+            second, last = _listed(client, following.split("?", 1)[1])
+            assert (second, last) == ([made[0]], None)
+            assert _listed(client, "state=open")[0] == [open_now]
+            assert _listed(client, f"participant={quote(raw_id)}")[0] == [made[1], made[0]]
+            assert _listed(client, f"q={made[2]}")[0] == [made[2]]
+            assert _listed(client, "state=ended")[0] == []
+            refused = client.get("/console/rooms?participant=nobody")
+            assert refused.status_code == 400 and 'role="alert"' in refused.text
+            overview = client.get("/console/").text
+            assert found(r'id="count-upcoming">([^<]+)', overview) == "3"
+            assert found(r'id="count-open">([^<]+)', overview) == "1"
+            assert found(r'id="count-ended">([^<]+)', overview) == "0"
+        finally:
+            client.close()

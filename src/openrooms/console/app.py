@@ -28,6 +28,7 @@ from openrooms.calls.service import CallService, CallsUnavailable
 from openrooms.console import session as sessions
 from openrooms.console.views import (
     MAX_SCANNED_ROOMS,
+    STATES,
     RoomRow,
     call_people,
     event_row,
@@ -36,13 +37,13 @@ from openrooms.console.views import (
     window_state,
 )
 from openrooms.events.types import TYPES
-from openrooms.service import errors, keys, timestamps
+from openrooms.service import errors, keys, paging, timestamps
 from openrooms.service.clock import TICKS_PER_SECOND, Clock
 from openrooms.service.errors import ServiceError
 from openrooms.service.event_log import MAX_PAGE_SIZE, EventsService, LoggedEvent
 from openrooms.service.identity import MAX_TOKEN_MINUTES, MIN_TOKEN_MINUTES, IdentityService
 from openrooms.service.keys import KeyRing
-from openrooms.service.model import CreateRoom, Role, UpdateRoom
+from openrooms.service.model import CreateRoom, Page, Role, UpdateRoom
 from openrooms.service.ports import RoomStore
 from openrooms.service.rooms import RoomsService, Upsert
 
@@ -252,18 +253,18 @@ class Console:
         return response
 
     # -- overview ---------------------------------------------------------------------------------------------
-    async def _scan_rooms(self) -> tuple[list[RoomRow], bool]:
-        """The rooms whose window has not ended, up to MAX_SCANNED_ROOMS; and whether there were more."""
+    async def _scan_rooms(self, state: str) -> tuple[list[RoomRow], bool]:
+        """The rooms in `state` now, up to MAX_SCANNED_ROOMS; and whether there are more."""
         rows: list[RoomRow] = []
         now = self.services.clock.now()
         cursor = None
         while len(rows) < MAX_SCANNED_ROOMS:
-            page = await self.services.rooms.rooms_list(cursor)
+            page = await self.services.rooms.rooms_query(states=[state], cursor=cursor, page_size=paging.MAX_PAGE_SIZE)
             rows += [room_row(room, now) for room in page.items]
             cursor = page.next_cursor
             if cursor is None:
                 return rows, False
-        return rows, True
+        return rows[:MAX_SCANNED_ROOMS], True
 
     async def _calls_in_progress(self, rows: list[RoomRow]) -> list[str]:
         if self.services.calls is None:
@@ -277,38 +278,36 @@ class Console:
                                                                          strict=True)}
 
     async def overview(self, request: Request, ctx: Context) -> Response:
-        rows, more = await self._scan_rooms()
-        counts = {state: sum(1 for row in rows if row.state == state) for state in ("open", "upcoming")}
+        scanned = {state: await self._scan_rooms(state) for state in STATES}
+        counts = {state: f"{len(rows)}{'+' if more else ''}" for state, (rows, more) in scanned.items()}
         in_force = await self._keys_in_force()
         return self.render(
-            request, "overview.html", ctx.session, counts=counts, more=more, calls=await self._calls_in_progress(rows),
+            request, "overview.html", ctx.session, counts=counts,
+            calls=await self._calls_in_progress(scanned["open"][0]),
             calls_configured=self.services.calls is not None,
             connection_string=f"endpoint={self.services.endpoint};accesskey={in_force['primary']}")
 
     # -- rooms ------------------------------------------------------------------------------------------------
     async def rooms(self, request: Request, ctx: Context, *, error: str | None = None, status: int = 200) -> Response:
         query = request.query_params
-        search, state, participant = query.get("q", "").strip(), query.get("state", ""), query.get("participant", "")
+        search, state = query.get("q", "").strip(), query.get("state", "")
+        participant = query.get("participant", "").strip()
         cursor = query.get("cursor") or None
         now = self.services.clock.now()
-        next_cursor = None
-        if search:
-            try:
-                rows = [room_row(await self.services.rooms.rooms_get(search), now)]
-            except ServiceError:
-                rows = []
-        else:
-            page = await self.services.rooms.rooms_list(cursor)
-            rows, next_cursor = [room_row(room, now) for room in page.items], page.next_cursor
-        if state:
-            rows = [row for row in rows if row.state == state]
-        rows.sort(key=lambda row: (row.valid_from, row.id))
+        filters = {"q": search, "state": state, "participant": participant}
+        try:
+            page = await self.services.rooms.rooms_query(
+                states=[state] if state else None, participant=participant or None, id_prefix=search or None,
+                cursor=cursor)
+        except ServiceError as exc:
+            if error is None:
+                error, status = explained(exc), exc.status
+            page = Page([], None)
         next_link = None
-        if next_cursor:
-            next_link = f"{PREFIX}/rooms?{urlencode({'state': state, 'cursor': next_cursor})}"
-        return self.render(request, "rooms.html", ctx.session, status=status, rows=rows, search=search, state=state,
-                           participant=participant, next_link=next_link, error=error, now=now,
-                           filters_by_participant=False)
+        if page.next_cursor:
+            next_link = f"{PREFIX}/rooms?{urlencode({**filters, 'cursor': page.next_cursor})}"
+        return self.render(request, "rooms.html", ctx.session, status=status, error=error, now=now,
+                           rows=[room_row(room, now) for room in page.items], next_link=next_link, **filters)
 
     async def room_create(self, request: Request, ctx: Context) -> Response:
         try:
