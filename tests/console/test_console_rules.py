@@ -363,3 +363,14 @@ def test_rooms_by_state_participant_and_id_sorted_by_valid_from_and_paged(store:
             assert found(r'id="count-ended">([^<]+)', overview) == "0"
         finally:
             client.close()
+
+
+def test_the_polled_call_panel_is_not_swapped_while_it_is_unchanged(signed_in: ConsoleClient) -> None:
+    room_id = signed_in.post("/console/rooms", {"ids": ""}).headers["location"].rsplit("/", 1)[1]
+    digest = found(r'hx-vals=\'\{"seen": "([0-9a-f]+)"\}\'', _room_page(signed_in, room_id))
+    polled = {"hx-request": "true"}
+    assert signed_in.get(f"/console/rooms/{room_id}/call?seen={digest}", headers=polled).status_code == 204
+    changed = signed_in.get(f"/console/rooms/{room_id}/call?seen=0000", headers=polled)
+    assert changed.status_code == 200 and changed.text.startswith('<div id="call-panel"')
+    # Without htmx, the panel is a page of its own.
+    assert "<h1>Call of room" in signed_in.get(f"/console/rooms/{room_id}/call?seen={digest}").text

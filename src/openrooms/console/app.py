@@ -8,6 +8,7 @@ authentication is untouched: the console is a separate ASGI app the pipeline han
 from __future__ import annotations
 
 import functools
+import hashlib
 import hmac
 import re
 import secrets
@@ -419,14 +420,20 @@ class Console:
                 found = await calls.feeds(room_id)
             except CallsUnavailable as exc:
                 problem = str(exc)
-        return {"room_id": room_id, "configured": calls is not None, "problem": problem,
-                "started_at": found[0].started_at if found else None,
-                "people": call_people(found[1]) if found else []}
+        values = {"room_id": room_id, "configured": calls is not None, "problem": problem,
+                  "started_at": found[0].started_at if found else None,
+                  "people": call_people(found[1]) if found else []}
+        return {**values, "digest": hashlib.sha256(repr(sorted(values.items())).encode()).hexdigest()[:16]}
 
     async def call_panel(self, request: Request, ctx: Context, *, notice: str | None = None) -> Response:
-        room_id = request.path_params["room_id"]
-        template = "call_panel.html" if request.headers.get("hx-request") == "true" else "call_page.html"
-        return self.render(request, template, ctx.session, notice=notice, **await self._call_values(room_id))
+        """The call panel; polled by htmx with the digest of what it shows, and answered 204 (nothing to swap,
+        focus stays where it is) while that has not changed."""
+        values = await self._call_values(request.path_params["room_id"])
+        htmx = request.headers.get("hx-request") == "true"
+        if htmx and request.method == "GET" and request.query_params.get("seen") == values["digest"]:
+            return Response(status_code=204)
+        return self.render(request, "call_panel.html" if htmx else "call_page.html", ctx.session, notice=notice,
+                           **values)
 
     async def _call_action(self, request: Request, ctx: Context, act: Callable[[CallService, str], Awaitable[bool]],
                            done: str, missing: str) -> Response:
