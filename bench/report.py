@@ -14,6 +14,9 @@ SCALE_LATENCY_RATIO = 1.3
 SCALE_WORKLOADS = ("get_room", "create_room", "list_rooms_first_page")
 SCAN_RATIO = 1.3
 RSS_MB = 250
+# The event log and the window events, in process: throughput with / without, and the window events' lateness.
+EVENT_LOG_RATIOS = {"create_room": 0.9, "create_room_opening_ahead": 0.9, "get_room": 0.95}
+WINDOW_EVENT_MAX_MS = 1000
 
 
 def _target(name: str, goal: str, measured: Any, met: bool | None) -> dict[str, Any]:
@@ -31,6 +34,7 @@ def targets(sections: dict[str, Any]) -> list[dict[str, Any]]:
     if "get_room" in one:
         p99 = one["get_room"]["p99_ms"]
         out.append(_target("get_room p99 at 32 connections", f"<= {GET_P99_MS} ms", f"{p99} ms", p99 <= GET_P99_MS))
+    out += _event_log_targets(sections.get("event_log"))
     scale = sections.get("scale")
     if scale:
         large = scale["large_rooms"]
@@ -49,6 +53,20 @@ def targets(sections: dict[str, Any]) -> list[dict[str, Any]]:
             out.append(_target(f"paged scan of {scan['rooms']:,} rooms: ms/page at its end vs its start "
                                "(least-squares line through every page)", f"<= {SCAN_RATIO}x",
                                "n/a" if ratio is None else f"{ratio}x", ratio is not None and ratio <= SCAN_RATIO))
+    return out
+
+
+def _event_log_targets(section: dict[str, Any] | None) -> list[dict[str, Any]]:
+    if not section:
+        return []
+    out = []
+    for workload, goal in EVENT_LOG_RATIOS.items():
+        ratio = section["in_process_ab"][workload]["ratio"]
+        out.append(_target(f"{workload} with the event log vs without (in process)", f">= {goal}x", f"{ratio}x",
+                           ratio >= goal))
+    late = section["window_events"]["max_ms"]
+    out.append(_target("window events: the latest after its instant", f"<= {WINDOW_EVENT_MAX_MS} ms", f"{late} ms",
+                       late <= WINDOW_EVENT_MAX_MS))
     return out
 
 

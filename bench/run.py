@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from rich.console import Console
 from rich.markup import escape
 
-from bench import measure, preload, report, store_limit
+from bench import inprocess, measure, preload, report, store_limit
 from bench import migrate as migration
 from bench.measure import LoadResult, RunningServer
 from bench.wire import Client, write_pool
@@ -345,6 +345,8 @@ class Suite:
                 self.sections["postgresql_store_limit"] = self.postgres_store_limit()
         if s.scale:
             self.sections["scale"] = self.scale()
+        self.sections["event_log"] = inprocess.event_log_section()
+        console.log(f"event log: {self.sections['event_log']}")
         if s.migrate_rooms:
             self.sections["migration"] = migration.measure_migration(s.work, s.migrate_rooms, s.migrate_rooms * 5)
             console.log(f"migration: {self.sections['migration']}")

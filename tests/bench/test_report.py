@@ -44,3 +44,13 @@ def test_a_skipped_postgresql_worker_count_says_why_and_leaves_the_other_in_the_
     assert "## Throughput: PostgreSQL (`--database-url`), 2-worker\n\nSkipped: the run failed: no server" in markdown
     assert "| get_room | 4,000 |" in markdown
     assert "| SQLite | get_room |" in markdown and "| PostgreSQL |" not in markdown
+
+
+def test_the_event_log_section_checks_each_ratio_and_the_window_events_lateness() -> None:
+    ab = {name: {"with_event_log_per_second": 90.0, "without_event_log_per_second": 100.0, "ratio": ratio}
+          for name, ratio in (("create_room", 0.95), ("create_room_opening_ahead", 0.85), ("get_room", 0.99))}
+    checked = report.targets({"event_log": {"in_process_ab": ab,
+                                            "window_events": {"events": 40, "median_ms": 5.0, "max_ms": 1200.0}}})
+    assert [(row["target"].split(" ")[0], row["met"]) for row in checked] == [
+        ("create_room", True), ("create_room_opening_ahead", False), ("get_room", True), ("window", False)]
+    assert report.targets({}) == []

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import websockets
+from azure.eventgrid import EventGridEvent, SystemEventNames
 
 from tests.calls.conftest import CallServer
 from tests.support import sign_headers
@@ -224,3 +225,67 @@ async def test_revoked_tokens_and_a_deleted_user_leave_the_call_and_cannot_come_
     assert refused["message"] == "The access token is not valid: it was revoked."
     assert cast.api("DELETE", f"/identities/{deleted}", version=IDENTITY_V).status_code == 204
     assert (await ended_of(second))["message"] == "The access token is not valid: its user was deleted."
+
+
+# The fields of the Event Grid system event models (`AcsCallingEvent` and its subtypes in @azure/eventgrid).
+CALLING_EVENT = {"startedBy", "serverCallId", "group", "room", "isTwoParty", "correlationId", "isRoomsCall"}
+CALL_EVENT_FIELDS = {
+    SystemEventNames.AcsCallStartedEventName: CALLING_EVENT,
+    SystemEventNames.AcsCallEndedEventName: CALLING_EVENT | {"endedBy", "reason", "callDurationInSeconds"},
+    SystemEventNames.AcsCallParticipantAddedEventName: CALLING_EVENT | {"user", "displayName", "participantId",
+                                                                        "userAgent"},
+    SystemEventNames.AcsCallParticipantRemovedEventName: CALLING_EVENT | {"user", "displayName", "participantId",
+                                                                          "userAgent"},
+}
+
+
+def call_events(cast: Cast, room_id: str, count: int) -> list[EventGridEvent]:
+    """The room's call events from `GET /events` (long-polling until `count` are there), as Event Grid parses
+    them."""
+    served: list[dict[str, Any]] = []
+    after = ""
+    types = ",".join(CALL_EVENT_FIELDS)
+    for _ in range(10):
+        page = cast.api("GET", "/events", version=f"{V}&roomId={room_id}&types={types}&wait=3{after}").json()
+        served += page["value"]
+        if len(served) >= count:
+            break
+        after = f"&after={served[-1]['cursor']}" if served else ""
+    return [EventGridEvent.from_dict(event) for event in served]
+
+
+async def test_call_events_are_in_the_event_log_as_event_grid_call_events(cast: Cast, connect: Any) -> None:
+    presenter, presenter_token = cast.user()
+    attendee, attendee_token = cast.user()
+    room_id = cast.room({presenter: "Presenter", attendee: "Attendee"})
+    first, _ = await connect(room_id, presenter_token)
+    async with websockets.connect(cast.ws_url(room_id), user_agent_header="call-test/1.0") as ws:
+        second = Client(ws)
+        await second.send(type="join", accessToken=attendee_token, displayName="Ann")
+        assert (await second.next("joined", "refused"))["type"] == "joined"
+        await second.send(type="leave")
+        await second.next("ended")
+    await first.send(type="leave")
+    await first.next("ended")
+    events = call_events(cast, room_id, 6)
+    names = SystemEventNames
+    assert [(e.event_type, e.data["user"]["communicationIdentifier"]["rawId"] if "user" in e.data else None)
+            for e in events] == [
+        (names.AcsCallStartedEventName, None), (names.AcsCallParticipantAddedEventName, presenter),
+        (names.AcsCallParticipantAddedEventName, attendee), (names.AcsCallParticipantRemovedEventName, attendee),
+        (names.AcsCallParticipantRemovedEventName, presenter), (names.AcsCallEndedEventName, None)]
+    for event in events:
+        # A rooms call: `room`, and no `group`.
+        assert set(event.data) == CALL_EVENT_FIELDS[SystemEventNames(event.event_type)] - {"group"}
+        assert event.data["room"] == {"id": room_id} and event.data["isRoomsCall"] is True
+        assert event.data["startedBy"] == {"communicationIdentifier": {
+            "rawId": presenter, "kind": "communicationUser", "communicationUser": {"id": presenter}},
+            "role": "Presenter"}
+    assert len({(e.data["serverCallId"], e.data["correlationId"]) for e in events}) == 1
+    added = events[2].data
+    assert (added["user"]["role"], added["displayName"], added["userAgent"]) == ("Attendee", "Ann", "call-test/1.0")
+    assert added["participantId"] == events[3].data["participantId"] != events[1].data["participantId"]
+    ended = events[-1].data
+    assert ended["reason"] == {"code": 0, "subCode": 0, "phrase": "AllParticipantsLeft"}
+    assert ended["endedBy"]["kind"] == "MicrosoftInternal" and ended["callDurationInSeconds"] > 0
+    assert cast.api("GET", f"/rooms/{room_id}/call").status_code == 404  # the last one out ended it

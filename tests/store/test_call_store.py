@@ -1,18 +1,36 @@
 """What the stores keep of room calls: one media server room per room's call, claimed once by whichever
-instance comes first, and the call events in the order they were written."""
+instance comes first; the call's start and end go to the event log in the transaction that claims or releases it,
+and only when that claim or release took effect."""
 
 from __future__ import annotations
 
-from openrooms.calls.model import CallEvent, CallServer
+import msgspec
+
+from openrooms.calls.model import CallServer
+from openrooms.events import types as t
+from openrooms.service import events as build
 from openrooms.store.protocol import RoomStore
+
+ROOM = "12345678901234567"
+STARTER = "8:acs:00000000-0000-0000-0000-000000000001_00000000-0000-0000-0000-000000000002"
 
 
 def server(room_id: str, call_id: str) -> CallServer:
-    return CallServer(room_id, "ws://janus.test:8188/", 42, "secret-" + call_id, "pin-" + call_id, call_id, 1000)
+    return CallServer(room_id, "ws://janus.test:8188/", 42, "secret-" + call_id, "pin-" + call_id, call_id, 1000,
+                      STARTER, "Presenter", "correlation-" + call_id)
+
+
+def of(stored: CallServer) -> build.CallEvents:
+    return build.CallEvents(stored.room_id, stored.server_call_id, stored.correlation_id, stored.started_by,
+                            stored.started_by_role, stored.started_at)
+
+
+async def logged(store: RoomStore) -> list[tuple[str, dict[str, object]]]:
+    return [(e.type, msgspec.json.decode(e.data)) for e in await store.list_events(None, None, None, 100)]
 
 
 async def test_the_first_claim_wins_and_a_release_names_its_call(store: RoomStore) -> None:
-    first, second = server("12345678901234567", "a"), server("12345678901234567", "b")
+    first, second = server(ROOM, "a"), server(ROOM, "b")
     assert await store.get_call_server(first.room_id) is None
     assert await store.claim_call_server(first) == first
     assert await store.claim_call_server(second) == first  # the room's call is already held
@@ -23,22 +41,14 @@ async def test_the_first_claim_wins_and_a_release_names_its_call(store: RoomStor
     assert await store.claim_call_server(second) == second
 
 
-async def test_call_events_are_kept_per_room_in_order(store: RoomStore) -> None:
-    events = [
-        CallEvent("CallStarted", "c1", "12345678901234567", 10),
-        CallEvent("CallParticipantAdded", "c1", "12345678901234567", 11, raw_id="8:acs:x_1", role="Presenter",
-                  display_name="Ann"),
-        CallEvent("CallParticipantAdded", "c9", "76543210987654321", 12, raw_id="8:acs:x_2", role="Attendee"),
-        CallEvent("CallParticipantRemoved", "c1", "12345678901234567", 20, raw_id="8:acs:x_1", role="Presenter",
-                  duration_ticks=9, end_reason="left"),
-        CallEvent("CallEnded", "c1", "12345678901234567", 21, duration_ticks=11, end_reason="AllParticipantsLeft",
-                  sub_code=5000),
-    ]
-    for event in events:
-        await store.add_call_event(event)
-    kept = await store.list_call_events("12345678901234567")
-    assert [e.event_type for e in kept] == ["CallStarted", "CallParticipantAdded", "CallParticipantRemoved",
-                                           "CallEnded"]
-    assert [e.seq for e in kept] == sorted(e.seq for e in kept)
-    assert (kept[1].raw_id, kept[1].role, kept[1].display_name) == ("8:acs:x_1", "Presenter", "Ann")
-    assert (kept[2].duration_ticks, kept[2].end_reason, kept[3].sub_code) == (9, "left", 5000)
+async def test_a_claim_and_a_release_append_their_events_only_when_they_take_effect(store: RoomStore) -> None:
+    first, second = server(ROOM, "a"), server(ROOM, "b")
+    assert await store.claim_call_server(first, [of(first).started()]) == first
+    assert await store.claim_call_server(second, [of(second).started()]) == first  # lost: no CallStarted
+    assert not await store.release_call_server(ROOM, "b", [of(second).ended("EndedByApplication", 2000)])
+    assert await store.release_call_server(ROOM, "a", [of(first).ended("EndedByApplication", 2000)])
+    events = await logged(store)
+    assert [kind for kind, _ in events] == [t.CALL_STARTED, t.CALL_ENDED]
+    assert {data["serverCallId"] for _, data in events} == {"a"}
+    assert events[1][1]["callDurationInSeconds"] == 1000 / 10_000_000
+    assert (await store.list_events(None, None, None, 10))[0].room_id == ROOM

@@ -14,9 +14,10 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from openrooms.calls.model import CallEvent, CallServer
+from openrooms.calls.model import CallServer
 from openrooms.service.events import room_deleted
 from openrooms.service.model import CommunicationUser, CreateRecord, Participant, Role, Room, SigningKey
+from openrooms.service.window_events import window_events
 from openrooms.store.postgres import PostgresStore
 from openrooms.store.protocol import RoomQuery, RoomStore
 from openrooms.store.sqlite import SqliteStore
@@ -56,18 +57,18 @@ WRITES: dict[str, Write] = {
     "adopt_resource_id": lambda s: s.adopt_resource_id("resource"),
     "ensure_signing_key": lambda s: s.ensure_signing_key(SigningKey("kid", "key", "certificate", T0)),
     "set_access_keys": lambda s: s.set_access_keys({"primary": "p2"}, T0 + 1),
-    "claim_call_server": lambda s: s.claim_call_server(call_server(R1.id)),
+    "claim_call_server": lambda s: s.claim_call_server(call_server(R1.id), [room_deleted(R1.id, T0 + 3)]),
     "release_call_server": lambda s: claim_and_release(s),
-    "add_call_event": lambda s: s.add_call_event(CallEvent("CallStarted", "call-1", R1.id, T0)),
     "append_events": lambda s: s.append_events([room_deleted(R2.id, T0 + 3)]),
     "purge_events": lambda s: s.purge_events(T0 + 1),
+    "claim_window_instants": lambda s: claim_twice(s),
 }
 # The resource id is only ever read by ensuring it; the data set up has no events to purge (tests/store/
 # test_event_log.py has).
 NO_READ_SEES = {"ensure_resource_id", "adopt_resource_id", "purge_events"}
 READS = {"get_room", "get_create_record", "list_rooms", "query_rooms", "list_participants", "get_participant",
-         "get_user", "get_signing_keys", "get_access_keys", "ping", "get_call_server", "list_call_events",
-         "list_events"}
+         "get_user", "get_signing_keys", "get_access_keys", "ping", "get_call_server", "list_events",
+         "next_window_instant"}
 LIFECYCLE = {"close"}
 STREAMS = {"listen_changes"}  # the store's change notifications (PostgreSQL LISTEN/NOTIFY; none from SQLite)
 
@@ -79,7 +80,12 @@ def call_server(room_id: str) -> CallServer:
 async def claim_and_release(store: RoomStore) -> None:
     await store.claim_call_server(call_server(R1.id))
     await store.claim_call_server(call_server(R2.id))
-    assert await store.release_call_server(R2.id, f"call-{R2.id}")
+    assert await store.release_call_server(R2.id, f"call-{R2.id}", [room_deleted(R2.id, T0 + 3)])
+
+
+async def claim_twice(store: RoomStore) -> None:
+    await store.claim_window_instants(T0, window_events(T0), 100)  # the first claim sets where they start
+    await store.claim_window_instants(NOW + 30 * DAY, window_events(NOW + 30 * DAY), 100)
 
 
 def public_methods(cls: type) -> set[str]:
@@ -110,7 +116,7 @@ async def reads(store: RoomStore) -> tuple[object, ...]:
         await store.get_create_record("req-1"), await store.get_create_record("req-3"),
         await store.get_user(U), await store.get_user(X),
         await store.get_signing_keys(), await store.get_access_keys(),
-        await store.get_call_server(R1.id), await store.get_call_server(R2.id), await store.list_call_events(R1.id),
+        await store.get_call_server(R1.id), await store.get_call_server(R2.id),
         [event[1:] for event in await store.list_events(None, None, None, 10)],  # what, not where
     )
 

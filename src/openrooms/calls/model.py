@@ -1,6 +1,6 @@
 """What the store keeps of room calls (defined with the service's records and ports, which the stores use)."""
 
-from openrooms.service.model import CallEvent, CallServer
+from openrooms.service.model import CallServer
 from openrooms.service.ports import CallStore
 
-__all__ = ["CallEvent", "CallServer", "CallStore"]
+__all__ = ["CallServer", "CallStore"]

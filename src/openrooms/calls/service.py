@@ -20,15 +20,19 @@ import logging
 import random
 import re
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from openrooms.calls import janus
-from openrooms.calls.model import CallEvent, CallServer, CallStore
+from openrooms.calls.model import CallServer, CallStore
+from openrooms.events import types as t
+from openrooms.service import events as build
 from openrooms.service.admission import Admission, AdmissionService, Capability
 from openrooms.service.clock import TICKS_PER_SECOND, Clock
 from openrooms.service.errors import ServiceError
+from openrooms.service.model import Participant
 
 log = logging.getLogger("openrooms.calls")
 
@@ -189,18 +193,17 @@ class CallService:
             self._control[url] = (session, handle)
             return handle
 
-    async def call_server(self, room_id: str) -> CallServer:
-        """The room's VideoRoom, created on the first join (and again after a Janus restart)."""
+    async def call_server(self, room_id: str, starter: Participant) -> CallServer:
+        """The room's VideoRoom, created on the first join (and again after a Janus restart); the call starts with
+        the join of `starter` (its CallStarted is appended with the claim)."""
         stored = await self.store.get_call_server(room_id)
         if stored is None:
             candidate = CallServer(
                 room_id, random.choice(self.janus_urls), secrets.randbelow(2**52) + 1, secrets.token_urlsafe(24),
-                secrets.token_urlsafe(24), secrets.token_hex(16), self.clock.now(),
+                secrets.token_urlsafe(24), secrets.token_hex(16), self.clock.now(), starter.raw_id,
+                starter.role.value, str(uuid.uuid4()),
             )
-            stored = await self.store.claim_call_server(candidate)
-            if stored == candidate:
-                await self.store.add_call_event(CallEvent("CallStarted", stored.server_call_id, room_id,
-                                                          stored.started_at))
+            stored = await self.store.claim_call_server(candidate, [call_events(candidate).started()])
         await janus.ensure_room(await self.control(stored.server), spec(stored), MAX_PUBLISHERS)
         return stored
 
@@ -216,33 +219,29 @@ class CallService:
         if stored is None:
             return False
         # Forgotten first: a join from now on starts the next call rather than one about to be destroyed.
-        released = await self.store.release_call_server(room_id, stored.server_call_id)
+        await self.store.release_call_server(room_id, stored.server_call_id,
+                                             [call_events(stored).ended(reason, self.clock.now())])
         with contextlib.suppress(janus.JanusError, CallsUnavailable):
             await janus.destroy_room(await self.control(stored.server), spec(stored))
-        if released:
-            now = self.clock.now()
-            await self.store.add_call_event(CallEvent("CallEnded", stored.server_call_id, room_id, now,
-                                                      duration_ticks=now - stored.started_at, end_reason=reason))
         return True
 
-    async def end_call_if_empty(self, room_id: str) -> None:
+    async def end_call_if_empty(self, room_id: str, leaving: Collection[int] = ()) -> None:
         """End the room's call when nobody is in it. A join racing with this either lands in the call before it
         is forgotten (then it goes on: the mapping is put back) or starts the next call."""
         found = await self.feeds(room_id)
-        if found is None or found[1]:
+        # The feeds of the participant leaving may still be listed for a moment after its Janus session is gone.
+        if found is None or [feed for feed in found[1] if feed.feed_id not in leaving]:
             return
         stored = found[0]
         if not await self.store.release_call_server(room_id, stored.server_call_id):
             return
-        again = await self._listed(stored)
+        again = [feed for feed in await self._listed(stored) if feed.feed_id not in leaving]
         if again and await self.store.claim_call_server(stored) == stored:
             return  # someone came in meanwhile: the call goes on
         with contextlib.suppress(janus.JanusError, CallsUnavailable):
             await janus.destroy_room(await self.control(stored.server), spec(stored))
-        now = self.clock.now()
-        await self.store.add_call_event(CallEvent("CallEnded", stored.server_call_id, room_id, now,
-                                                  duration_ticks=now - stored.started_at,
-                                                  end_reason="AllParticipantsLeft"))
+        # Not with the release: a join may still have put the call back (above), and it would not have ended.
+        await self.store.append_events([call_events(stored).ended("AllParticipantsLeft", self.clock.now())])
 
     async def _listed(self, stored: CallServer) -> list[Feed]:
         try:
@@ -300,6 +299,11 @@ class CallService:
         self._control.clear()
 
 
+def call_events(stored: CallServer) -> build.CallEvents:
+    return build.CallEvents(stored.room_id, stored.server_call_id, stored.correlation_id, stored.started_by,
+                            stored.started_by_role, stored.started_at)
+
+
 def spec(stored: CallServer) -> janus.VideoRoomSpec:
     return janus.VideoRoomSpec(stored.janus_room, stored.secret, stored.pin)
 
@@ -307,9 +311,10 @@ def spec(stored: CallServer) -> janus.VideoRoomSpec:
 class CallConnection:
     """One participant's signalling connection to its room's call."""
 
-    def __init__(self, service: CallService, room_id: str, send: Send) -> None:
+    def __init__(self, service: CallService, room_id: str, send: Send, user_agent: str = "") -> None:
         self.service = service
         self.room_id = room_id
+        self.user_agent = user_agent
         self._send = send
         self.admission: Admission | None = None
         self._token = ""
@@ -339,7 +344,7 @@ class CallConnection:
                       self.service.clock.now(), display_name=display_name)
         try:
             for attempt in range(3):
-                self._server = await self.service.call_server(self.room_id)
+                self._server = await self.service.call_server(self.room_id, admission.participant)
                 if self._session is None:
                     self._session = await janus.JanusSession.open(self._server.server, self.service.api_secret)
                 try:
@@ -359,9 +364,7 @@ class CallConnection:
         assert self._server is not None
         self.service.connections.add(self)
         self.service.watch_changes()
-        await self.service.store.add_call_event(CallEvent(
-            "CallParticipantAdded", self._server.server_call_id, self.room_id, camera.joined_at,
-            raw_id=camera.raw_id, role=camera.role, display_name=display_name))
+        await self.service.store.append_events([self._participant_event(t.CALL_PARTICIPANT_ADDED, camera.joined_at)])
         others = [f.wire() for entry in joined.data.get("publishers", []) if (f := Feed.of(entry))]
         await self._send({
             "type": "joined", "roomId": self.room_id, "feedId": camera.feed_id,
@@ -370,6 +373,15 @@ class CallConnection:
             "grantExpiresAt": admission.grant_expires_at, "feeds": others,
         })
         self._tasks.append(asyncio.create_task(self._enforce()))
+
+    def _participant_event(self, type_: str, now: int) -> t.NewEvent:
+        """CallParticipantAdded or CallParticipantRemoved of this connection's participant (its camera feed)."""
+        assert self._server is not None and self.admission is not None
+        camera = self._feeds.get("camera")
+        participant = self.admission.participant
+        return call_events(self._server).participant(
+            type_, participant.raw_id, participant.role.value, camera.display_name if camera else None,
+            str(camera.feed_id) if camera else "", self.user_agent, now)
 
     async def _join_as_publisher(self, feed: Feed) -> janus.Reply:
         assert self._session is not None and self._server is not None
@@ -389,7 +401,7 @@ class CallConnection:
     # -- requests ---------------------------------------------------------------------------------------------
     async def handle(self, message: Mapping[str, Any]) -> None:
         """One request of the participant; anything not allowed is refused and nothing happens."""
-        if self.admission is None or self.ended.is_set():
+        if self.admission is None or self._ending:
             return
         kind = message.get("type")
         try:
@@ -572,24 +584,24 @@ class CallConnection:
             message["callEndReason"] = {"code": 0 if sub_code == SUB_CODE_CALL_ENDED else 403, "subCode": sub_code}
         with contextlib.suppress(Exception):
             await self._send(message)
-        self.ended.set()  # only now: the connection is closed once it is set, and the message is out
-        await self._leave(reason)
+        # Left first, ended only then: the connection is closed (and the task that called this, its reader,
+        # cancelled) once it is set, and leaving must not be cut short (Janus session, call end, events).
+        try:
+            await self._leave()
+        finally:
+            self.ended.set()
 
-    async def _leave(self, reason: str) -> None:
+    async def _leave(self) -> None:
         self.service.connections.discard(self)
         if self._server is not None and self.admission is not None:
-            camera = self._feeds.get("camera")
-            now = self.service.clock.now()
             with contextlib.suppress(Exception):
-                await self.service.store.add_call_event(CallEvent(
-                    "CallParticipantRemoved", self._server.server_call_id, self.room_id, now,
-                    raw_id=self.admission.participant.raw_id, role=self.admission.participant.role.value,
-                    duration_ticks=now - camera.joined_at if camera else None, end_reason=reason))
+                await self.service.store.append_events([self._participant_event(
+                    t.CALL_PARTICIPANT_REMOVED, self.service.clock.now())])
         await self._close_janus()
         # The last one out ends the call, as in ACS.
         if self._server is not None:
             with contextlib.suppress(Exception):
-                await self.service.end_call_if_empty(self.room_id)
+                await self.service.end_call_if_empty(self.room_id, {f.feed_id for f in self._feeds.values()})
 
     async def _close_janus(self) -> None:
         current = asyncio.current_task()

@@ -4,7 +4,8 @@ Control-plane events are openrooms' own (ACS publishes none for rooms): their ty
 namespace. Call events are ACS's Event Grid call events, with exactly the `data` fields of the Event Grid SDKs'
 system event models (`AcsCallStartedEventData`, `AcsCallEndedEventData`, `AcsCallParticipantAddedEventData`,
 `AcsCallParticipantRemovedEventData` of `@azure/eventgrid`), so that an existing Event Grid handler parses
-them unchanged; the room calls append them through `RoomStore.append_events` like any other event.
+them unchanged; the room calls append them with the call's state changes (`claim_call_server`, `release_call_server`) or
+through `RoomStore.append_events`, like any other event.
 
 The service builds an event's `data` from these structs and never sees JSON; the store encodes it once, in the
 transaction that writes the change, and serves it back as the stored bytes.
@@ -29,6 +30,8 @@ TOKENS_REVOKED = "OpenRooms.TokensRevoked"
 JOIN_ADMITTED = "OpenRooms.JoinAdmitted"
 JOIN_REFUSED = "OpenRooms.JoinRefused"
 KEYS_ROTATED = "OpenRooms.KeysRotated"
+ROOM_WINDOW_OPENED = "OpenRooms.RoomWindowOpened"  # time-driven: at the room's validFrom
+ROOM_WINDOW_CLOSED = "OpenRooms.RoomWindowClosed"  # at its validUntil
 # ACS's Event Grid call events (recorded by room calls)
 CALL_STARTED = "Microsoft.Communication.CallStarted"
 CALL_ENDED = "Microsoft.Communication.CallEnded"
@@ -38,6 +41,7 @@ CALL_PARTICIPANT_REMOVED = "Microsoft.Communication.CallParticipantRemoved"
 TYPES = (
     ROOM_CREATED, ROOM_UPDATED, ROOM_DELETED, PARTICIPANTS_ADDED, PARTICIPANTS_ROLE_CHANGED, PARTICIPANTS_REMOVED,
     USER_CREATED, USER_DELETED, TOKENS_REVOKED, JOIN_ADMITTED, JOIN_REFUSED, KEYS_ROTATED,
+    ROOM_WINDOW_OPENED, ROOM_WINDOW_CLOSED,
     CALL_STARTED, CALL_ENDED, CALL_PARTICIPANT_ADDED, CALL_PARTICIPANT_REMOVED,
 )
 DATA_VERSION = "1.0"
@@ -148,6 +152,16 @@ class JoinRefusedData(_Data):
 
 class KeysRotatedData(_Data):
     names: list[str]  # "primary", "secondary"; never the keys
+
+
+class RoomWindowData(_Data):
+    """RoomWindowOpened (due at `validFrom`) and RoomWindowClosed (due at `validUntil`)."""
+
+    room_id: str
+    valid_from: str
+    valid_until: str
+    due_date_time: str  # the instant the event is for; the event's own time is when it was emitted
+    late: bool  # emitted more than a second after it was due (no instance was running then)
 
 
 # ACS's call event data: the fields of the Event Grid system event models -----------------------------------

@@ -33,6 +33,7 @@ from openrooms.service.identity import IdentityService
 from openrooms.service.keys import KeyRing
 from openrooms.service.ports import RoomStore
 from openrooms.service.rooms import RoomsService
+from openrooms.service.window_events import WindowScheduler
 from openrooms.store import open_store
 
 if TYPE_CHECKING:
@@ -47,10 +48,11 @@ def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clo
     clock = clock or SystemClock()
     owns_store = store is None
     room_store = store if store is not None else open_store(settings, migrate_schema=settings.in_memory)
+    window_scheduler = WindowScheduler(room_store, clock)
     rooms_service = RoomsService(
         room_store, clock, page_size=settings.page_size, purge_grace_days=settings.purge_grace_days,
         max_participants_per_room=settings.max_participants_per_room,
-        max_participants_per_request=settings.max_participants_per_request,
+        max_participants_per_request=settings.max_participants_per_request, on_window=window_scheduler.note,
     )
     rooms_api = RoomsApi(rooms_service, settings.public_url)
     identity_service = IdentityService(room_store, clock, resource_id=settings.resource_id)
@@ -86,12 +88,14 @@ def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clo
     @contextlib.asynccontextmanager
     async def lifespan(app: Pipeline) -> AsyncIterator[None]:
         purger = asyncio.create_task(_purge_periodically(rooms_service, events_service))
+        windows = asyncio.create_task(window_scheduler.run())
         try:
             yield
         finally:
-            purger.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await purger
+            for task in (purger, windows):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             if calls_api.service is not None:
                 await calls_api.service.close()
             if owns_store:

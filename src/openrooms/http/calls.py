@@ -149,7 +149,7 @@ class CallsApi:
             async with lock:
                 await ws.send_text(json.dumps(message))
 
-        connection = CallConnection(service, match.group("room_id"), push)
+        connection = CallConnection(service, match.group("room_id"), push, ws.headers.get("user-agent", ""))
         try:
             first = await asyncio.wait_for(ws.receive_text(), timeout=30)
             hello = json.loads(first)

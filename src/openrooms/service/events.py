@@ -8,12 +8,13 @@ found, and the store calls it inside the transaction.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from openrooms.events import types as t
 from openrooms.service import timestamps
+from openrooms.service.clock import TICKS_PER_SECOND
 
 if TYPE_CHECKING:
     from openrooms.service.model import Participant, Role, Room
@@ -134,3 +135,57 @@ def join_refused(room_id: str, raw_id: str | None, status: int, code: str, reaso
 
 def keys_rotated(names: Sequence[str], now: int) -> t.NewEvent:
     return _event(t.KEYS_ROTATED, "keys", None, now, t.KeysRotatedData(list(names)))
+
+
+# Room calls: ACS's Event Grid call events -------------------------------------------------------------------
+_ACS_USER_PREFIXES = ("8:acs:", "8:spool:")
+CALL_ENDED_BY = "openrooms"  # who ends a call that no participant ended (ACS: "MicrosoftInternal")
+SUB_CODE_ALL_LEFT = 0
+SUB_CODE_ENDED_FOR_EVERYONE = 5000
+
+
+def _identifier(raw_id: str) -> t.CommunicationIdentifierModel:
+    if raw_id.startswith(_ACS_USER_PREFIXES):
+        return t.CommunicationIdentifierModel(raw_id, "communicationUser", t.CommunicationUserIdentifierModel(raw_id))
+    return t.CommunicationIdentifierModel(raw_id, "unknown")
+
+
+def _call_participant(raw_id: str, role: str) -> t.AcsCallParticipant:
+    return t.AcsCallParticipant(_identifier(raw_id), role)
+
+
+class CallEvents:
+    """The events of one room call, from what its stored server row tells (who started it, its ids)."""
+
+    def __init__(self, room_id: str, server_call_id: str, correlation_id: str, started_by: str,
+                 started_by_role: str, started_at: int) -> None:
+        self._room_id = room_id
+        self._subject = "call/" + server_call_id
+        self._started_at = started_at
+        self._common: dict[str, Any] = {
+            "startedBy": _call_participant(started_by, started_by_role), "serverCallId": server_call_id,
+            "correlationId": correlation_id, "room": t.AcsCallRoom(room_id), "isTwoParty": False, "isRoomsCall": True,
+        }
+
+    def _event(self, type_: str, now: int, data: msgspec.Struct) -> t.NewEvent:
+        return _event(type_, self._subject, self._room_id, now, data)
+
+    def started(self) -> t.NewEvent:
+        return self._event(t.CALL_STARTED, self._started_at, t.AcsCallStartedEventData(**self._common))
+
+    def ended(self, reason: str, now: int) -> t.NewEvent:
+        """`reason`: AllParticipantsLeft, RoomEnded, RoomDeleted or EndedByApplication (the end reason's phrase)."""
+        sub_code = SUB_CODE_ALL_LEFT if reason == "AllParticipantsLeft" else SUB_CODE_ENDED_FOR_EVERYONE
+        ended_by = t.AcsCallEndedBy(t.CommunicationIdentifierModel(CALL_ENDED_BY, "unknown"), "MicrosoftInternal",
+                                    CALL_ENDED_BY)
+        data = t.AcsCallEndedEventData(endedBy=ended_by, reason=t.AcsCallEndReason(0, sub_code, reason),
+                                       callDurationInSeconds=(now - self._started_at) / TICKS_PER_SECOND,
+                                       **self._common)
+        return self._event(t.CALL_ENDED, now, data)
+
+    def participant(self, type_: str, raw_id: str, role: str, display_name: str | None, participant_id: str,
+                    user_agent: str, now: int) -> t.NewEvent:
+        """CallParticipantAdded or CallParticipantRemoved."""
+        data = t.AcsCallParticipantEventData(user=_call_participant(raw_id, role), displayName=display_name or "",
+                                             participantId=participant_id, userAgent=user_agent, **self._common)
+        return self._event(type_, now, data)

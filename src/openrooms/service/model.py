@@ -106,7 +106,7 @@ class SigningKey:
     created_at: int
 
 
-# Room calls (openrooms.calls): where each room's call is held, and the record of call events.
+# Room calls (openrooms.calls): where each room's call is held (its events are in the event log).
 @dataclass(frozen=True, slots=True)
 class CallServer:
     """The media server room of a room's call: created by the first join, found by every instance."""
@@ -118,21 +118,6 @@ class CallServer:
     pin: str
     server_call_id: str
     started_at: int  # ticks
-
-
-@dataclass(frozen=True, slots=True)
-class CallEvent:
-    """One call event, with the fields of ACS's Event Grid call events (`Microsoft.Communication.CallStarted`,
-    `CallEnded`, `CallParticipantAdded`, `CallParticipantRemoved`)."""
-
-    event_type: str
-    server_call_id: str
-    room_id: str
-    at: int  # ticks
-    raw_id: str | None = None
-    role: str | None = None
-    display_name: str | None = None
-    duration_ticks: int | None = None
-    end_reason: str | None = None
-    sub_code: int | None = None
-    seq: int = 0  # the store's order (0 before it is stored)
+    started_by: str = ""  # the raw id of the participant whose join started the call
+    started_by_role: str = ""
+    correlation_id: str = ""  # a GUID per call, as ACS's call events carry it

@@ -17,7 +17,6 @@ from typing import NamedTuple, Protocol
 from openrooms.events.types import NewEvent, StoredEvent
 from openrooms.service.model import (
     ROLES,
-    CallEvent,
     CallServer,
     CommunicationUser,
     CreateRecord,
@@ -185,19 +184,23 @@ class AccessKeyStore(Protocol):
 
 
 class CallStore(Protocol):
-    async def claim_call_server(self, candidate: CallServer) -> CallServer:
-        """Store `candidate` unless the room has one already; answer the one stored."""
+    async def append_events(self, events: Sequence[NewEvent]) -> None:
+        """As `EventLog.append_events`: a participant's joining and leaving, which change no stored state."""
+        ...
+
+    async def claim_call_server(self, candidate: CallServer, events: Sequence[NewEvent] = ()) -> CallServer:
+        """Store `candidate` unless the room has one already; answer the one stored. `events` (the call's start)
+        are appended in the same transaction, only when `candidate` went in."""
         ...
 
     async def get_call_server(self, room_id: str) -> CallServer | None: ...
 
-    async def release_call_server(self, room_id: str, server_call_id: str) -> bool:
-        """Forget the room's call server if it is still that call's; True when this call removed it."""
+    async def release_call_server(
+        self, room_id: str, server_call_id: str, events: Sequence[NewEvent] = ()
+    ) -> bool:
+        """Forget the room's call server if it is still that call's; True when this call removed it. `events` (the
+        call's end) are appended in the same transaction, only when it did."""
         ...
-
-    async def add_call_event(self, event: CallEvent) -> None: ...
-
-    async def list_call_events(self, room_id: str) -> list[CallEvent]: ...
 
     def listen_changes(self) -> AsyncIterator[str]:
         """The store's change notifications, from any instance: first `""` once listening, then `room:<id>` or
@@ -205,7 +208,35 @@ class CallStore(Protocol):
         ...
 
 
-class RoomStore(IdentityStore, AccessKeyStore, EventLog, CallStore, Protocol):
+class WindowInstant(NamedTuple):
+    """A room's window instant that fell due: its opening (`validFrom`) or its closing (`validUntil`)."""
+
+    room_id: str
+    closing: bool
+    instant: int  # ticks
+    valid_from: int
+    valid_until: int
+
+
+WindowEvents = Callable[[Sequence[WindowInstant]], Sequence[NewEvent]]
+
+
+class WindowStore(Protocol):
+    """The time-driven events of the rooms' windows (see store/windows.py)."""
+
+    async def claim_window_instants(self, now: int, events: WindowEvents, limit: int) -> int | None:
+        """In one transaction: the instants due since the last claim up to `now` (at most about `limit`), their
+        events appended, and the claim's watermark moved past them. Answers how many were claimed, or None when
+        another instance's claim holds the watermark right now (PostgreSQL). The first claim ever only sets the
+        watermark (to `now`). A claim that answers `limit` or more may have left due instants for the next."""
+        ...
+
+    async def next_window_instant(self, after: int) -> int | None:
+        """The earliest window instant after `after` of any room (an opening only if after its creation)."""
+        ...
+
+
+class RoomStore(IdentityStore, AccessKeyStore, EventLog, CallStore, WindowStore, Protocol):
     async def close(self) -> None: ...
 
     async def insert_room(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from openrooms.service import errors, events, ids, paging, validity
@@ -77,8 +77,10 @@ class RoomsService:
         purge_grace_days: int = DEFAULT_PURGE_GRACE_DAYS,
         max_participants_per_room: int = DEFAULT_MAX_PARTICIPANTS_PER_ROOM,
         max_participants_per_request: int = DEFAULT_MAX_PARTICIPANTS_PER_REQUEST,
+        on_window: Callable[[int, int, int], None] | None = None,
     ) -> None:
         self._store = store
+        self._on_window = on_window  # told (validFrom, validUntil, now) of each window set (the window events)
         self._clock = clock
         self._page_size = page_size
         self._purge_grace = purge_grace_days * TICKS_PER_DAY
@@ -133,6 +135,8 @@ class RoomsService:
             if earlier is not None and repeatability is not None:
                 # Another request with the same id won the race: answer as its repeat.
                 return self._replay(earlier, repeatability)
+            if self._on_window is not None:
+                self._on_window(room.valid_from, room.valid_until, now)
             return Created(room, replayed=False)
         raise RuntimeError("could not draw an unused room id")  # 1 in 10^100 odds: a broken random source
 
@@ -161,6 +165,8 @@ class RoomsService:
         )
         if room is None:
             raise errors.not_found()
+        if window is not None and self._on_window is not None:
+            self._on_window(room.valid_from, room.valid_until, now)
         return room
 
     async def rooms_delete(self, room_id: str) -> None:

@@ -39,7 +39,6 @@ from openrooms import config
 from openrooms.events.types import NewEvent, StoredEvent
 from openrooms.service.model import (
     ROLES,
-    CallEvent,
     CallServer,
     CommunicationUser,
     CreateRecord,
@@ -48,8 +47,14 @@ from openrooms.service.model import (
     Room,
     SigningKey,
 )
-from openrooms.service.ports import RoomUpdateEvents, RosterChangeEvents, UserDeletionEvents, roster_change
-from openrooms.store import migrate
+from openrooms.service.ports import (
+    RoomUpdateEvents,
+    RosterChangeEvents,
+    UserDeletionEvents,
+    WindowEvents,
+    roster_change,
+)
+from openrooms.store import migrate, windows
 from openrooms.store.protocol import RoomIdTaken, RoomQuery, RosterFull, RosterPage, StoreUnavailable, UserIdTaken
 from openrooms.store.records import created_room, created_room_value
 from openrooms.store.room_queries import room_query
@@ -747,6 +752,36 @@ class PostgresStore:
         async with self._connection() as db:
             await db.execute("SELECT 1 FROM rooms LIMIT 1")
 
+    # The rooms' window events (store/windows.py): one claimer at a time holds the watermark, others skip ------
+    async def claim_window_instants(self, now: int, events: WindowEvents, limit: int) -> int | None:
+        async with self._transaction(logs=True) as db:
+            cursor = await db.execute("SELECT covered FROM window_clock WHERE id = 1 FOR UPDATE SKIP LOCKED")
+            row = await cursor.fetchone()
+            if row is None:  # none yet, or another instance's claim holds it
+                cursor = await db.execute(
+                    "INSERT INTO window_clock (id, covered) VALUES (1, %s) ON CONFLICT (id) DO NOTHING", (now,))
+                return 0 if cursor.rowcount else None
+            covered = row[0]
+            if now <= covered:
+                return 0
+            cursor = await db.execute(_WINDOWS_DUE, {"covered": covered, "upto": now, "limit": limit})
+            due = windows.instants(await cursor.fetchall())
+            page = windows.cut(due, limit, now)
+            if page is None:  # a full page of one instant: all of its rooms
+                last = due[-1].instant
+                cursor = await db.execute(_WINDOWS_DUE, {"covered": last - 1, "upto": last, "limit": None})
+                page = windows.instants(await cursor.fetchall()), last
+            claimed, covered = page
+            await db.execute("UPDATE window_clock SET covered = %s WHERE id = 1", (covered,))
+            await _append(db, events(claimed))
+        return len(claimed)
+
+    async def next_window_instant(self, after: int) -> int | None:
+        async with self._connection() as db:
+            cursor = await db.execute(_WINDOWS_NEXT, {"after": after})
+            row = await cursor.fetchone()
+        return None if row is None else row[0]
+
     # Room calls (openrooms.calls) ---------------------------------------------------------------------------
     async def listen_changes(self) -> AsyncIterator[str]:
         """Every change to a room, its roster or a user, from any instance, as the triggers of migration 0007
@@ -761,14 +796,15 @@ class PostgresStore:
         finally:
             await connection.close()
 
-    async def claim_call_server(self, candidate: CallServer) -> CallServer:
-        async with self._transaction() as db:
-            await db.execute(
-                "INSERT INTO call_servers (room_id, server, janus_room, secret, pin, server_call_id, started_at) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (room_id) DO NOTHING",
-                (candidate.room_id, candidate.server, candidate.janus_room, candidate.secret, candidate.pin,
-                 candidate.server_call_id, candidate.started_at),
+    async def claim_call_server(self, candidate: CallServer, events: Sequence[NewEvent] = ()) -> CallServer:
+        async with self._transaction(logs=bool(events)) as db:
+            inserted = await db.execute(
+                f"INSERT INTO call_servers ({_CALL_SERVER_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (room_id) DO NOTHING",
+                _call_server_row(candidate),
             )
+            if inserted.rowcount:
+                await _append(db, events)
             cursor = await db.execute(f"SELECT {_CALL_SERVER_COLUMNS} FROM call_servers WHERE room_id = %s",
                                       (candidate.room_id,))
             row = await cursor.fetchone()
@@ -782,32 +818,28 @@ class PostgresStore:
             row = await cursor.fetchone()
         return None if row is None else CallServer(*row)
 
-    async def release_call_server(self, room_id: str, server_call_id: str) -> bool:
-        async with self._connection() as db:
+    async def release_call_server(
+        self, room_id: str, server_call_id: str, events: Sequence[NewEvent] = ()
+    ) -> bool:
+        async with self._transaction(logs=bool(events)) as db:
             cursor = await db.execute("DELETE FROM call_servers WHERE room_id = %s AND server_call_id = %s",
                                       (room_id, server_call_id))
-            return cursor.rowcount > 0
-
-    async def add_call_event(self, event: CallEvent) -> None:
-        async with self._connection() as db:
-            await db.execute(
-                f"INSERT INTO call_events ({_CALL_EVENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (event.event_type, event.server_call_id, event.room_id, event.at, event.raw_id, event.role,
-                 event.display_name, event.duration_ticks, event.end_reason, event.sub_code),
-            )
-
-    async def list_call_events(self, room_id: str) -> list[CallEvent]:
-        async with self._connection() as db:
-            cursor = await db.execute(
-                f"SELECT {_CALL_EVENT_COLUMNS}, seq FROM call_events WHERE room_id = %s ORDER BY seq", (room_id,))
-            rows = await cursor.fetchall()
-        return [CallEvent(*row) for row in rows]
+            released = cursor.rowcount > 0
+            if released:
+                await _append(db, events)
+        return released
 
 
 CHANGES_CHANNEL = "openrooms_changes"
-_CALL_SERVER_COLUMNS = "room_id, server, janus_room, secret, pin, server_call_id, started_at"
-_CALL_EVENT_COLUMNS = ("event_type, server_call_id, room_id, at, raw_id, role, display_name, duration_ticks, "
-                       "end_reason, sub_code")
+_WINDOWS_DUE = windows.psycopg(windows.DUE)
+_WINDOWS_NEXT = windows.psycopg(windows.NEXT)
+_CALL_SERVER_COLUMNS = ("room_id, server, janus_room, secret, pin, server_call_id, started_at, started_by, "
+                        "started_by_role, correlation_id")
+
+
+def _call_server_row(server: CallServer) -> tuple[str | int, ...]:
+    return (server.room_id, server.server, server.janus_room, server.secret, server.pin, server.server_call_id,
+            server.started_at, server.started_by, server.started_by_role, server.correlation_id)
 
 
 async def _create_room(

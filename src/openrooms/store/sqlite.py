@@ -28,7 +28,6 @@ from sqlalchemy.pool import StaticPool
 from openrooms.events.types import NewEvent, StoredEvent
 from openrooms.service.model import (
     ROLES,
-    CallEvent,
     CallServer,
     CommunicationUser,
     CreateRecord,
@@ -37,8 +36,14 @@ from openrooms.service.model import (
     Room,
     SigningKey,
 )
-from openrooms.service.ports import RoomUpdateEvents, RosterChangeEvents, UserDeletionEvents, roster_change
-from openrooms.store import migrate
+from openrooms.service.ports import (
+    RoomUpdateEvents,
+    RosterChangeEvents,
+    UserDeletionEvents,
+    WindowEvents,
+    roster_change,
+)
+from openrooms.store import migrate, windows
 from openrooms.store.changes import FOREVER, NOTHING, ChangeCounters, Changes, KeptReads
 from openrooms.store.protocol import RoomIdTaken, RoomQuery, RosterFull, RosterPage, StoreUnavailable, UserIdTaken
 from openrooms.store.records import created_room, created_room_value
@@ -654,17 +659,46 @@ class SqliteStore:
     async def ping(self) -> None:
         await self._read(lambda db: db.execute("SELECT 1 FROM rooms LIMIT 1").fetchall())
 
+    # The rooms' window events (store/windows.py): writers take turns, so no claim ever waits for another --------
+    async def claim_window_instants(self, now: int, events: WindowEvents, limit: int) -> int | None:
+        def transaction(db: sqlite3.Connection) -> tuple[int | None, Changes]:
+            row = db.execute("SELECT covered FROM window_clock WHERE id = 1").fetchone()
+            if row is None:
+                db.execute("INSERT INTO window_clock (id, covered) VALUES (1, ?)", (now,))
+                return 0, NOTHING
+            covered = row[0]
+            if now <= covered:
+                return 0, NOTHING
+            due = windows.instants(db.execute(windows.DUE, {"covered": covered, "upto": now, "limit": limit})
+                                   .fetchall())
+            page = windows.cut(due, limit, now)
+            if page is None:  # a full page of one instant: all of its rooms
+                last = due[-1].instant
+                page = windows.instants(db.execute(windows.DUE, {"covered": last - 1, "upto": last, "limit": -1})
+                                        .fetchall()), last
+            claimed, covered = page
+            db.execute("UPDATE window_clock SET covered = ? WHERE id = 1", (covered,))
+            self._log(events(claimed))
+            return len(claimed), NOTHING
+
+        return await self._write(transaction)
+
+    async def next_window_instant(self, after: int) -> int | None:
+        row = await self._read(lambda db: db.execute(windows.NEXT, {"after": after}).fetchone())
+        return None if row is None else row[0]
+
     # Room calls (openrooms.calls) ---------------------------------------------------------------------------
-    async def claim_call_server(self, candidate: CallServer) -> CallServer:
+    async def claim_call_server(self, candidate: CallServer, events: Sequence[NewEvent] = ()) -> CallServer:
         def transaction(db: sqlite3.Connection) -> tuple[CallServer, Changes]:
-            db.execute(
-                "INSERT INTO call_servers (room_id, server, janus_room, secret, pin, server_call_id, started_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (room_id) DO NOTHING",
-                (candidate.room_id, candidate.server, candidate.janus_room, candidate.secret, candidate.pin,
-                 candidate.server_call_id, candidate.started_at),
-            )
+            inserted = db.execute(
+                f"INSERT INTO call_servers ({_CALL_SERVER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (room_id) DO NOTHING",
+                _call_server_row(candidate),
+            ).rowcount
             row = db.execute(f"SELECT {_CALL_SERVER_COLUMNS} FROM call_servers WHERE room_id = ?",
                              (candidate.room_id,)).fetchone()
+            if inserted:
+                self._log(events)
             return CallServer(*row), NOTHING  # no room nor roster changed: nothing kept to move
 
         return await self._write(transaction)
@@ -674,30 +708,28 @@ class SqliteStore:
             f"SELECT {_CALL_SERVER_COLUMNS} FROM call_servers WHERE room_id = ?", (room_id,)).fetchone())
         return None if row is None else CallServer(*row)
 
-    async def release_call_server(self, room_id: str, server_call_id: str) -> bool:
-        return await self._write(lambda db: (db.execute(
-            "DELETE FROM call_servers WHERE room_id = ? AND server_call_id = ?", (room_id, server_call_id),
-        ).rowcount > 0, NOTHING))
+    async def release_call_server(
+        self, room_id: str, server_call_id: str, events: Sequence[NewEvent] = ()
+    ) -> bool:
+        def transaction(db: sqlite3.Connection) -> tuple[bool, Changes]:
+            released = db.execute("DELETE FROM call_servers WHERE room_id = ? AND server_call_id = ?",
+                                  (room_id, server_call_id)).rowcount > 0
+            if released:
+                self._log(events)
+            return released, NOTHING
 
-    async def add_call_event(self, event: CallEvent) -> None:
-        await self._write(lambda db: (db.execute(
-            f"INSERT INTO call_events ({_CALL_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (event.event_type, event.server_call_id, event.room_id, event.at, event.raw_id, event.role,
-             event.display_name, event.duration_ticks, event.end_reason, event.sub_code),
-        ), NOTHING))
+        return await self._write(transaction)
 
     async def listen_changes(self) -> AsyncIterator[str]:
         """No change notifications from SQLite: this never yields (room calls recheck on their clock)."""
         await asyncio.Event().wait()
         yield ""  # pragma: no cover (an async generator; never reached)
 
-    async def list_call_events(self, room_id: str) -> list[CallEvent]:
-        rows = await self._read(lambda db: db.execute(
-            f"SELECT {_CALL_EVENT_COLUMNS}, seq FROM call_events WHERE room_id = ? ORDER BY seq", (room_id,),
-        ).fetchall())
-        return [CallEvent(*row) for row in rows]
+
+_CALL_SERVER_COLUMNS = ("room_id, server, janus_room, secret, pin, server_call_id, started_at, started_by, "
+                        "started_by_role, correlation_id")
 
 
-_CALL_SERVER_COLUMNS = "room_id, server, janus_room, secret, pin, server_call_id, started_at"
-_CALL_EVENT_COLUMNS = ("event_type, server_call_id, room_id, at, raw_id, role, display_name, duration_ticks, "
-                       "end_reason, sub_code")
+def _call_server_row(server: CallServer) -> tuple[str | int, ...]:
+    return (server.room_id, server.server, server.janus_room, server.secret, server.pin, server.server_call_id,
+            server.started_at, server.started_by, server.started_by_role, server.correlation_id)
