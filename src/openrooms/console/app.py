@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -529,7 +530,7 @@ class Console:
 
         async def stream(after: str | None) -> Any:
             yield ": tail\n\n"
-            while True:
+            while time.time() < ctx.session.expires_at:  # the session's end ends the stream too
                 page = await self.services.events.read(after, types, room_id, 100, SSE_WAIT_SECONDS)
                 if not page:
                     yield ": still here\n\n"
