@@ -28,8 +28,11 @@ CREATED_SPAN = 30 * TICKS_PER_DAY
 USERS = 200_000  # roster entries are drawn from this many distinct users
 # Indexes that are dropped for the load and rebuilt after it (rebuilding sorts once: much faster than
 # keeping them up to date row by row).
-_REBUILT_INDEXES = ("rooms_by_created", "rooms_by_valid_until", "participants_by_raw_id", "participants_by_seq")
+_REBUILT_INDEXES = ("rooms_by_created", "rooms_by_valid_until", "rooms_by_valid_from", "participants_by_raw_id",
+                    "participants_by_seq")
+HOUR = 3600 * TICKS_PER_SECOND
 _BATCH = 50_000
+_ROOM_COLUMNS = "id, created_at, valid_from, valid_until, pstn_dial_out_enabled"
 
 
 def rooms_made(count: int, seed: int, now: int) -> list[tuple[str, int]]:
@@ -60,11 +63,23 @@ def upgrade_schema(location: Path) -> Path:
     return location / "openrooms.db"
 
 
-def preload(location: Path, rooms: int, participants: int, *, seed: int = 1, quiet: bool = False) -> list[str]:
+def mixed_window(created: int, rng: random.Random) -> tuple[int, int]:
+    """A window as scheduled meetings and standing rooms make them: half start when made (the default), half up to
+    two weeks later; half last 30 minutes to a day, half the default 180 days. Of rooms made over the last 30 days,
+    about 12% are upcoming now, 45% open and 43% ended."""
+    start = created if rng.random() < 0.5 else created + rng.randrange(14 * TICKS_PER_DAY)
+    length = MAX_WINDOW if rng.random() < 0.5 else rng.randrange(HOUR // 2, TICKS_PER_DAY)
+    return start, start + length
+
+
+def preload(location: Path, rooms: int, participants: int, *, seed: int = 1, quiet: bool = False,
+            mixed_windows: bool = False) -> list[str]:
     """Fill a fresh database at `location` with `rooms` rooms (created over the last 30 days, valid for
-    180 days from creation) and `participants` roster entries spread evenly over them. Returns the ids."""
+    180 days from creation; with `mixed_windows`, windows of `mixed_window`) and `participants` roster entries
+    spread evenly over them. Returns the ids."""
     path = upgrade_schema(location)
     made = rooms_made(rooms, seed, time.time_ns() // 100)
+    windows = random.Random(seed + 1)
     ids = [room_id for room_id, _ in made]
     db = sqlite3.connect(path, isolation_level=None)
     db.executescript("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -262144;")
@@ -80,7 +95,8 @@ def preload(location: Path, rooms: int, participants: int, *, seed: int = 1, qui
 
     def room_rows() -> Iterator[tuple[str, int, int, int, int]]:
         for room_id, created in made:
-            yield room_id, created, created, created + MAX_WINDOW, 0
+            start, end = mixed_window(created, windows) if mixed_windows else (created, created + MAX_WINDOW)
+            yield room_id, created, start, end, 0
 
     def roster_rows() -> Iterator[tuple[str, str, str, int]]:
         for n, room_id in enumerate(ids):
@@ -119,6 +135,43 @@ def preload(location: Path, rooms: int, participants: int, *, seed: int = 1, qui
     db.execute("PRAGMA journal_mode = WAL")  # as the server keeps it
     db.close()
     return ids
+
+
+# The tables the preload fills, with their columns, in the order they are copied (and the order of their rows).
+_COPIED = (("room_ids", "id", "id"), ("rooms", _ROOM_COLUMNS, "rowid"), ("participants", "room_id, raw_id, role, seq",
+                                                                      "room_id, raw_id"))
+
+
+def copy_to_postgres(location: Path, url: str, *, quiet: bool = False) -> None:
+    """The database preloaded at `location`, copied into the migrated, empty PostgreSQL database at `url`: COPY
+    with the secondary indexes dropped and rebuilt after (as the preload does), then VACUUM ANALYZE, as a database
+    long in service would have been (statistics, and the visibility map that index-only scans read)."""
+    import psycopg
+
+    source = sqlite3.connect(location / "openrooms.db")
+    with psycopg.connect(url, autocommit=True) as db, Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            disable=quiet) as progress:
+        indexes = db.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
+            "AND tablename IN ('rooms', 'participants') AND indexname NOT LIKE '%%_pkey'").fetchall()
+        for name, _ in indexes:
+            db.execute(f"DROP INDEX {name}")
+        # Neither a foreign-key check nor a change notification (migration 0007's triggers) per row.
+        db.execute("SET session_replication_role = replica")
+        db.execute("SET maintenance_work_mem = '1GB'")
+        for table, columns, order in _COPIED:
+            total = source.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            task = progress.add_task(f"{table:<13}", total=total)
+            with db.cursor().copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                for n, row in enumerate(source.execute(f"SELECT {columns} FROM {table} ORDER BY {order}"), 1):
+                    copy.write_row(row if table != "rooms" else (*row[:4], bool(row[4])))
+                    if n % _BATCH == 0:
+                        progress.advance(task, _BATCH)
+        for _, definition in indexes:
+            db.execute(definition)
+        db.execute("VACUUM ANALYZE")
+    source.close()
 
 
 def main() -> None:

@@ -53,6 +53,36 @@ def targets(sections: dict[str, Any]) -> list[dict[str, Any]]:
             out.append(_target(f"paged scan of {scan['rooms']:,} rooms: ms/page at its end vs its start "
                                "(least-squares line through every page)", f"<= {SCAN_RATIO}x",
                                "n/a" if ratio is None else f"{ratio}x", ratio is not None and ratio <= SCAN_RATIO))
+    rq: dict[str, Any] = sections.get("room_queries") or {}
+    for store, measured in rq.get("stores", {}).items():
+        for name, shape in measured["shapes"].items():
+            if name != "unfiltered":
+                out.append(_target(f"room query first page, {name} vs unfiltered ({store}, {rq['rooms']:,} rooms)",
+                                   f"<= {rq['target_ratio']}x", f"{shape['ratio']}x",
+                                   shape["ratio"] <= rq["target_ratio"]))
+    return out
+
+
+def _room_queries(rq: dict[str, Any]) -> list[str]:
+    stores = list(rq["stores"])
+    shapes = list(rq["stores"][stores[0]]["shapes"]) if stores else []
+    states = ", ".join(f"{count:,} {state}" for state, count in rq["states"].items())
+    out = [f"## Room queries: {rq['rooms']:,} rooms, {rq['participants']:,} roster entries\n",
+           f"Preloaded through the bulk path with mixed windows ({states}) in {rq['preload_seconds']} s"
+           + (f", copied into PostgreSQL in {rq['postgres_copy_seconds']} s" if "postgres_copy_seconds" in rq else
+              f"; PostgreSQL skipped: {rq.get('postgresql_skipped')}")
+           + f". Each shape's first page ({rq['page_size']} rooms, one more read to know there is a next page) "
+           f"{rq['calls']} times through the store itself, the shapes in turn; the ratio is of the medians, to the "
+           "first page of the whole list in the same order. By participant: a different user each call.\n",
+           _table(["shape", *(f"{store} {what}" for store in stores for what in ("p50 ms", "ratio", "rooms/page"))],
+                  [[name, *(v for store in stores for v in (rq["stores"][store]["shapes"][name]["p50_ms"],
+                                                            f"{rq['stores'][store]['shapes'][name]['ratio']}x",
+                                                            rq["stores"][store]["shapes"][name]["rooms_per_page"]))]
+                   for name in shapes])]
+    for store in stores:
+        out.append(f"### Query plans: {store}\n")
+        for name, plan in rq["stores"][store]["plans"].items():
+            out.append(f"{name}:\n\n```\n" + "\n".join(plan) + "\n```\n")
     return out
 
 
@@ -185,6 +215,8 @@ def markdown(doc: dict[str, Any]) -> str:
                 f"{sc['large_server_peak_rss_mb']} MB with {sc['large_rooms']:,} rooms.\n"]
         if "paged_scan" in sc:
             out += [f"### Full paged scan of {sc['large_rooms']:,} rooms\n", _scan(sc["paged_scan"])]
+    if "room_queries" in doc:
+        out += _room_queries(doc["room_queries"])
     if "migration" in doc:
         mg = doc["migration"]
         out += [f"## `openrooms migrate from-acs`: {mg['rooms']:,} rooms, {mg['participants']:,} participants\n",

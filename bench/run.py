@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from rich.console import Console
 from rich.markup import escape
 
-from bench import inprocess, measure, preload, report, store_limit
+from bench import inprocess, measure, preload, queries, report, store_limit
 from bench import migrate as migration
 from bench.measure import LoadResult, RunningServer
 from bench.wire import Client, write_pool
@@ -82,6 +82,7 @@ class Settings:
     store_limit: bool
     work: Path
     migrate_rooms: int = 0  # `openrooms migrate from-acs` of this many rooms (0: not measured)
+    query_rooms: int = 0  # the room queries' size without --scale (0: not measured)
 
 
 class Suite:
@@ -261,6 +262,24 @@ class Suite:
             by_size["rps_ratio"] = round(large["requests_per_second"] / small["requests_per_second"], 3)
         return out
 
+    # -- room queries ---------------------------------------------------------------------------------------
+    def room_queries(self) -> dict[str, Any]:
+        """The first page of each room query shape against the whole list's, on SQLite and (with --postgres-url)
+        PostgreSQL: at the --scale size with --scale, else at --query-rooms (ten roster entries a room)."""
+        rooms, participants = ((self.s.scale_rooms, self.s.scale_participants) if self.s.scale
+                               else (self.s.query_rooms, self.s.query_rooms * 10))
+        url, why = self.postgres_database() if self.s.postgres_url is not None else (None, "no --postgres-url given")
+        console.log(f"[bold]room queries[/]: {rooms:,} rooms, {participants:,} roster entries (bulk preload, mixed "
+                    f"windows){'' if url else f'; PostgreSQL skipped: {why}'}")
+        out = queries.measure(self.s.work, rooms, participants, url, quiet=not console.is_terminal)
+        if not url:
+            out["postgresql_skipped"] = why
+        shutil.rmtree(self.s.work / "room-queries", ignore_errors=True)  # gigabytes at scale
+        for store, measured in out["stores"].items():
+            console.log(f"  {store}: " + ", ".join(f"{name} {shape['ratio']}x" for name, shape
+                                                   in measured["shapes"].items() if name != queries.BASELINE))
+        return out
+
     # -- PostgreSQL -----------------------------------------------------------------------------------------
     def postgres_database(self) -> tuple[str | None, str]:
         """A fresh database for the PostgreSQL runs, or why there is none."""
@@ -347,6 +366,8 @@ class Suite:
             self.sections["scale"] = self.scale()
         self.sections["event_log"] = inprocess.event_log_section()
         console.log(f"event log: {self.sections['event_log']}")
+        if s.scale or s.query_rooms:
+            self.sections["room_queries"] = self.room_queries()
         if s.migrate_rooms:
             self.sections["migration"] = migration.measure_migration(s.work, s.migrate_rooms, s.migrate_rooms * 5)
             console.log(f"migration: {self.sections['migration']}")
@@ -433,6 +454,8 @@ def parse(argv: list[str] | None = None) -> tuple[Settings, Path]:
                         "compare latency at 1k vs 1M rooms (takes minutes)")
     parser.add_argument("--scale-rooms", type=int, default=1_000_000)
     parser.add_argument("--scale-participants", type=int, default=10_000_000)
+    parser.add_argument("--query-rooms", type=int, default=50_000,
+                        help="rooms (and ten roster entries each) of the room queries' run without --scale (0: none)")
     parser.add_argument("--scan-seconds", type=float, default=15, help="bound of the default run's paged scan")
     parser.add_argument("--output", type=Path, default=RESULTS, help="where report.md/json go (default bench/results)")
     parser.add_argument("--migrate", action="store_true", help="also measure `openrooms migrate from-acs` "
@@ -448,6 +471,7 @@ def parse(argv: list[str] | None = None) -> tuple[Settings, Path]:
         workers=[int(w) for w in args.workers.split(",") if w], postgres_url=args.postgres_url, scale=args.scale,
         scale_rooms=args.scale_rooms, scale_participants=args.scale_participants, scan_seconds=args.scan_seconds,
         store_limit=not args.no_store_limit, work=work, migrate_rooms=args.migrate_rooms if args.migrate else 0,
+        query_rooms=args.query_rooms,
     )
     return settings, args.output
 

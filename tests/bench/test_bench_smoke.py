@@ -23,7 +23,7 @@ def test_one_workload_for_two_rounds_reports_every_field_and_no_errors(tmp_path:
     subprocess.run(
         [sys.executable, "-m", "bench", "--seconds", "2", "--warmup", "0", "--workload", "get_room",
          "--workers", "1", "--rounds", "2", "--seed-rooms", "20", "--scan-seconds", "2", "--no-store-limit",
-         "--output", str(tmp_path)],
+         "--query-rooms", "0", "--output", str(tmp_path)],
         cwd=REPO, check=True, capture_output=True, timeout=180,
     )
     report = json.loads((tmp_path / "report.json").read_text())
@@ -57,7 +57,7 @@ def test_postgresql_runs_with_each_worker_count_and_is_compared_to_that_counts_b
     done = subprocess.run(
         [sys.executable, "-m", "bench", "--seconds", "1", "--warmup", "0", "--workload", "get_room",
          "--workers", "1,2", "--rounds", "1", "--seed-rooms", "5", "--scan-seconds", "1", "--no-store-limit",
-         "--postgres-url", postgres_schema.base_url(), "--output", str(tmp_path)],
+         "--query-rooms", "300", "--postgres-url", postgres_schema.base_url(), "--output", str(tmp_path)],
         cwd=REPO, check=True, capture_output=True, text=True, timeout=180,
     )
     report = json.loads((tmp_path / "report.json").read_text())
@@ -76,6 +76,16 @@ def test_postgresql_runs_with_each_worker_count_and_is_compared_to_that_counts_b
     markdown = (tmp_path / "report.md").read_text()
     assert "## Throughput: PostgreSQL (`--database-url`), 2-worker" in markdown
     assert "| PostgreSQL | get_room |" in markdown and "| SQLite | get_room |" in markdown  # 1 vs 2 workers
+    # The room queries, on both stores, each shape with its ratio, its target and its plan
+    queries = report["room_queries"]
+    assert set(queries["stores"]) == {"sqlite", "postgresql"} and queries["rooms"] == 300
+    for measured in queries["stores"].values():
+        assert measured["shapes"]["unfiltered"]["rooms_per_page"] == 101  # a full page, and one more
+        assert set(measured["plans"]) == set(measured["shapes"])
+    assert all(plan for measured in queries["stores"].values() for plan in measured["plans"].values())
+    assert "room query first page, state=open vs unfiltered (postgresql, 300 rooms)" in {
+        t["target"] for t in report["targets"]}
+    assert "## Room queries: 300 rooms, 3,000 roster entries" in markdown
 
 
 def test_the_in_process_measurement_answers_every_operation(tmp_path: Path) -> None:

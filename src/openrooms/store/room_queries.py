@@ -1,6 +1,7 @@
 """The room queries' SQL (`RoomStore.query_rooms`), written once for both stores: rooms by the start of their window
-then id, read along the index `rooms_by_valid_from` (migration 0008) or, by participant, from the participant's
-entries in the roster index (then sorted: a participant's rooms are few next to all of them).
+then id, read along the index `rooms_by_valid_from` (migrations 0008 and 0011: it holds every column of a room, so
+a page is read from the index alone) or, by participant, from the participant's entries in the roster index (then
+looked up by id and sorted: a participant's rooms are few next to all of them).
 
 A condition on the states bounds the index range where it can: upcoming rooms start after `now`, and open and
 ended ones at or before it (a window never ends before it starts), so the scan starts or stops there."""
