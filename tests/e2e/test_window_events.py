@@ -45,8 +45,8 @@ def window_events(server: Server, count: int) -> list[dict[str, Any]]:
     return found
 
 
-def nothing_after(server: Server, cursor: str) -> bool:
-    return len(server.request("GET", f"/events{EVENTS}&wait=1&after={cursor}").json()["value"]) == 0
+def nothing_after(server: Server, cursor: str, wait: int = 1) -> bool:
+    return len(server.request("GET", f"/events{EVENTS}&wait={wait}&after={cursor}").json()["value"]) == 0
 
 
 def parse(instant: str) -> datetime:
@@ -67,25 +67,22 @@ def check(events: Sequence[dict[str, Any]], rooms: Sequence[dict[str, Any]], *, 
             assert lateness <= MARGIN
 
 
-def test_a_window_opens_and_closes_on_time_once(tmp_path: Path) -> None:
+def test_a_window_opens_and_closes_on_time_once_and_an_instant_missed_while_stopped_comes_late_on_start(
+    tmp_path: Path,
+) -> None:
     with running_server(tmp_path, "--silent", tls=False) as server:
         room = create(server, 1, 2)
-        events = window_events(server, 2)
-        check(events, [room])
-        assert nothing_after(server, events[-1]["cursor"])
-
-
-def test_an_instant_missed_while_stopped_is_emitted_once_on_start_marked_late(tmp_path: Path) -> None:
+        later = create(server, 1, 4)  # closes while no server runs
+        events = window_events(server, 3)
+        check([e for e in events if e["data"]["roomId"] == room["id"]], [room], late=False)
+        assert nothing_after(server, events[-1]["cursor"], wait=0)  # and nothing more
+    while datetime.now(UTC) < parse(later["validUntil"]) + timedelta(seconds=1.05):
+        time.sleep(0.1)
     with running_server(tmp_path, "--silent", tls=False) as server:
-        room = create(server, 1, 3600)
-        # Stopped before it opens: its first claim covered the time it ran, the opening is still ahead.
-    while datetime.now(UTC) < parse(room["validFrom"]) + timedelta(seconds=1.5):
-        time.sleep(0.2)
-    with running_server(tmp_path, "--silent", tls=False) as server:
-        [event] = window_events(server, 1)
-        assert (event["eventType"], event["data"]["roomId"]) == ("OpenRooms.RoomWindowOpened", room["id"])
-        assert event["data"]["dueDateTime"] == room["validFrom"] and event["data"]["late"] is True
-        assert nothing_after(server, event["cursor"])
+        [closed] = window_events(server, 4)[3:]
+        assert (closed["eventType"], closed["data"]["roomId"]) == ("OpenRooms.RoomWindowClosed", later["id"])
+        assert closed["data"]["dueDateTime"] == later["validUntil"] and closed["data"]["late"] is True
+        assert nothing_after(server, closed["cursor"], wait=0)
 
 
 @pytest.fixture
