@@ -83,6 +83,7 @@ class Settings:
     work: Path
     migrate_rooms: int = 0  # `openrooms migrate from-acs` of this many rooms (0: not measured)
     query_rooms: int = 0  # the room queries' size without --scale (0: not measured)
+    event_log: bool = True  # the event log's cost, in process (bench/inprocess.py, `event_log_ab`)
 
 
 class Suite:
@@ -364,8 +365,9 @@ class Suite:
                 self.sections["postgresql_store_limit"] = self.postgres_store_limit()
         if s.scale:
             self.sections["scale"] = self.scale()
-        self.sections["event_log"] = inprocess.event_log_section()
-        console.log(f"event log: {self.sections['event_log']}")
+        if s.event_log:
+            self.sections["event_log"] = inprocess.event_log_section()
+            console.log(f"event log: {self.sections['event_log']}")
         if s.scale or s.query_rooms:
             self.sections["room_queries"] = self.room_queries()
         if s.migrate_rooms:
@@ -461,6 +463,8 @@ def parse(argv: list[str] | None = None) -> tuple[Settings, Path]:
     parser.add_argument("--migrate", action="store_true", help="also measure `openrooms migrate from-acs` "
                         "(bench/migrate.py): --migrate-rooms rooms, five participants each")
     parser.add_argument("--migrate-rooms", type=int, default=migration.DEFAULT_ROOMS)
+    parser.add_argument("--no-event-log", action="store_true",
+                        help="skip the in-process measurement of the event log's cost (about a minute)")
     args = parser.parse_args(argv)
     work = args.output / "work"
     shutil.rmtree(work, ignore_errors=True)
@@ -471,7 +475,7 @@ def parse(argv: list[str] | None = None) -> tuple[Settings, Path]:
         workers=[int(w) for w in args.workers.split(",") if w], postgres_url=args.postgres_url, scale=args.scale,
         scale_rooms=args.scale_rooms, scale_participants=args.scale_participants, scan_seconds=args.scan_seconds,
         store_limit=not args.no_store_limit, work=work, migrate_rooms=args.migrate_rooms if args.migrate else 0,
-        query_rooms=args.query_rooms,
+        query_rooms=args.query_rooms, event_log=not args.no_event_log,
     )
     return settings, args.output
 

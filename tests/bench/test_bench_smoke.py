@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bench import inprocess, report
 from tests.store import postgres_schema
 
 REPO = Path(__file__).resolve().parents[2]
@@ -23,7 +24,7 @@ def test_one_workload_for_two_rounds_reports_every_field_and_no_errors(tmp_path:
     subprocess.run(
         [sys.executable, "-m", "bench", "--seconds", "2", "--warmup", "0", "--workload", "get_room",
          "--workers", "1", "--rounds", "2", "--seed-rooms", "20", "--scan-seconds", "2", "--no-store-limit",
-         "--query-rooms", "0", "--output", str(tmp_path)],
+         "--query-rooms", "0", "--no-event-log", "--output", str(tmp_path)],
         cwd=REPO, check=True, capture_output=True, timeout=180,
     )
     report = json.loads((tmp_path / "report.json").read_text())
@@ -57,7 +58,8 @@ def test_postgresql_runs_with_each_worker_count_and_is_compared_to_that_counts_b
     done = subprocess.run(
         [sys.executable, "-m", "bench", "--seconds", "1", "--warmup", "0", "--workload", "get_room",
          "--workers", "1,2", "--rounds", "1", "--seed-rooms", "5", "--scan-seconds", "1", "--no-store-limit",
-         "--query-rooms", "300", "--postgres-url", postgres_schema.base_url(), "--output", str(tmp_path)],
+         "--query-rooms", "300", "--no-event-log", "--postgres-url", postgres_schema.base_url(), "--output",
+         str(tmp_path)],
         cwd=REPO, check=True, capture_output=True, text=True, timeout=180,
     )
     report = json.loads((tmp_path / "report.json").read_text())
@@ -96,3 +98,11 @@ def test_the_in_process_measurement_answers_every_operation(tmp_path: Path) -> N
         "get_room", "list_rooms", "list_participants", "create_room", "update_room"]
     assert all(line.endswith("(status 200)") for line in lines if not line.startswith("create_room"))
     assert next(line for line in lines if line.startswith("create_room")).endswith("(status 201)")
+
+
+def test_the_event_log_measurement_compares_both_stores_and_times_the_window_events() -> None:
+    section = inprocess.on_serving_loop(inprocess.event_log_report(rounds=1, creates=32, gets=64, window_rooms=4))
+    assert set(section["in_process_ab"]) == {"create_room", "create_room_opening_ahead", "get_room"}
+    assert all(row["ratio"] > 0 and row["wall_ratio"] > 0 for row in section["in_process_ab"].values())
+    assert section["window_events"]["events"] == 8
+    assert [row["target"] for row in report.targets({"event_log": section})][-1].startswith("window events")
