@@ -170,7 +170,7 @@ def copy_to_postgres(location: Path, url: str, *, quiet: bool = False) -> None:
                         progress.advance(task, _BATCH)
         for _, definition in indexes:
             db.execute(definition)
-        db.execute("VACUUM ANALYZE")
+        db.execute(f"VACUUM ANALYZE {', '.join(table for table, _, _ in _COPIED)}")
     source.close()
 
 
