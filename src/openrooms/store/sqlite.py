@@ -22,8 +22,6 @@ from pathlib import Path
 from typing import TypeVar
 
 import msgspec
-from sqlalchemy import create_engine
-from sqlalchemy.pool import StaticPool
 
 from openrooms.events.types import NewEvent, StoredEvent
 from openrooms.service.model import (
@@ -43,7 +41,7 @@ from openrooms.service.ports import (
     WindowEvents,
     roster_change,
 )
-from openrooms.store import migrate, windows
+from openrooms.store import sqlite_schema, windows
 from openrooms.store.changes import FOREVER, NOTHING, ChangeCounters, Changes, KeptReads
 from openrooms.store.protocol import RoomIdTaken, RoomQuery, RosterFull, RosterPage, StoreUnavailable, UserIdTaken
 from openrooms.store.records import created_room, created_room_value
@@ -189,6 +187,13 @@ class SqliteStore:
 
     @staticmethod
     def _check_schema(connection: sqlite3.Connection, migrate_schema: bool) -> None:
+        if sqlite_schema.open_without_migrations(connection, create=migrate_schema):
+            return  # new, or already at the newest revision: no need of SQLAlchemy and Alembic (sqlite_schema.py)
+        from sqlalchemy import create_engine
+        from sqlalchemy.pool import StaticPool
+
+        from openrooms.store import migrate
+
         engine = create_engine("sqlite://", creator=lambda: connection, poolclass=StaticPool)
         with engine.connect() as sa_connection:
             if migrate_schema:
