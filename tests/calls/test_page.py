@@ -3,6 +3,8 @@ a real Janus, inside the tests' network namespace: media flows where the roles s
 
 from __future__ import annotations
 
+import asyncio
+import json
 import shutil
 from collections.abc import AsyncIterator
 from typing import Any
@@ -102,3 +104,33 @@ async def test_a_collaborator_shares_its_screen_as_a_second_feed(browser: Browse
     await until(watching, "s.inboundFeeds >= 2")
     kinds = await watching.evaluate("Object.values(window.openrooms.feeds).map((f) => f.kind).sort()")
     assert kinds == ["camera", "screen"]
+
+
+async def test_the_page_trickles_its_candidates_after_each_description(browser: Browser, cast: Cast) -> None:  # noqa: F811
+    presenter, presenter_token = cast.user()
+    attendee, attendee_token = cast.user()
+    room_id = cast.room({presenter: "Presenter", attendee: "Attendee"})
+    sent: list[dict[str, Any]] = []
+    page = await (await browser.new_context()).new_page()
+    page.on("websocket", lambda ws: ws.on("framesent", lambda frame: sent.append(json.loads(frame))))
+    await page.goto(f"{cast.server.server.endpoint}call/{room_id}#token={attendee_token}")
+    other = await open_page(browser, cast, room_id, presenter_token)
+    await until(page, "s.inboundFeeds >= 1 && s.framesDecoded > 10")  # media flows with trickled candidates
+    await until(other, "s.inboundFeeds >= 1 && s.framesDecoded > 10")
+    await page.wait_for_function("window.openrooms.subscribers && Object.keys(window.openrooms.subscribers).length")
+    feed_id = int((await page.evaluate("Object.keys(window.openrooms.subscribers)"))[0])
+    for description, where in (("publish", {"feed": "camera"}), ("start", {"feedId": feed_id})):
+        def about(m: dict[str, Any], where: dict[str, Any] = where) -> bool:
+            return all(m.get(k) == v for k, v in where.items())
+
+        for _ in range(300):  # until the page says gathering is complete (a guard against a hang, not a measure)
+            if any(m["type"] == "trickle" and about(m) and m["candidate"] is None for m in sent):
+                break
+            await asyncio.sleep(0.1)
+        position = next(i for i, m in enumerate(sent) if m["type"] == description and about(m))
+        trickled = [m for m in sent if m["type"] == "trickle" and about(m)]
+        assert trickled, f"no candidate trickled after {description} {where}"
+        # Every candidate follows its description; the last says gathering is complete.
+        assert all(sent.index(m) > position for m in trickled)
+        assert all(m["candidate"]["candidate"].startswith("candidate:") for m in trickled[:-1])
+        assert trickled[-1]["candidate"] is None

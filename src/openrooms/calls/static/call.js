@@ -44,13 +44,16 @@
     $("status").className = error ? "error" : "";
   }
 
-  function gathered(pc) {
-    if (pc.iceGatheringState === "complete") return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = () => { if (pc.iceGatheringState === "complete") resolve(); };
-      pc.addEventListener("icegatheringstatechange", done);
-      setTimeout(resolve, 2000);  // host candidates are enough where gathering is slow to say it is done
-    });
+  // Trickle ICE: the offer or answer goes at once, its candidates after it as the browser finds them (the end of
+  // gathering as a null candidate). Candidates found before the description has gone wait for it.
+  function trickling(pc, where) {
+    const waiting = [];
+    let sent = false;
+    pc.onicecandidate = ({ candidate }) => {
+      const message = { type: "trickle", ...where, candidate: candidate ? candidate.toJSON() : null };
+      if (sent) send(message); else waiting.push(message);
+    };
+    return () => { sent = true; waiting.splice(0).forEach(send); };
   }
 
   let ws = null;
@@ -73,9 +76,10 @@
     const pc = new RTCPeerConnection();
     state.publishers[kind] = { pc, stream };
     for (const track of stream.getTracks()) pc.addTrack(track, stream);
+    const offered = trickling(pc, { feed: kind });
     await pc.setLocalDescription(await pc.createOffer());
-    await gathered(pc);
     send({ type: "publish", feed: kind, jsep: { type: "offer", sdp: pc.localDescription.sdp } });
+    offered();
   }
 
   async function subscribe(feed) {
@@ -107,10 +111,11 @@
         actions.appendChild(button);
       }
     }
+    const answered = trickling(pc, { feedId });
     await pc.setRemoteDescription(jsep);
     await pc.setLocalDescription(await pc.createAnswer());
-    await gathered(pc);
     send({ type: "start", feedId, jsep: { type: "answer", sdp: pc.localDescription.sdp } });
+    answered();
   }
 
   function drop(feedId) {
