@@ -61,4 +61,7 @@ BENCH_ARGS ?=
 bench: $(BIN)/.installed
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || \
 		{ echo "wrk is required: apt-get install wrk" >&2; exit 1; }
-	$(BIN)/python -m bench --postgres-url "$(OPENROOMS_TEST_POSTGRES_URL)" --migrate $(BENCH_ARGS)
+	@{ [ "$$(id -u)" = 0 ] && command -v ip >/dev/null && command -v janus >/dev/null && command -v chromium >/dev/null; } || \
+		echo "*** make bench: the room call benchmark needs root, iproute2, janus and chromium (make call-tools);" \
+			"it will be reported as NOT RUN ***" >&2
+	$(BIN)/python -m bench --postgres-url "$(OPENROOMS_TEST_POSTGRES_URL)" --migrate --calls $(BENCH_ARGS)

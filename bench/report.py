@@ -224,9 +224,32 @@ def markdown(doc: dict[str, Any]) -> str:
                        [[label, mg[label]["seconds"], mg[label]["rooms_per_second"],
                          mg[label]["participants_per_second"], mg[label]["source_requests_per_second"]]
                         for label in ("copy", "unchanged_rerun", "verify")])]
+    if "calls" in doc:
+        out += _calls(doc["calls"])
     if OPTIMISATIONS.exists():  # one level down, under the report's own title
         out.append(re.sub(r"^(#+) ", r"#\1 ", OPTIMISATIONS.read_text(), flags=re.MULTILINE))
     return "\n".join(out)
+
+
+def _calls(calls: dict[str, Any]) -> list[str]:
+    if "skipped" in calls:
+        return ["## Room calls: NOT RUN\n", f"The room call benchmark did not run: {calls['skipped']}.\n"]
+    out = ["## Room calls (Janus, Chromium with fake media, in a network namespace)\n",
+           _table(["measure", "value"], [
+               [f"join → first remote frame, p50 / p99 ({calls['joins']} joins)",
+                f"{calls['join_to_first_frame_p50_s']} s / {calls['join_to_first_frame_p99_s']} s"],
+               [f"Janus CPU, {calls['steady_participants']} participants sending", f"{calls['janus_cpu_cores']} cores"],
+               ["openrooms CPU, same span", f"{calls['openrooms_cpu_cores']} cores "
+                                            f"({calls['openrooms_to_janus_cpu']} of Janus's)"],
+           ])]
+    if "capacity" in calls:
+        capacity = calls["capacity"]
+        out += [f"Room capacity on this machine ({capacity['cpus']} CPUs): **{capacity['participants']} "
+                f"participants** all sending; stopped because {capacity['stopped_because']}.\n",
+                _table(["participants", "newcomer's first remote frame (s)", "machine CPU busy"],
+                       [[step["participants"], step["first_frame_s"], step["machine_cpu_busy"]]
+                        for step in capacity["steps"]])]
+    return out
 
 
 def _scaling_rows(store: str, by_workers: dict[str, Any]) -> list[list[Any]]:

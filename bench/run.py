@@ -84,6 +84,8 @@ class Settings:
     migrate_rooms: int = 0  # `openrooms migrate from-acs` of this many rooms (0: not measured)
     query_rooms: int = 0  # the room queries' size without --scale (0: not measured)
     event_log: bool = True  # the event log's cost, in process (bench/inprocess.py, `event_log_ab`)
+    call_joins: int = 0  # room calls (bench/calls.py): joins measured (0: not measured)
+    call_capacity_max: int = 16
 
 
 class Suite:
@@ -348,6 +350,22 @@ class Suite:
         console.log(f"PostgreSQL store limit: {limit}")
         return limit
 
+    def calls(self) -> dict[str, Any]:
+        """Room calls (bench/calls.py), or loudly why not: they need root, iproute2, Janus and Chromium."""
+        from bench import calls
+
+        why = calls.missing()
+        if why is None:
+            try:
+                section = calls.measure(self.s.call_joins, capacity_max=self.s.call_capacity_max)
+            except Exception as exc:  # reported, as a failed PostgreSQL run is
+                why = f"it failed: {(str(exc).splitlines() or [type(exc).__name__])[0]}"
+            else:
+                console.log(f"room calls: {section}")
+                return section
+        console.rule(f"[bold red]ROOM CALL BENCHMARK NOT RUN: {escape(why)}")
+        return {"skipped": why}
+
     # -- all ------------------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         started = time.monotonic()
@@ -373,6 +391,8 @@ class Suite:
         if s.migrate_rooms:
             self.sections["migration"] = migration.measure_migration(s.work, s.migrate_rooms, s.migrate_rooms * 5)
             console.log(f"migration: {self.sections['migration']}")
+        if s.call_joins:
+            self.sections["calls"] = self.calls()
         return self.document(time.monotonic() - started)
 
     def document(self, seconds: float) -> dict[str, Any]:
@@ -465,6 +485,11 @@ def parse(argv: list[str] | None = None) -> tuple[Settings, Path]:
     parser.add_argument("--migrate-rooms", type=int, default=migration.DEFAULT_ROOMS)
     parser.add_argument("--no-event-log", action="store_true",
                         help="skip the in-process measurement of the event log's cost (about a minute)")
+    parser.add_argument("--calls", action="store_true", help="also measure room calls (bench/calls.py: join "
+                        "latency, CPU beside Janus's, a room's capacity; needs root, Janus and Chromium)")
+    parser.add_argument("--call-joins", type=int, default=20, help="joins the room call latency is measured over")
+    parser.add_argument("--call-capacity-max", type=int, default=16,
+                        help="most participants the room capacity run adds (default 16)")
     args = parser.parse_args(argv)
     work = args.output / "work"
     shutil.rmtree(work, ignore_errors=True)
@@ -476,6 +501,7 @@ def parse(argv: list[str] | None = None) -> tuple[Settings, Path]:
         scale_rooms=args.scale_rooms, scale_participants=args.scale_participants, scan_seconds=args.scan_seconds,
         store_limit=not args.no_store_limit, work=work, migrate_rooms=args.migrate_rooms if args.migrate else 0,
         query_rooms=args.query_rooms, event_log=not args.no_event_log,
+        call_joins=args.call_joins if args.calls else 0, call_capacity_max=args.call_capacity_max,
     )
     return settings, args.output
 

@@ -54,3 +54,19 @@ def test_the_event_log_section_checks_each_ratio_and_the_window_events_lateness(
     assert [(row["target"].split(" ")[0], row["met"]) for row in checked] == [
         ("create_room", True), ("create_room_opening_ahead", False), ("get_room", True), ("window", False)]
     assert report.targets({}) == []
+
+
+def test_room_calls_section_with_capacity_and_when_not_run() -> None:
+    calls = {"joins": 20, "join_to_first_frame_p50_s": 0.5, "join_to_first_frame_p99_s": 0.9,
+             "steady_participants": 4, "janus_cpu_cores": 0.06, "openrooms_cpu_cores": 0.003,
+             "openrooms_to_janus_cpu": 0.05,
+             "capacity": {"participants": 6, "stopped_because": "with 7 participants, participant(s) [2] stopped "
+                          "decoding video", "first_frame_bound_s": 5.0, "cpus": 2,
+                          "steps": [{"participants": 1, "first_frame_s": None, "machine_cpu_busy": 0.4},
+                                    {"participants": 2, "first_frame_s": 0.61, "machine_cpu_busy": 0.5}]}}
+    markdown = report.markdown({**_doc({}), "calls": calls})
+    assert "| join → first remote frame, p50 / p99 (20 joins) | 0.5 s / 0.9 s |" in markdown
+    assert "**6 participants** all sending; stopped because with 7 participants" in markdown
+    assert "| 2 | 0.61 | 0.50 |" in markdown
+    skipped = report.markdown({**_doc({}), "calls": {"skipped": "janus is not installed"}})
+    assert "## Room calls: NOT RUN" in skipped and "janus is not installed" in skipped
