@@ -49,8 +49,11 @@ call-tools:
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq janus chromium; } || \
 		{ echo "janus and chromium are required for the call tests: apt-get install janus chromium" >&2; exit 1; }
 
+# In parallel (pytest-xdist): most of the suite's time is waiting on the real processes it starts, so more workers
+# than cores pay; the call tests share one worker (one network namespace, one Janus), as tests/conftest.py says.
+TEST_WORKERS ?= 4
 test: $(BIN)/.installed $(NODE_TESTS)/node_modules/.installed call-tools
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests bench

@@ -1,11 +1,14 @@
+import collections
 import contextlib
 import os
 import secrets
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from _pytest.nodeid import coerce_node_id
 
 # Every process the test session starts inherits this mark in its environment, so that processes left behind
 # can be found at the end, among those of everything else running on the machine. (Not an OPENROOMS_
@@ -14,13 +17,42 @@ SESSION_MARK = "PYTEST_OPENROOMS_SESSION"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # schemathesis' items of one test share its node id under this pytest (their operation is only in the name):
+    # a parallel run, which tells tests apart by node id, would run one of them. Give each its name's id.
+    ids = collections.Counter(item.nodeid for item in items)
+    for item in items:
+        if ids[item.nodeid] > 1:
+            item._id = coerce_node_id(f"{item.nodeid.rpartition('::')[0]}::{item.name}")
     for item in items:
         if "/e2e/" in str(item.fspath):
             item.add_marker(pytest.mark.e2e)
 
 
+# Run in parallel (`make test`: pytest-xdist), the tests under each of these paths share one worker: the call tests,
+# so that one network namespace, one Janus and one call server serve them all; the fuzzing, whose last check reads
+# what the fuzzing recorded in its process. Every other test goes to whichever worker is free.
+SHARED_WORKER = {"tests/calls/": "calls", "tests/reliability/test_fuzz.py": "fuzz"}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    from xdist.scheduler import LoadScopeScheduling  # type: ignore[import-untyped]
+
+    class Scheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return next((group for path, group in SHARED_WORKER.items() if nodeid.startswith(path)), nodeid)
+
+    return Scheduling(config, log)
+
+
+def is_xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    os.environ[SESSION_MARK] = f"{os.getpid()}-{secrets.token_hex(8)}"
+    # The workers of a parallel run keep the mark of the run that started them, so that the run checks them all.
+    if not is_xdist_worker(config):
+        os.environ[SESSION_MARK] = f"{os.getpid()}-{secrets.token_hex(8)}"
 
 
 def marked_processes(mark: bytes, exclude: int) -> dict[int, str]:
@@ -40,9 +72,12 @@ def marked_processes(mark: bytes, exclude: int) -> dict[int, str]:
     return found
 
 
+@pytest.hookimpl(trylast=True)  # in a parallel run, after pytest-xdist has stopped its workers
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Fail the run when a process it started (a server, a worker, a client) is still running at its end;
-    then end those processes, by pid."""
+    then end those processes, by pid. A parallel run checks once, at its end, for every worker's processes."""
+    if is_xdist_worker(session.config):
+        return
     mark = f"{SESSION_MARK}={os.environ[SESSION_MARK]}".encode()
     deadline = time.monotonic() + 5  # a process being stopped as the last test ends may take a moment
     while (left := marked_processes(mark, os.getpid())) and time.monotonic() < deadline:

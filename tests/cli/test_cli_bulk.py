@@ -64,12 +64,13 @@ def test_missing_roster_file(cli: Cli, tmp_path: Path) -> None:
 
 # --- export / import --------------------------------------------------------------------------
 
-ROOM_COUNT = 3000
+# Three pages of the servers' page size each way (and the roster sizes, windows and flags below, mixed).
+ROOM_COUNT = 300
 
 
 @pytest.fixture(scope="module")
 def big_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Server]]:
-    flags = ("--in-memory", "--page-size", "1000", "--silent")
+    flags = ("--in-memory", "--page-size", str(ROOM_COUNT // 3), "--silent")
     with running_server(tmp_path_factory.mktemp("export-a"), *flags) as first, \
             running_server(tmp_path_factory.mktemp("export-b"), *flags, tls=False) as second:
         yield first, second
