@@ -30,8 +30,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 # Run in parallel (`make test`: pytest-xdist), the tests under each of these paths share one worker: the call tests,
 # so that one network namespace, one Janus and one call server serve them all; the fuzzing, whose last check reads
-# what the fuzzing recorded in its process. Every other test goes to whichever worker is free.
-SHARED_WORKER = {"tests/calls/": "calls", "tests/reliability/test_fuzz.py": "fuzz"}
+# what the fuzzing recorded in its process; the console's browser tests, which share one server and one browser and
+# rotate that server's keys last. Every other test goes to whichever worker is free.
+SHARED_WORKER = {"tests/calls/": "calls", "tests/reliability/test_fuzz.py": "fuzz",
+                 "tests/console/test_console_browser.py": "console"}
 
 
 @pytest.hookimpl(optionalhook=True)
