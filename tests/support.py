@@ -11,16 +11,17 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from aiohttp import web
 
 from openrooms.config import DEV_ACCESS_KEY
 from openrooms.testing import sign_headers, wait_until_healthy
 
-__all__ = ["Server", "free_port", "running_server", "sign_headers", "user_id"]
+__all__ = ["Server", "free_port", "loopback_site", "running_server", "sign_headers", "user_id"]
 
 USER_PREFIX = "8:acs:1b5cc06b-f352-4571-b1e6-d9b259b7c776_"
 
@@ -167,3 +168,17 @@ def _wait_healthy(server: Server, timeout: float = 30) -> None:
         if server.process.poll() is not None:
             raise
         raise RuntimeError(f"openrooms serve did not become healthy:\n{server.log()}") from exc
+
+
+@contextlib.asynccontextmanager
+async def loopback_site(app: web.Application) -> AsyncIterator[str]:
+    """Serve an aiohttp app on a free loopback port for as long as the block runs; its origin, http://127.0.0.1:<port>."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()

@@ -21,6 +21,7 @@ import platformdirs
 from openrooms.service import keys, paging, rooms
 from openrooms.service.keys import DEV_ACCESS_KEY as DEV_ACCESS_KEY  # re-exported: tests and tools sign with
 from openrooms.service.keys import DEV_SECONDARY_KEY as DEV_SECONDARY_KEY  # the well-known development keys
+from openrooms.service.webhooks import Policy as WebhookPolicy
 
 DEFAULT_PORT = 8765
 ENV_PREFIX = "OPENROOMS_"
@@ -54,6 +55,10 @@ BOUNDS: dict[str, tuple[float, float | None]] = {
     "max_participants_per_request": (1, None),
     "rate_limit": (0, None),
     "console_session_minutes": (1, None),
+    "webhook_retry_scale": (0.0001, None),
+    "webhook_max_attempts": (1, None),
+    "webhook_timeout": (0.01, None),
+    "webhook_lease_seconds": (0.05, None),
 }
 # prometheus-client's multiprocess directory, read when prometheus_client is first imported: `serve` sets it
 # before any worker imports it, so that every worker's counters are summed.
@@ -128,6 +133,15 @@ class Settings:
     oidc_required_role: str | None = None
     # Development only: accept well-formed, unexpired tokens of the issuer and audience without their signature.
     oidc_insecure_skip_signature: bool = False
+    # Webhook delivery (docs/events.md): whether this process dispatches, Event Grid's retry schedule and time to
+    # live scaled by a factor, the attempts before a dead letter, a receiver's time to answer, the lease of a queue.
+    webhooks: bool = True
+    webhook_retry_scale: float = WebhookPolicy.retry_scale
+    webhook_max_attempts: int = WebhookPolicy.max_attempts
+    webhook_timeout: float = WebhookPolicy.timeout_seconds
+    webhook_lease_seconds: float = WebhookPolicy.lease_seconds
+    # Hosts a subscription's endpoint may name (comma-separated); unset: any.
+    webhook_hosts: str | None = None
     # The web console at /console/ (openrooms.console); unset: served when `host` is a loopback address.
     console: bool | None = None
     # Minutes a console sign-in lasts.
@@ -223,6 +237,9 @@ class Settings:
                                          or self.oidc_required_role or self.oidc_insecure_skip_signature):
             raise InvalidSettings("{oidc_allowed_app_ids}, {oidc_allowed_object_ids}, {oidc_required_role} and "
                                   "{oidc_insecure_skip_signature} need {oidc_issuer}.")
+        if self.webhook_lease_seconds <= self.webhook_timeout:
+            raise InvalidSettings("{webhook_lease_seconds} must be longer than {webhook_timeout}: a queue's lease "
+                                  "outlasts a delivery.")
         if self.oidc_issuer is not None and urlsplit(self.oidc_issuer).scheme not in ("https", "http"):
             raise InvalidSettings("{oidc_issuer} must be an http(s) URL, e.g. https://sts.windows.net/<tenant id>/")
         return checked
@@ -265,7 +282,8 @@ def is_postgres_url(url: str) -> bool:
 
 def flag(name: str) -> str:
     """The command-line option of the setting `name`."""
-    return {"tls": "--no-tls", "metrics": "--metrics/--no-metrics", "oidc_allowed_app_ids": "--oidc-allowed-app-id",
+    return {"tls": "--no-tls", "metrics": "--metrics/--no-metrics", "webhooks": "--webhooks/--no-webhooks",
+            "oidc_allowed_app_ids": "--oidc-allowed-app-id",
             "oidc_allowed_object_ids": "--oidc-allowed-object-id"}.get(name, "--" + name.replace("_", "-"))
 
 

@@ -13,6 +13,8 @@ from aiohttp import web
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
+from tests.support import loopback_site
+
 AUDIENCE = "https://communication.azure.com"
 TEAMS_AUDIENCE = "https://auth.msft.communication.azure.com"
 APP_ID = "2c3e1e83-8fd7-4615-ad2b-b8c1229845ac"
@@ -57,13 +59,6 @@ class Issuer:
         app = web.Application()
         app.router.add_get("/tenant/.well-known/openid-configuration", self._discovery)
         app.router.add_get("/tenant/discovery/keys", self._jwks)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}/tenant"
-        try:
+        async with loopback_site(app) as origin:
+            self.url = f"{origin}/tenant"
             yield self
-        finally:
-            await runner.cleanup()

@@ -16,6 +16,7 @@ from openrooms.cli.identity import identity_app
 from openrooms.cli.keys import keys_app
 from openrooms.cli.migrate import migrate_app
 from openrooms.cli.rooms import rooms_app
+from openrooms.cli.subscriptions import subscriptions_app
 from openrooms.config import (
     BOUNDS,
     DEV_ACCESS_KEY,
@@ -46,6 +47,7 @@ app.add_typer(identity_app, name="identity")
 app.add_typer(keys_app, name="keys")
 app.add_typer(migrate_app, name="migrate")
 app.add_typer(events_app, name="events")
+events_app.add_typer(subscriptions_app, name="subscriptions")
 
 
 def fail(message: str) -> typer.Exit:
@@ -191,6 +193,19 @@ def serve(
                                                  envvar="OPENROOMS_CONSOLE", show_default=False)] = None,
     console_session_minutes: Annotated[int | None, _option("console_session_minutes", "Minutes a console sign-in "
                                                            "lasts")] = None,
+    webhooks: Annotated[bool, typer.Option("--webhooks/--no-webhooks", help="Deliver the webhook subscriptions' "
+                                           "events from this instance.", envvar="OPENROOMS_WEBHOOKS")] = True,
+    webhook_retry_scale: Annotated[float | None, _option("webhook_retry_scale", "Factor on Event Grid's retry "
+                                                         "schedule and the 24 h time to live of webhook deliveries")
+                                   ] = None,
+    webhook_max_attempts: Annotated[int | None, _option("webhook_max_attempts", "Attempts at a webhook delivery "
+                                                        "before it is dead-lettered")] = None,
+    webhook_timeout: Annotated[float | None, _option("webhook_timeout", "Seconds a webhook receiver has to answer")
+                               ] = None,
+    webhook_lease_seconds: Annotated[float | None, _option("webhook_lease_seconds", "Seconds an instance holds a "
+                                                           "webhook queue before another may take it over")] = None,
+    webhook_hosts: Annotated[str | None, _option("webhook_hosts", "Hosts webhook endpoints may name, "
+                                                 "comma-separated", default="any")] = None,
 ) -> None:
     """Serve the ACS Rooms API (HTTPS with a local CA by default) until SIGINT or SIGTERM."""
     try:
@@ -214,6 +229,8 @@ def serve(
             oidc_allowed_object_ids=",".join(oidc_allowed_object_id) if oidc_allowed_object_id else None,
             oidc_insecure_skip_signature=oidc_insecure_skip_signature or None,
             console=console, console_session_minutes=console_session_minutes,
+            webhooks=webhooks, webhook_retry_scale=webhook_retry_scale, webhook_max_attempts=webhook_max_attempts,
+            webhook_timeout=webhook_timeout, webhook_lease_seconds=webhook_lease_seconds, webhook_hosts=webhook_hosts,
         ).validated()
     except InvalidSettings as exc:
         raise fail(str(exc)) from None

@@ -8,6 +8,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -25,6 +26,7 @@ from openrooms.http.oidc import OidcPolicy, OidcVerifier, parse_ids
 from openrooms.http.pipeline import Pipeline
 from openrooms.http.ratelimit import RateLimiter
 from openrooms.http.rooms import RoomsApi
+from openrooms.http.webhooks import HttpSender, WebhooksApi
 from openrooms.http.wire import json_response
 from openrooms.service.admission import AdmissionService
 from openrooms.service.clock import Clock, SystemClock
@@ -33,6 +35,7 @@ from openrooms.service.identity import IdentityService
 from openrooms.service.keys import KeyRing
 from openrooms.service.ports import RoomStore
 from openrooms.service.rooms import RoomsService
+from openrooms.service.webhooks import Dispatcher, Policy, WebhooksService
 from openrooms.service.window_events import WindowScheduler
 from openrooms.store import open_store
 
@@ -61,6 +64,8 @@ def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clo
     events_service = EventsService(room_store, clock, identity_service.resource_id,
                                    retention_days=settings.event_retention_days)
     events_api = EventsApi(events_service, settings.public_url)
+    webhooks_service, dispatcher, sender = _webhooks(settings, room_store, clock, identity_service)
+    webhooks_api = WebhooksApi(webhooks_service)
     admission_service = AdmissionService(identity_service, room_store, clock)
     admission_api = AdmissionApi(admission_service, _livekit_bridge(settings, clock))
     calls_api = CallsApi(_call_service(settings, admission_service, room_store, clock))
@@ -80,7 +85,8 @@ def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clo
         return json_response({"status": "ready"})
 
     async def metrics_text(request: Request) -> Response:
-        return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE)
+        states = await webhooks_service.states()
+        return Response(metrics.exposition() + metrics.webhook_exposition(states), media_type=metrics.CONTENT_TYPE)
 
     async def openapi_document(request: Request) -> Response:
         return json_response(openapi.document())
@@ -89,13 +95,16 @@ def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clo
     async def lifespan(app: Pipeline) -> AsyncIterator[None]:
         purger = asyncio.create_task(_purge_periodically(rooms_service, events_service))
         windows = asyncio.create_task(window_scheduler.run())
+        dispatching = None if dispatcher is None else asyncio.create_task(dispatcher.run())
         try:
             yield
         finally:
-            for task in (purger, windows):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            for task in (purger, windows, dispatching):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            await sender.close()
             if calls_api.service is not None:
                 await calls_api.service.close()
             if owns_store:
@@ -108,6 +117,7 @@ def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clo
         *identity_api.routes(),
         *calls_api.routes(),
         *events_api.routes(),
+        *webhooks_api.routes(),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         *([Route("/metrics", metrics_text, methods=["GET"], name="metrics")] if settings.metrics else []),
@@ -139,6 +149,23 @@ def _console(settings: Settings, rooms: RoomsService, identity: IdentityService,
     services = ConsoleServices(rooms, identity, events, calls, store, clock, settings.endpoint,
                                (settings.access_key, settings.secondary_key))
     return [(PREFIX, Console(services, session_minutes=settings.console_session_minutes))]
+
+
+def _webhooks(settings: Settings, store: RoomStore, clock: Clock,
+              identity: IdentityService) -> tuple[WebhooksService, Dispatcher | None, HttpSender]:
+    """The webhook subscriptions' service and, unless --no-webhooks, this process's dispatcher."""
+    sender = HttpSender()
+    policy = Policy(retry_scale=settings.webhook_retry_scale, max_attempts=settings.webhook_max_attempts,
+                    timeout_seconds=settings.webhook_timeout, lease_seconds=settings.webhook_lease_seconds,
+                    hosts=None if settings.webhook_hosts is None else frozenset(
+                        host.strip().lower() for host in settings.webhook_hosts.split(",") if host.strip()))
+    dispatcher: Dispatcher | None = None
+    service = WebhooksService(store, clock, identity.resource_id, sender, policy,
+                              wake=lambda: dispatcher.wake() if dispatcher is not None else None,
+                              origin=urlsplit(settings.endpoint).hostname or "openrooms")
+    if settings.webhooks:
+        dispatcher = Dispatcher(store, service, clock, observe=metrics.observe_delivery)
+    return service, dispatcher, sender
 
 
 def _call_service(settings: Settings, admission: AdmissionService, store: RoomStore,
@@ -175,8 +202,6 @@ def _livekit_bridge(settings: Settings, clock: Clock) -> LiveKitBridge | None:
 def _public_hosts(settings: Settings) -> list[str]:
     if not settings.public_url:
         return []
-    from urllib.parse import urlsplit
-
     return [urlsplit(settings.public_url).netloc]
 
 

@@ -11,6 +11,7 @@ import asyncio
 import bisect
 import collections
 import os
+from collections.abc import Iterator
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -20,8 +21,12 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from openrooms.config import PROMETHEUS_MULTIPROC_ENV
+from openrooms.events.subscriptions import DeliveryState, Outcome
+from openrooms.service.clock import TICKS_PER_SECOND
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -36,6 +41,10 @@ LATENCY = Histogram(
     buckets=_BUCKETS,
 )
 STORE_ERRORS = Counter("openrooms_store_errors", "Requests that failed because the store was unavailable.")
+WEBHOOK_ATTEMPTS = Counter(
+    "openrooms_webhook_attempts", "Webhook delivery attempts, by outcome: delivered, retried, dead_lettered.",
+    ["outcome"],
+)
 RATE_LIMITED = Counter("openrooms_rate_limited", "Requests refused with 429, by operation.", ["operation"])
 
 
@@ -96,3 +105,41 @@ def exposition() -> bytes:
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry)
     return generate_latest()
+
+
+def observe_delivery(subscription_id: str, outcome: Outcome) -> None:
+    """Count a webhook delivery attempt by its outcome."""
+    name = "delivered" if outcome.delivered else "retried" if outcome.retry_at is not None else "dead_lettered"
+    WEBHOOK_ATTEMPTS.labels(name).inc()
+
+
+class _WebhookStates(Collector):
+    def __init__(self, states: dict[str, DeliveryState]) -> None:
+        self._states = states
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        families = {
+            "backlog": GaugeMetricFamily("openrooms_webhook_backlog", "Webhook deliveries waiting, per subscription.",
+                                         labels=["subscription"]),
+            "dead": GaugeMetricFamily("openrooms_webhook_dead_letters", "Dead-lettered webhook deliveries, per "
+                                      "subscription.", labels=["subscription"]),
+            "failures": GaugeMetricFamily("openrooms_webhook_consecutive_failures", "Failed webhook attempts since "
+                                          "the last success, per subscription.", labels=["subscription"]),
+            "success": GaugeMetricFamily("openrooms_webhook_last_success_timestamp_seconds", "When a receiver last "
+                                         "accepted a delivery (Unix time), per subscription.", labels=["subscription"]),
+        }
+        for subscription_id, state in sorted(self._states.items()):
+            families["backlog"].add_metric([subscription_id], state.backlog)
+            families["dead"].add_metric([subscription_id], state.dead_lettered)
+            families["failures"].add_metric([subscription_id], state.consecutive_failures)
+            if state.last_success_at is not None:
+                families["success"].add_metric([subscription_id], state.last_success_at / TICKS_PER_SECOND)
+        yield from families.values()
+
+
+def webhook_exposition(states: dict[str, DeliveryState]) -> bytes:
+    """The webhook subscriptions' delivery state as gauges: read from the database at each scrape, so the same
+    from every worker and every instance."""
+    registry = CollectorRegistry()
+    registry.register(_WebhookStates(states))
+    return generate_latest(registry)

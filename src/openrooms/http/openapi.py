@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 
 from openrooms import __version__
-from openrooms.http import admission, identity, rooms, versions
+from openrooms.http import admission, identity, rooms, versions, webhooks
 from openrooms.http import calls as calls_http
 from openrooms.http.versions import ApiFamily
 from openrooms.service import ids
@@ -194,6 +194,27 @@ OPERATIONS = (
     # The event log (openrooms extension, docs/events.md); `after`, `types`, `roomId` and `wait` as documented there
     Operation("get", "/events", "Events_List", "The event log in order, after a cursor; optionally filtered and "
               "long-polled.", 200, EventsPage, family=versions.EVENTS, paged=True),
+    # Webhook subscriptions to the event log (openrooms extension, docs/events.md)
+    Operation("post", "/events/subscriptions", "Subscriptions_Create",
+              "Subscribe an endpoint to events, after its handshake; the answer shows the signing secret, once.", 201,
+              webhooks.SubscriptionBody, body=webhooks.CreateSubscriptionRequest, body_required=True,
+              family=versions.EVENTS),
+    Operation("get", "/events/subscriptions", "Subscriptions_List", "Every subscription, with its delivery state.",
+              200, webhooks.SubscriptionsPage, family=versions.EVENTS),
+    Operation("get", "/events/subscriptions/{subscription_id}", "Subscriptions_Get",
+              "A subscription, with its delivery state.", 200, webhooks.SubscriptionBody, family=versions.EVENTS),
+    Operation("patch", "/events/subscriptions/{subscription_id}", "Subscriptions_Update",
+              "Change a subscription (a new endpoint or schema: the handshake again).", 200,
+              webhooks.SubscriptionBody, body=webhooks.UpdateSubscriptionRequest, body_type=MERGE_PATCH,
+              family=versions.EVENTS),
+    Operation("delete", "/events/subscriptions/{subscription_id}", "Subscriptions_Delete",
+              "Delete a subscription with its queued and dead-lettered deliveries.", 204, family=versions.EVENTS),
+    Operation("get", "/events/subscriptions/{subscription_id}/deadLetters", "Subscriptions_ListDeadLetters",
+              "The subscription's dead-lettered events, oldest first.", 200, webhooks.DeadLettersPage,
+              family=versions.EVENTS),
+    Operation("post", "/events/subscriptions/{subscription_id}:redeliver", "Subscriptions_Redeliver",
+              "Queue dead-lettered events again: those named, or every one.", 200, webhooks.RedeliveredBody,
+              body=webhooks.RedeliverRequest, family=versions.EVENTS),
     # The server itself
     Operation("get", "/healthz", "Health", "Up: answers as long as the process serves.", 200, ServerStatus,
               security=None),
@@ -211,6 +232,8 @@ PATH_PARAMETERS: dict[str, dict[str, Any]] = {
     "id": {"type": "string", "pattern": f"^{ids.USER_ID_PATTERN}$",
            "description": "An ACS user id, as POST /identities answered it."},
 }
+PATH_PARAMETERS["subscription_id"] = {"type": "string", "format": "uuid",
+                                       "description": "A subscription's id, as its create answered it."}
 PATH_PARAMETERS["raw_id"] = {"type": "string", "pattern": f"^{ids.USER_ID_PATTERN}$",
                               "description": "The participant's ACS user id."}
 _PATH_PARAMETER = re.compile(r"{(\w+)}")

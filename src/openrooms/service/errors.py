@@ -414,3 +414,28 @@ def call_not_found(room_id: str) -> ServiceError:
 
 def call_participant_not_found(raw_id: str, room_id: str) -> ServiceError:
     return ServiceError(404, "CallParticipantNotFound", f"{raw_id} is not in the call of room {room_id}.", "rawId")
+
+
+# Webhook subscriptions (openrooms extension, docs/events.md) -----------------------------------------------
+def webhook_endpoint_invalid(endpoint: str) -> ServiceError:
+    return bad_request(f"The endpoint {endpoint!r} is not an https URL (http is allowed only for loopback hosts: "
+                       "localhost, 127.0.0.0/8, ::1).", "endpoint")
+
+
+def webhook_host_not_allowed(endpoint: str, hosts: Sequence[str]) -> ServiceError:
+    return bad_request(f"The endpoint {endpoint!r} names a host this server does not deliver to. Allowed hosts: "
+                       f"{', '.join(hosts)}.", "endpoint")
+
+
+def webhook_handshake_failed(endpoint: str, reason: str) -> ServiceError:
+    return bad_request(f"Webhook validation handshake failed for {endpoint}: {reason}.", "endpoint")
+
+
+def subscription_not_found(subscription_id: str) -> ServiceError:
+    return ServiceError(404, "NotFound", f"There is no event subscription {subscription_id!r}.")
+
+
+def dead_letter_not_found(event_id: str, subscription_id: str) -> ServiceError:
+    return ServiceError(404, "NotFound",
+                        f"The event subscription {subscription_id!r} has no dead-lettered event {event_id!r}.",
+                        "eventIds")

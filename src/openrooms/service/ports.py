@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from typing import NamedTuple, Protocol
 
+from openrooms.events.subscriptions import Delivery, DeliveryState, Outcome, Subscription
 from openrooms.events.types import NewEvent, StoredEvent
 from openrooms.service.model import (
     ROLES,
@@ -236,7 +237,70 @@ class WindowStore(Protocol):
         ...
 
 
-class RoomStore(IdentityStore, AccessKeyStore, EventLog, CallStore, WindowStore, Protocol):
+class WebhookStore(Protocol):
+    """Webhook subscriptions, their delivery queues (one per subscription and room) and dead letters; see
+    `openrooms.events.subscriptions`. Leases are until an instant in ticks, owned by a name per dispatcher."""
+
+    async def insert_subscription(self, subscription: Subscription) -> Subscription:
+        """Store it, its cursor at the log's end now (it gets the events after); answer it with that cursor."""
+        ...
+
+    async def get_subscription(self, subscription_id: str) -> Subscription | None: ...
+
+    async def list_subscriptions(self) -> list[Subscription]:
+        """Every subscription, oldest first."""
+        ...
+
+    async def update_subscription(self, subscription: Subscription) -> bool:
+        """Replace its endpoint, types, room, schema, secret and `updated_at`; False if no such subscription."""
+        ...
+
+    async def delete_subscription(self, subscription_id: str) -> bool:
+        """Delete it with its deliveries, queued and dead; False if no such subscription."""
+        ...
+
+    async def enqueue_deliveries(self, subscription_id: str, expected: tuple[int, int], cursor: tuple[int, int],
+                                 events: Sequence[StoredEvent], now: int) -> bool:
+        """Queue `events` (each due at `now`) and move the subscription's cursor from `expected` to `cursor`, in
+        one transaction; False (and nothing done) if its cursor is not `expected` any more (another dispatcher
+        moved it) or it is gone."""
+        ...
+
+    async def claim_deliveries(self, owner: str, now: int, lease_until: int, limit: int) -> list[Delivery]:
+        """Lease up to `limit` queues that are due and that no live lease holds, and answer the first pending
+        delivery of each."""
+        ...
+
+    async def finish_delivery(self, delivery: Delivery, owner: str, outcome: Outcome, now: int,
+                              lease_until: int) -> Delivery | None:
+        """Record an attempt's outcome (delivered: the delivery is deleted; else retried or dead-lettered) and
+        the subscription's state; then, if `owner` still holds the queue's lease, the queue's next delivery if it
+        is due (the lease kept until `lease_until`), else None (the lease let go)."""
+        ...
+
+    async def next_due(self) -> int | None:
+        """When the next queue is due (ticks), leased or not; None if no delivery is pending."""
+        ...
+
+    async def delivery_states(self) -> dict[str, DeliveryState]:
+        """Every subscription's delivery state, by id."""
+        ...
+
+    async def list_dead_letters(self, subscription_id: str, limit: int) -> list[Delivery]:
+        """Up to `limit` of the subscription's dead-lettered deliveries, in the log's order."""
+        ...
+
+    async def redeliver(self, subscription_id: str, seqs: Collection[int] | None, now: int) -> int:
+        """Queue the given dead-lettered deliveries (None: every one) again, due at `now`; how many."""
+        ...
+
+    def listen_events(self) -> AsyncIterator[None]:
+        """Once listening, then once per commit that appended events (PostgreSQL: from any instance, through
+        LISTEN/NOTIFY; SQLite: of this process). Ends when the connection it listens on fails."""
+        ...
+
+
+class RoomStore(IdentityStore, AccessKeyStore, EventLog, CallStore, WindowStore, WebhookStore, Protocol):
     async def close(self) -> None: ...
 
     async def insert_room(

@@ -55,6 +55,7 @@ from openrooms.service.ports import (
     roster_change,
 )
 from openrooms.store import migrate, windows
+from openrooms.store.postgres_webhooks import PostgresWebhooks
 from openrooms.store.protocol import RoomIdTaken, RoomQuery, RosterFull, RosterPage, StoreUnavailable, UserIdTaken
 from openrooms.store.records import created_room, created_room_value
 from openrooms.store.room_queries import room_query
@@ -311,7 +312,7 @@ def _connection_kwargs(url: str, connect_timeout: int = CONNECT_TIMEOUT) -> dict
     return kwargs
 
 
-class PostgresStore:
+class PostgresStore(PostgresWebhooks):
     def __init__(
         self, url: str, *, pool_size: int = DEFAULT_POOL_SIZE, connect_timeout: int = CONNECT_TIMEOUT,
         pool_wait: float = POOL_WAIT, call_timeout: float = CALL_TIMEOUT, reconnect_timeout: float = RECONNECT_TIMEOUT,
@@ -787,14 +788,34 @@ class PostgresStore:
         """Every change to a room, its roster or a user, from any instance, as the triggers of migration 0007
         announce it (`room:<id>`, `user:<raw id>`), on a connection of its own (LISTEN/NOTIFY); first an empty
         string, once listening. Ends when that connection fails: the caller listens again."""
+        async for payload in self._listen(CHANGES_CHANNEL):
+            yield payload
+
+    async def listen_events(self) -> AsyncIterator[None]:
+        """Once listening, then once per transaction that appended events, from any instance (the trigger of
+        migration 0012); ends when the connection fails."""
+        async for _ in self._listen(EVENTS_CHANNEL):
+            yield None
+
+    async def _listen(self, channel: str) -> AsyncIterator[str]:
         connection = await AsyncConnection.connect(libpq_url(self._url), **_connection_kwargs(self._url))
         try:
-            await connection.execute(f"LISTEN {CHANGES_CHANNEL}")
+            await connection.execute(f"LISTEN {channel}")
             yield ""
             async for notify in connection.notifies():
                 yield notify.payload
         finally:
             await connection.close()
+
+    async def _log_end(self, db: AsyncConnection[Any]) -> tuple[int, int]:
+        """The place of the last event readable now (see `list_events`); (0, 0) when there is none."""
+        cursor = await db.execute(_EVENTS_HORIZON)
+        horizon = await cursor.fetchone()
+        assert horizon is not None
+        cursor = await db.execute("SELECT (tx::text)::bigint, seq FROM events WHERE tx < %s::text::xid8 "
+                                  "ORDER BY tx DESC, seq DESC LIMIT 1", (str(horizon[0]),))
+        row = await cursor.fetchone()
+        return (0, 0) if row is None else (row[0], row[1])
 
     async def claim_call_server(self, candidate: CallServer, events: Sequence[NewEvent] = ()) -> CallServer:
         async with self._transaction(logs=bool(events)) as db:
@@ -831,6 +852,7 @@ class PostgresStore:
 
 
 CHANGES_CHANNEL = "openrooms_changes"
+EVENTS_CHANNEL = "openrooms_events"
 _WINDOWS_DUE = windows.psycopg(windows.DUE)
 _WINDOWS_NEXT = windows.psycopg(windows.NEXT)
 _CALL_SERVER_COLUMNS = ("room_id, server, janus_room, secret, pin, server_call_id, started_at, started_by, "

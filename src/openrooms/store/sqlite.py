@@ -46,6 +46,7 @@ from openrooms.store.changes import FOREVER, NOTHING, ChangeCounters, Changes, K
 from openrooms.store.protocol import RoomIdTaken, RoomQuery, RosterFull, RosterPage, StoreUnavailable, UserIdTaken
 from openrooms.store.records import created_room, created_room_value
 from openrooms.store.room_queries import room_query
+from openrooms.store.sqlite_webhooks import SqliteWebhooks
 from openrooms.store.writer import GroupCommitWriter
 
 T = TypeVar("T")
@@ -135,7 +136,7 @@ def _roster_size(db: sqlite3.Connection, room_id: str) -> int:
     return int(db.execute("SELECT count(*) FROM participants WHERE room_id = ?", (room_id,)).fetchone()[0])
 
 
-class SqliteStore:
+class SqliteStore(SqliteWebhooks):
     def __init__(
         self, writer: GroupCommitWriter, reader: sqlite3.Connection | None, changes: ChangeCounters | None = None
     ) -> None:
@@ -153,6 +154,7 @@ class SqliteStore:
         # more than all the rest of its event). A transaction that raises leaves its events behind with its changes.
         self._running_events: list[NewEvent] = []
         self._group_events: list[NewEvent] = []
+        self._appended = False  # whether the group commit running now wrote events
         writer.before_commit = self._write_events
         writer.after_commit = self._after_commit
 
@@ -250,9 +252,13 @@ class SqliteStore:
     def _write_events(self, db: sqlite3.Connection) -> None:
         events, self._group_events = self._group_events, []
         _append(db, events)
+        self._appended = bool(events)
 
     def _after_commit(self, committed: bool) -> None:
         self._group_events = []  # a group that failed before its events were written
+        if committed and self._appended:
+            self._announce_events()  # webhook dispatchers of this process (`listen_events`)
+        self._appended = False
         self._kept.after_commit(committed)
 
     def _counter(self, room_id: str) -> int | None:
