@@ -226,6 +226,21 @@ def markdown(doc: dict[str, Any]) -> str:
                         for label in ("copy", "unchanged_rerun", "verify")])]
     if "calls" in doc:
         out += _calls(doc["calls"])
+    if "webhooks" in doc:
+        wh = doc["webhooks"]
+        out += ["## Webhook delivery (SQLite, 1 worker, one subscription)\n",
+                "A receiver on loopback; the rooms' events queue up under `serve --no-webhooks`, then drain under "
+                "`serve` (delivery throughput, first delivery to last); then rooms are created while they are "
+                "delivered (latency: eventTime, when the change committed, to arrival). See bench/webhooks.py.\n",
+                _table(["what", "measured"],
+                       [["delivery throughput, events/s", wh["delivery_per_second"]],
+                        ["backlog drained, events", wh["backlog_events"]],
+                        ["latency p50 / p99 under the create load, ms",
+                         f"{wh['latency_p50_ms']} / {wh['latency_p99_ms']}"],
+                        ["create req/s, not dispatching", wh["create_rps_not_dispatching"]],
+                        ["create req/s, dispatching", wh["create_rps_dispatching"]],
+                        ["ratio, dispatching to not", wh["create_ratio_dispatching_to_not"]],
+                        ["errors", wh["errors"]]])]
     if OPTIMISATIONS.exists():  # one level down, under the report's own title
         out.append(re.sub(r"^(#+) ", r"#\1 ", OPTIMISATIONS.read_text(), flags=re.MULTILINE))
     return "\n".join(out)

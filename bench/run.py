@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from rich.console import Console
 from rich.markup import escape
 
-from bench import inprocess, measure, preload, queries, report, store_limit
+from bench import inprocess, measure, preload, queries, report, store_limit, webhooks
 from bench import migrate as migration
 from bench.measure import LoadResult, RunningServer
 from bench.wire import Client, write_pool
@@ -86,6 +86,7 @@ class Settings:
     event_log: bool = True  # the event log's cost, in process (bench/inprocess.py, `event_log_ab`)
     call_joins: int = 0  # room calls (bench/calls.py): joins measured (0: not measured)
     call_capacity_max: int = 16
+    webhooks: bool = True  # webhook delivery latency and throughput (bench/webhooks.py)
 
 
 class Suite:
@@ -388,6 +389,10 @@ class Suite:
             console.log(f"event log: {self.sections['event_log']}")
         if s.scale or s.query_rooms:
             self.sections["room_queries"] = self.room_queries()
+        if s.webhooks:
+            console.log("[bold]webhooks[/]: delivery latency and throughput, create throughput with and without")
+            self.sections["webhooks"] = webhooks.measure_webhooks(s.work, s.seconds, s.connections)
+            console.log(f"webhooks: {self.sections['webhooks']}")
         if s.migrate_rooms:
             self.sections["migration"] = migration.measure_migration(s.work, s.migrate_rooms, s.migrate_rooms * 5)
             console.log(f"migration: {self.sections['migration']}")
@@ -490,6 +495,8 @@ def parse(argv: list[str] | None = None) -> tuple[Settings, Path]:
     parser.add_argument("--call-joins", type=int, default=20, help="joins the room call latency is measured over")
     parser.add_argument("--call-capacity-max", type=int, default=16,
                         help="most participants the room capacity run adds (default 16)")
+    parser.add_argument("--no-webhooks", action="store_true", help="skip the webhook delivery measurement "
+                        "(bench/webhooks.py)")
     args = parser.parse_args(argv)
     work = args.output / "work"
     shutil.rmtree(work, ignore_errors=True)
@@ -502,6 +509,7 @@ def parse(argv: list[str] | None = None) -> tuple[Settings, Path]:
         store_limit=not args.no_store_limit, work=work, migrate_rooms=args.migrate_rooms if args.migrate else 0,
         query_rooms=args.query_rooms, event_log=not args.no_event_log,
         call_joins=args.call_joins if args.calls else 0, call_capacity_max=args.call_capacity_max,
+        webhooks=not args.no_webhooks,
     )
     return settings, args.output
 

@@ -24,7 +24,7 @@ def test_one_workload_for_two_rounds_reports_every_field_and_no_errors(tmp_path:
     subprocess.run(
         [sys.executable, "-m", "bench", "--seconds", "2", "--warmup", "0", "--workload", "get_room",
          "--workers", "1", "--rounds", "2", "--seed-rooms", "20", "--scan-seconds", "2", "--no-store-limit",
-         "--query-rooms", "300", "--no-event-log", "--output", str(tmp_path)],
+         "--no-webhooks", "--query-rooms", "300", "--no-event-log", "--output", str(tmp_path)],
         cwd=REPO, check=True, capture_output=True, timeout=180,
     )
     report = json.loads((tmp_path / "report.json").read_text())
@@ -61,8 +61,8 @@ def test_postgresql_runs_with_each_worker_count_and_is_compared_to_that_counts_b
     done = subprocess.run(
         [sys.executable, "-m", "bench", "--seconds", "1", "--warmup", "0", "--workload", "get_room",
          "--workers", "1,2", "--rounds", "1", "--seed-rooms", "5", "--scan-seconds", "1", "--no-store-limit",
-         "--query-rooms", "0", "--no-event-log", "--postgres-url", postgres_schema.base_url(), "--output",
-         str(tmp_path)],
+         "--no-webhooks", "--query-rooms", "0", "--no-event-log", "--postgres-url", postgres_schema.base_url(),
+         "--output", str(tmp_path)],
         cwd=REPO, check=True, capture_output=True, text=True, timeout=180,
     )
     report = json.loads((tmp_path / "report.json").read_text())
