@@ -237,6 +237,19 @@ async def test_a_receiver_down_then_up_gets_everything(store: RoomStore) -> None
         assert sorted(e["data"]["roomId"] for e in delivered) == sorted(rooms)
 
 
+async def test_a_receiver_slower_than_the_timeout_gets_the_event_again(store: RoomStore) -> None:
+    async with serving(store, webhook_timeout=0.2, webhook_lease_seconds=1.0) as app, receiving() as receiver:
+        made = await subscribe(app, receiver)
+        receiver.delay = 0.4  # answers after the dispatcher gave up on it
+        await create_room(app)
+        while receiver.attempts < 1:
+            await receiver_pause()
+        receiver.delay = 0
+        state = await settled(app, made["id"])
+        assert receiver.attempts >= 2 and state["lastSuccessDateTime"] is not None
+        assert len({e["id"] for e in receiver.events()}) == 1  # the same event each time: at least once
+
+
 async def test_two_dispatchers_on_one_database_share_the_work(open_store: StoreFactory) -> None:
     first_store, second_store = open_store(), open_store()
     async with serving(first_store) as first, serving(second_store) as second, receiving() as receiver:
