@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -225,13 +225,21 @@ async def receiver_pause() -> None:
     await asyncio.sleep(0.05)
 
 
+async def until(condition: Callable[[], bool], what: str) -> None:
+    """Wait for `condition`, looking every 50 ms, for 20 s at most."""
+    for _ in range(400):
+        if condition():
+            return
+        await receiver_pause()
+    raise AssertionError(f"still waiting for {what}")
+
+
 async def test_a_receiver_down_then_up_gets_everything(store: RoomStore) -> None:
     async with serving(store) as app, receiving() as receiver:
         await subscribe(app, receiver)
         receiver.answer = lambda body: 503
         rooms = [await create_room(app) for _ in range(3)]
-        while receiver.attempts < 6:
-            await receiver_pause()
+        await until(lambda: receiver.attempts >= 6, "six failed attempts")
         receiver.answer = lambda body: 200
         delivered = await receiver.wait_for(3)
         assert sorted(e["data"]["roomId"] for e in delivered) == sorted(rooms)
@@ -242,8 +250,7 @@ async def test_a_receiver_slower_than_the_timeout_gets_the_event_again(store: Ro
         made = await subscribe(app, receiver)
         receiver.delay = 0.4  # answers after the dispatcher gave up on it
         await create_room(app)
-        while receiver.attempts < 1:
-            await receiver_pause()
+        await until(lambda: receiver.attempts >= 1, "the first attempt")
         receiver.delay = 0
         state = await settled(app, made["id"])
         assert receiver.attempts >= 2 and state["lastSuccessDateTime"] is not None

@@ -402,6 +402,9 @@ class Dispatcher:
                 except StoreUnavailable as exc:
                     log.warning("webhook dispatch paused: %s", exc)
                     wait = self._policy.poll_seconds
+                except Exception:  # the dispatcher must outlive anything one round meets; the next one retries
+                    log.exception("webhook dispatch failed; trying again")
+                    wait = self._policy.poll_seconds
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), wait)
         finally:
@@ -479,3 +482,5 @@ class Dispatcher:
                                                              self._lease_until())
         except StoreUnavailable as exc:  # the lease runs out, and this or another dispatcher tries again
             log.warning("webhook delivery interrupted: %s", exc)
+        except Exception:
+            log.exception("webhook delivery failed; its lease runs out and it is tried again")
