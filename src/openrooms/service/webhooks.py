@@ -405,8 +405,10 @@ class Dispatcher:
                 except Exception:  # the dispatcher must outlive anything one round meets; the next one retries
                     log.exception("webhook dispatch failed; trying again")
                     wait = self._policy.poll_seconds
+                # Not asyncio.wait_for: on Python 3.11 it can swallow a cancellation that comes as the wait ends.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), wait)
+                    async with asyncio.timeout(wait):
+                        await self._wake.wait()
         finally:
             listener.cancel()
             for task in (listener, *self._running):
