@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from openrooms.calls.model import CallServer
+from openrooms.events.subscriptions import EVENT_GRID_SCHEMA, Delivery, Outcome, Subscription
 from openrooms.service.events import room_deleted
 from openrooms.service.model import CommunicationUser, CreateRecord, Participant, Role, Room, SigningKey
 from openrooms.service.window_events import window_events
@@ -62,15 +63,22 @@ WRITES: dict[str, Write] = {
     "append_events": lambda s: s.append_events([room_deleted(R2.id, T0 + 3)]),
     "purge_events": lambda s: s.purge_events(T0 + 1),
     "claim_window_instants": lambda s: claim_twice(s),
+    **{name: (lambda step: lambda s: webhook_step(s, step))(name) for name in (
+        "insert_subscription", "update_subscription", "delete_subscription", "enqueue_deliveries",
+        "claim_deliveries", "finish_delivery", "redeliver")},
 }
 # The resource id is only ever read by ensuring it; the data set up has no events to purge (tests/store/
 # test_event_log.py has).
-NO_READ_SEES = {"ensure_resource_id", "adopt_resource_id", "purge_events"}
+NO_READ_SEES = {"ensure_resource_id", "adopt_resource_id", "purge_events", "insert_subscription",
+                "update_subscription", "delete_subscription", "enqueue_deliveries", "claim_deliveries",
+                "finish_delivery", "redeliver"}  # webhooks: no room, roster or event changes with them
 READS = {"get_room", "get_create_record", "list_rooms", "query_rooms", "list_participants", "get_participant",
          "get_user", "get_signing_keys", "get_access_keys", "ping", "get_call_server", "list_events",
-         "next_window_instant"}
+         "next_window_instant", "get_subscription", "list_subscriptions", "next_due", "delivery_states",
+         "list_dead_letters"}
 LIFECYCLE = {"close"}
-STREAMS = {"listen_changes"}  # the store's change notifications (PostgreSQL LISTEN/NOTIFY; none from SQLite)
+# The store's notifications of changes and of new events (PostgreSQL LISTEN/NOTIFY; SQLite: in-process events only)
+STREAMS = {"listen_changes", "listen_events"}
 
 
 def call_server(room_id: str) -> CallServer:
@@ -86,6 +94,26 @@ async def claim_and_release(store: RoomStore) -> None:
 async def claim_twice(store: RoomStore) -> None:
     await store.claim_window_instants(T0, window_events(T0), 100)  # the first claim sets where they start
     await store.claim_window_instants(NOW + 30 * DAY, window_events(NOW + 30 * DAY), 100)
+
+
+async def webhook_step(store: RoomStore, step: str) -> None:
+    """A subscription made, then the webhook write `step` on it (tests/webhooks has their behaviour)."""
+    made = await store.insert_subscription(Subscription(
+        "sub-1", "https://hooks.test/", None, None, EVENT_GRID_SCHEMA, "whsec_" + "A" * 32, T0, T0))
+    assert made.cursor is not None
+    if step == "update_subscription":
+        assert await store.update_subscription(made._replace(endpoint="https://other.test/"))
+    elif step == "delete_subscription":
+        assert await store.delete_subscription(made.id)
+    elif step == "enqueue_deliveries":
+        assert await store.enqueue_deliveries(made.id, made.cursor, made.cursor, [], NOW)
+    elif step == "claim_deliveries":
+        assert await store.claim_deliveries("owner", NOW, NOW + 1, 10) == []
+    elif step == "finish_delivery":
+        delivery = Delivery(1, made.id, "", (0, 1), "t", "s", T0, b"{}", 0, T0)
+        assert await store.finish_delivery(delivery, "owner", Outcome(True, None), NOW, NOW + 1) is None
+    elif step == "redeliver":
+        assert await store.redeliver(made.id, None, NOW) == 0
 
 
 def public_methods(cls: type) -> set[str]:
