@@ -1,4 +1,4 @@
--- migrations: 0001_rooms.py 0002_identities.py 0003_access_keys.py 0004_roster_order.py 0005_create_records_keep_the_room.py 0006_events.py 0007_calls.py 0008_room_queries.py 0009_call_events_in_the_log.py 0010_window_clock.py 0011_room_queries_covering.py
+-- migrations: 0001_rooms.py 0002_identities.py 0003_access_keys.py 0004_roster_order.py 0005_create_records_keep_the_room.py 0006_events.py 0007_calls.py 0008_room_queries.py 0009_call_events_in_the_log.py 0010_window_clock.py 0011_room_queries_covering.py 0012_webhooks.py
 CREATE TABLE access_keys (
 	name VARCHAR(16) NOT NULL, 
 	"key" TEXT NOT NULL, 
@@ -9,7 +9,7 @@ CREATE TABLE alembic_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
 );
-INSERT INTO "alembic_version" VALUES('0011');
+INSERT INTO "alembic_version" VALUES('0012');
 CREATE TABLE call_servers (
 	room_id VARCHAR(32) NOT NULL, 
 	server TEXT NOT NULL, 
@@ -82,6 +82,49 @@ CREATE TABLE signing_keys (
 	created_at BIGINT NOT NULL, 
 	PRIMARY KEY (kid)
 );
+CREATE TABLE webhook_deliveries (
+	seq INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT, 
+	subscription_id VARCHAR(36) NOT NULL, 
+	room_key TEXT NOT NULL, 
+	event_tx BIGINT NOT NULL, 
+	event_seq BIGINT NOT NULL, 
+	type TEXT NOT NULL, 
+	subject TEXT NOT NULL, 
+	time BIGINT NOT NULL, 
+	data TEXT NOT NULL, 
+	state VARCHAR(8) NOT NULL, 
+	attempts INTEGER NOT NULL, 
+	next_attempt_at BIGINT NOT NULL, 
+	enqueued_at BIGINT NOT NULL, 
+	last_error TEXT, 
+	dead_at BIGINT, 
+	CONSTRAINT webhook_deliveries_once UNIQUE (subscription_id, event_tx, event_seq), 
+	FOREIGN KEY(subscription_id) REFERENCES webhook_subscriptions (id) ON DELETE CASCADE
+);
+CREATE TABLE webhook_queues (
+	subscription_id VARCHAR(36) NOT NULL, 
+	room_key TEXT NOT NULL, 
+	next_attempt_at BIGINT, 
+	owner TEXT, 
+	expires_at BIGINT NOT NULL, 
+	PRIMARY KEY (subscription_id, room_key), 
+	FOREIGN KEY(subscription_id) REFERENCES webhook_subscriptions (id) ON DELETE CASCADE
+);
+CREATE TABLE webhook_subscriptions (
+	id VARCHAR(36) NOT NULL, 
+	endpoint TEXT NOT NULL, 
+	types TEXT, 
+	room_id TEXT, 
+	event_schema VARCHAR(32) NOT NULL, 
+	secret TEXT NOT NULL, 
+	created_at BIGINT NOT NULL, 
+	updated_at BIGINT NOT NULL, 
+	cursor_tx BIGINT NOT NULL, 
+	cursor_seq BIGINT NOT NULL, 
+	last_success_at BIGINT, 
+	consecutive_failures INTEGER DEFAULT '0' NOT NULL, 
+	PRIMARY KEY (id)
+);
 CREATE TABLE window_clock (
 	id INTEGER NOT NULL, 
 	covered BIGINT NOT NULL, 
@@ -94,4 +137,6 @@ CREATE INDEX create_requests_by_created ON create_requests (created_at);
 CREATE INDEX participants_by_seq ON participants (room_id, seq, role);
 CREATE INDEX rooms_by_valid_from_ahead ON rooms (valid_from) WHERE valid_from > created_at;
 CREATE INDEX rooms_by_valid_from ON rooms (valid_from, id, valid_until, created_at, pstn_dial_out_enabled);
+CREATE INDEX webhook_deliveries_queue ON webhook_deliveries (subscription_id, room_key, state, seq);
+CREATE INDEX webhook_queues_due ON webhook_queues (next_attempt_at);
 DELETE FROM "sqlite_sequence";
