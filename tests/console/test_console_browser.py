@@ -7,9 +7,12 @@ OPENROOMS_CONSOLE_SCREENSHOTS=1 the tests write the screenshots of docs/console.
 
 from __future__ import annotations
 
+import http.server
 import json
 import re
+import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, StorageState, expect, sync_playwright
@@ -20,12 +23,15 @@ from tests.support import Server, running_server
 
 pytestmark = pytest.mark.e2e
 ROOMS = "?api-version=2024-04-15"
+SUBSCRIPTIONS = "/events/subscriptions?api-version=2026-11-01-openrooms"
 VIEWPORT = {"width": 1200, "height": 900}
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with running_server(tmp_path_factory.mktemp("console"), "--in-memory", "--silent", tls=False) as started:
+    # Webhook deliveries retried within milliseconds, dead-lettered at the first failure.
+    with running_server(tmp_path_factory.mktemp("console"), "--in-memory", "--silent", "--webhook-max-attempts", "1",
+                        "--webhook-retry-scale", "0.0001", tls=False) as started:
         yield started
 
 
@@ -251,6 +257,73 @@ def test_read_pages_work_without_javascript(browser: Browser, server: Server) ->
         expect(page).to_have_url(f"{server.endpoint}console/sign-in")
     finally:
         plain.close()
+
+
+class _Hook(http.server.BaseHTTPRequestHandler):
+    """A webhook receiver: answers Event Grid's validation handshake, then deliveries with `status`."""
+
+    status = 500
+    received: list[Any] = []  # noqa: RUF012  (the receiver's record, shared by its requests)
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        if isinstance(body, list) and body and body[0]["eventType"].endswith("SubscriptionValidationEvent"):
+            answer = json.dumps({"validationResponse": body[0]["data"]["validationCode"]}).encode()
+            self.send_response(200)
+            self.send_header("content-length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+            return
+        if self.status < 300:
+            _Hook.received += body
+        self.send_response(self.status)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def hook() -> Iterator[str]:
+    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    thread = threading.Thread(target=receiver.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{receiver.server_address[1]}/hook"
+    finally:
+        receiver.shutdown()
+        receiver.server_close()
+        thread.join()
+
+
+def test_webhook_dead_letters_are_delivered_again(page: Page, server: Server, hook: str) -> None:
+    made = server.request("POST", SUBSCRIPTIONS, json.dumps({"endpoint": hook}).encode())
+    assert made.status_code == 201, made.text
+    try:
+        room_id = new_room(server, {})
+        page.goto(f"{server.endpoint}console/events")
+        for _ in range(200):  # the first and only attempt fails: a dead letter
+            if page.get_by_role("heading", name=re.compile("^Dead letters of")).count():
+                break
+            page.wait_for_timeout(100)
+            page.reload()
+        expect(page.locator("table.webhooks")).to_contain_text("failing")
+        checked(page, "events-webhooks")
+        _Hook.status = 200
+        page.get_by_role("checkbox", name=f"OpenRooms.RoomCreated rooms/{room_id}").check()
+        page.get_by_role("button", name="Re-deliver").click()
+        expect(page.get_by_role("status").filter(has_text="queued again")).to_contain_text("1 dead letter")
+        created = ("OpenRooms.RoomCreated", f"rooms/{room_id}")
+        for _ in range(200):
+            if created in [(event["eventType"], event["subject"]) for event in _Hook.received]:
+                break
+            page.wait_for_timeout(100)
+        assert created in [(event["eventType"], event["subject"]) for event in _Hook.received]
+        go(page, "Overview")
+        expect(page.locator(".webhook-health")).to_contain_text(hook)
+    finally:
+        assert server.request("DELETE", SUBSCRIPTIONS.replace("?", f"/{made.json()['id']}?")).status_code == 204
 
 
 def test_keys_rotate_with_confirmation(page: Page, server: Server) -> None:

@@ -33,9 +33,11 @@ from openrooms.console.views import (
     STATES,
     RoomRow,
     call_people,
+    dead_letter_row,
     event_row,
     room_row,
     timeline,
+    webhook_row,
     window_state,
 )
 from openrooms.events.types import TYPES
@@ -48,6 +50,7 @@ from openrooms.service.keys import KeyRing
 from openrooms.service.model import CreateRoom, Page, Role, UpdateRoom
 from openrooms.service.ports import RoomStore
 from openrooms.service.rooms import RoomsService, Upsert
+from openrooms.service.webhooks import WebhooksService
 
 PREFIX = "/console"
 HERE = Path(__file__).parent
@@ -87,6 +90,7 @@ class ConsoleServices:
     clock: Clock
     endpoint: str  # what clients connect to (the connection string's endpoint)
     initial_keys: tuple[str, str]
+    webhooks: WebhooksService | None = None
 
 
 def _form(body: bytes) -> dict[str, list[str]]:
@@ -153,6 +157,7 @@ class Console:
             Route(f"{PREFIX}/users", page(self.user_action), methods=["POST"]),
             Route(f"{PREFIX}/events", page(self.events), methods=["GET"]),
             Route(f"{PREFIX}/events/stream", page(self.event_stream), methods=["GET"]),
+            Route(f"{PREFIX}/events/webhooks/{{subscription_id}}/redeliver", page(self.redeliver), methods=["POST"]),
             Route(f"{PREFIX}/keys", page(self.keys), methods=["GET"]),
             Route(f"{PREFIX}/keys/rotate", page(self.keys_rotate), methods=["POST"]),
         ])
@@ -284,7 +289,7 @@ class Console:
         counts = {state: f"{len(rows)}{'+' if more else ''}" for state, (rows, more) in scanned.items()}
         in_force = await self._keys_in_force()
         return self.render(
-            request, "overview.html", ctx.session, counts=counts,
+            request, "overview.html", ctx.session, counts=counts, **await self._webhooks(dead_letters=False),
             calls=await self._calls_in_progress(scanned["open"][0]),
             calls_configured=self.services.calls is not None,
             connection_string=f"endpoint={self.services.endpoint};accesskey={in_force['primary']}")
@@ -506,7 +511,8 @@ class Console:
             kept = (kept + page)[-keep:]
             after = page[-1].cursor
 
-    async def events(self, request: Request, ctx: Context) -> Response:
+    async def events(self, request: Request, ctx: Context, *, notice: str | None = None, error: str | None = None,
+                     status: int = 200) -> Response:
         types, room_id = self._event_filters(request)
         try:
             latest, after = await self._latest(types, room_id, 50)
@@ -516,7 +522,34 @@ class Console:
             [("type", name) for name in types or []] + ([("room_id", room_id)] if room_id else [])
             + ([("after", after)] if after else []))
         return self.render(request, "events.html", ctx.session, rows=[event_row(e) for e in latest],
-                           chosen_types=types or [], room_id=room_id or "", stream=stream)
+                           chosen_types=types or [], room_id=room_id or "", stream=stream, status=status,
+                           notice=notice, error=error, **await self._webhooks(dead_letters=True))
+
+    async def _webhooks(self, *, dead_letters: bool) -> dict[str, Any]:
+        """The webhook subscriptions with their delivery state (and, on the events page, their dead letters)."""
+        service = self.services.webhooks
+        if service is None:
+            return {}
+        views = await service.list_all()
+        letters = {}
+        if dead_letters:
+            letters = {view.subscription.id: [dead_letter_row(*letter) for letter in
+                                              await service.dead_letters(view.subscription.id)]
+                       for view in views if view.state.dead_lettered}
+        return {"webhooks": [webhook_row(view) for view in views], "dead_letters": letters}
+
+    async def redeliver(self, request: Request, ctx: Context) -> Response:
+        service = self.services.webhooks
+        if service is None:
+            return self._refused(request, 404, "Webhook subscriptions are not served here.")
+        subscription_id = request.path_params["subscription_id"]
+        chosen = ctx.fields("event_id")
+        try:
+            count = await service.redeliver(subscription_id, chosen or None)
+        except ServiceError as exc:
+            return await self.events(request, ctx, error=explained(exc), status=exc.status)
+        return await self.events(request, ctx, notice=f"{count} dead letter{'s' if count != 1 else ''} queued again "
+                                                      f"for {subscription_id}.")
 
     async def event_stream(self, request: Request, ctx: Context) -> Response:
         """Server-sent events: each new event of the log (with the page's filters) as a rendered row."""

@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from openrooms.calls.service import Feed
+from openrooms.events.subscriptions import Delivery
 from openrooms.service import timestamps
 from openrooms.service.clock import TICKS_PER_SECOND
 from openrooms.service.event_log import LoggedEvent
 from openrooms.service.model import Room
+from openrooms.service.webhooks import SubscriptionView
 
 MAX_SCANNED_ROOMS = 1000  # the overview counts at most this many rooms (and says so beyond)
 STATES = ("upcoming", "open", "ended")
@@ -96,3 +98,44 @@ def event_row(logged: LoggedEvent) -> EventRow:
     data: Any = json.loads(event.data)
     return EventRow(logged.id, logged.cursor, event.type, event.subject, timestamps.format(event.time),
                     json.dumps(data, sort_keys=True))
+
+
+@dataclass(frozen=True)
+class WebhookRow:
+    id: str
+    endpoint: str
+    types: str
+    room_id: str
+    schema: str
+    last_success_at: int | None
+    consecutive_failures: int
+    backlog: int
+    dead_lettered: int
+
+    @property
+    def health(self) -> str:
+        if self.dead_lettered or self.consecutive_failures:
+            return "failing"
+        return "waiting" if self.backlog else "healthy"
+
+
+def webhook_row(view: SubscriptionView) -> WebhookRow:
+    subscription, state = view
+    return WebhookRow(subscription.id, subscription.endpoint, ", ".join(subscription.types or ()) or "every type",
+                      subscription.room_id or "every room", subscription.schema, state.last_success_at,
+                      state.consecutive_failures, state.backlog, state.dead_lettered)
+
+
+@dataclass(frozen=True)
+class DeadLetterRow:
+    event_id: str
+    type: str
+    subject: str
+    attempts: int
+    last_error: str
+    dead_at: int | None
+
+
+def dead_letter_row(event_id: str, cursor: str, delivery: Delivery) -> DeadLetterRow:
+    return DeadLetterRow(event_id, delivery.type, delivery.subject, delivery.attempts, delivery.last_error or "",
+                         delivery.dead_at)

@@ -135,19 +135,20 @@ def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clo
         oidc=oidc,
         websocket=calls_api.websocket,
         mounts=_console(settings, rooms_service, identity_service, events_service, calls_api.service, room_store,
-                        clock),
+                        clock, webhooks_service),
     )
 
 
 def _console(settings: Settings, rooms: RoomsService, identity: IdentityService, events: EventsService,
-             calls: CallService | None, store: RoomStore, clock: Clock) -> list[tuple[str, ASGIApp]]:
+             calls: CallService | None, store: RoomStore, clock: Clock,
+             webhooks: WebhooksService) -> list[tuple[str, ASGIApp]]:
     """The web console at /console/ (`openrooms.console`), when served."""
     if not settings.console_served:
         return []
     from openrooms.console.app import PREFIX, Console, ConsoleServices
 
     services = ConsoleServices(rooms, identity, events, calls, store, clock, settings.endpoint,
-                               (settings.access_key, settings.secondary_key))
+                               (settings.access_key, settings.secondary_key), webhooks)
     return [(PREFIX, Console(services, session_minutes=settings.console_session_minutes))]
 
 
