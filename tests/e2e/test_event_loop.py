@@ -18,6 +18,9 @@ from tests.support import running_server
 def test_the_banner_names_the_server_workers_and_event_loop(tmp_path: Path) -> None:
     with running_server(tmp_path, "--workers", "2", tls=False) as server:
         assert re.search(r"server +granian, 2 workers, event loop uvloop", server.log()), server.log()
+        # on a loopback address the console is served, and the banner says where
+        assert re.search(r"console +http://127\.0\.0\.1:\d+/console/ \(sign in with an access key\)",
+                         server.log()), server.log()
         assert server.request("GET", "/healthz", sign=False).status_code == 200
 
 

@@ -380,6 +380,8 @@ def _print_banner(settings: Settings, ca: Path | None, in_force: dict[str, KeyIn
         lines.append(f"  LiveKit            {settings.livekit_url} (join answers carry LiveKit tokens)")
     if settings.janus_url:
         lines.append(f"  Janus              {settings.janus_url} (room calls: /rooms/<id>/call)")
+    if settings.console_served:
+        lines.append(f"  console            {settings.endpoint}console/ (sign in with an access key)")
     if settings.oidc_issuer:
         lines.append(f"  Entra ID / OIDC    Bearer tokens of {settings.oidc_issuer} for {settings.oidc_audience}")
         if settings.oidc_insecure_skip_signature:
