@@ -9,11 +9,17 @@ from typing import Any
 
 import pytest
 from _pytest.nodeid import coerce_node_id
+from hypothesis import settings as hypothesis_settings
 
 # Every process the test session starts inherits this mark in its environment, so that processes left behind
 # can be found at the end, among those of everything else running on the machine. (Not an OPENROOMS_
 # variable: tests/support.py gives servers no OPENROOMS_ variables but their own.)
 SESSION_MARK = "PYTEST_OPENROOMS_SESSION"
+
+# No example has a time limit: how long a property takes on a loaded 2-core machine is no rule of openrooms
+# (timings belong to bench/), and hypothesis' default 200 ms deadline fails such examples at random.
+hypothesis_settings.register_profile("openrooms", deadline=None)
+hypothesis_settings.load_profile("openrooms")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
