@@ -53,18 +53,16 @@ def parse(instant: str) -> datetime:
     return datetime.fromisoformat(instant)
 
 
-def check(events: Sequence[dict[str, Any]], rooms: Sequence[dict[str, Any]], *, late: bool | None = None) -> None:
-    """Each room's window opened and closed exactly once, at its own instants, within the margin."""
+def check(events: Sequence[dict[str, Any]], rooms: Sequence[dict[str, Any]]) -> None:
+    """Each room's window opened and closed exactly once, at its own instants, within the margin (a server ran
+    throughout; whether an event is marked `late`, over a second after its instant, depends on the machine's load,
+    and the rule is checked with a fixed clock in tests/unit and tests/store)."""
     expected = sorted([("OpenRooms.RoomWindowOpened", r["id"], r["validFrom"]) for r in rooms]
                       + [("OpenRooms.RoomWindowClosed", r["id"], r["validUntil"]) for r in rooms])
     assert sorted((e["eventType"], e["data"]["roomId"], e["data"]["dueDateTime"]) for e in events) == expected
     for event in events:
         lateness = parse(event["eventTime"]) - parse(event["data"]["dueDateTime"])
-        assert timedelta(0) <= lateness
-        if late is not None:
-            assert event["data"]["late"] is late
-        if not event["data"]["late"]:
-            assert lateness <= MARGIN
+        assert timedelta(0) <= lateness <= MARGIN
 
 
 def test_a_window_opens_and_closes_on_time_once_and_an_instant_missed_while_stopped_comes_late_on_start(
@@ -74,7 +72,7 @@ def test_a_window_opens_and_closes_on_time_once_and_an_instant_missed_while_stop
         room = create(server, 1, 2)
         later = create(server, 1, 4)  # closes while no server runs
         events = window_events(server, 3)
-        check([e for e in events if e["data"]["roomId"] == room["id"]], [room], late=False)
+        check([e for e in events if e["data"]["roomId"] == room["id"]], [room])
         assert nothing_after(server, events[-1]["cursor"], wait=0)  # and nothing more
     while datetime.now(UTC) < parse(later["validUntil"]) + timedelta(seconds=1.05):
         time.sleep(0.1)
