@@ -28,11 +28,13 @@ CREATED_SPAN = 30 * TICKS_PER_DAY
 USERS = 200_000  # roster entries are drawn from this many distinct users
 # Indexes that are dropped for the load and rebuilt after it (rebuilding sorts once: much faster than
 # keeping them up to date row by row).
-_REBUILT_INDEXES = ("rooms_by_created", "rooms_by_valid_until", "rooms_by_valid_from", "participants_by_raw_id",
-                    "participants_by_seq")
+_REBUILT_INDEXES = ("rooms_by_created", "rooms_by_valid_until", "rooms_by_valid_from",
+                    "participants_rooms_by_valid_from", "participants_by_seq")
 HOUR = 3600 * TICKS_PER_SECOND
 _BATCH = 50_000
 _ROOM_COLUMNS = "id, created_at, valid_from, valid_until, pstn_dial_out_enabled"
+# A roster entry with its copy of the room (migration 0014)
+_ROSTER_COLUMNS = "room_id, raw_id, role, seq, created_at, valid_from, valid_until, pstn_dial_out_enabled"
 
 
 def rooms_made(count: int, seed: int, now: int) -> list[tuple[str, int]]:
@@ -93,26 +95,25 @@ def preload(location: Path, rooms: int, participants: int, *, seed: int = 1, qui
 
     per_room, extra = divmod(participants, rooms) if rooms else (0, 0)
 
-    def room_rows() -> Iterator[tuple[str, int, int, int, int]]:
-        for room_id, created in made:
-            start, end = mixed_window(created, windows) if mixed_windows else (created, created + MAX_WINDOW)
-            yield room_id, created, start, end, 0
+    rows_of_rooms: list[tuple[str, int, int, int, int]] = []
+    for room_id, created in made:
+        start, end = mixed_window(created, windows) if mixed_windows else (created, created + MAX_WINDOW)
+        rows_of_rooms.append((room_id, created, start, end, 0))
 
-    def roster_rows() -> Iterator[tuple[str, str, str, int]]:
-        for n, room_id in enumerate(ids):
+    def roster_rows() -> Iterator[tuple[str, str, str, int, int, int, int, int]]:
+        for n, (room_id, created, start, end, pstn) in enumerate(rows_of_rooms):
             size = per_room + (1 if n < extra else 0)
             first = (n * 7919) % USERS
             users = sorted(user_id((first + k * 9973) % USERS) for k in range(size))
-            for seq, raw_id in enumerate(users, 1):  # added in raw id order
-                yield room_id, raw_id, "Attendee", seq
+            for seq, raw_id in enumerate(users, 1):  # added in raw id order, each with its copy of the room
+                yield room_id, raw_id, "Attendee", seq, created, start, end, pstn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TimeRemainingColumn(), disable=quiet) as progress:
         for table, sql, rows, total in (
             ("room_ids", "INSERT INTO room_ids (id) VALUES (?)", ((i,) for i in ids), rooms),
-            ("rooms", "INSERT INTO rooms (id, created_at, valid_from, valid_until, pstn_dial_out_enabled) "
-                      "VALUES (?, ?, ?, ?, ?)", room_rows(), rooms),
-            ("participants", "INSERT INTO participants (room_id, raw_id, role, seq) VALUES (?, ?, ?, ?)",
+            ("rooms", f"INSERT INTO rooms ({_ROOM_COLUMNS}) VALUES (?, ?, ?, ?, ?)", iter(rows_of_rooms), rooms),
+            ("participants", f"INSERT INTO participants ({_ROSTER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
              roster_rows(), participants),
         ):
             task = progress.add_task(f"{table:<13}", total=total)
@@ -138,8 +139,8 @@ def preload(location: Path, rooms: int, participants: int, *, seed: int = 1, qui
 
 
 # The tables the preload fills, with their columns, in the order they are copied (and the order of their rows).
-_COPIED = (("room_ids", "id", "id"), ("rooms", _ROOM_COLUMNS, "rowid"), ("participants", "room_id, raw_id, role, seq",
-                                                                      "room_id, raw_id"))
+_COPIED = (("room_ids", "id", "id"), ("rooms", _ROOM_COLUMNS, "rowid"),
+           ("participants", _ROSTER_COLUMNS, "room_id, raw_id"))
 
 
 def copy_to_postgres(location: Path, url: str, *, quiet: bool = False) -> None:
@@ -165,7 +166,7 @@ def copy_to_postgres(location: Path, url: str, *, quiet: bool = False) -> None:
             task = progress.add_task(f"{table:<13}", total=total)
             with db.cursor().copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
                 for n, row in enumerate(source.execute(f"SELECT {columns} FROM {table} ORDER BY {order}"), 1):
-                    copy.write_row(row if table != "rooms" else (*row[:4], bool(row[4])))
+                    copy.write_row(row if table == "room_ids" else (*row[:-1], bool(row[-1])))  # pstn last
                     if n % _BATCH == 0:
                         progress.advance(task, _BATCH)
         for _, definition in indexes:

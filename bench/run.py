@@ -391,7 +391,7 @@ class Suite:
             self.sections["room_queries"] = self.room_queries()
         if s.webhooks:
             console.log("[bold]webhooks[/]: delivery latency and throughput, create throughput with and without")
-            self.sections["webhooks"] = webhooks.measure_webhooks(s.work, s.seconds, s.connections)
+            self.sections["webhooks"] = webhooks.measure_webhooks(s.work, s.seconds, s.connections, rounds=s.rounds)
             console.log(f"webhooks: {self.sections['webhooks']}")
         if s.migrate_rooms:
             self.sections["migration"] = migration.measure_migration(s.work, s.migrate_rooms, s.migrate_rooms * 5)

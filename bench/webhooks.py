@@ -1,30 +1,40 @@
 """Webhook delivery benchmark: delivery latency (commit to receiver) under a create load, delivery throughput of one
 subscription, and the create throughput while webhooks dispatch compared with while they do not.
 
-One SQLite server location, one subscription (Event Grid schema) to a receiver on loopback in this process:
+Each round has a fresh server location (SQLite, or a fresh PostgreSQL schema with `--postgres-url`) and one
+subscription (Event Grid schema) to a receiver on loopback in this process:
 
 1. `serve --no-webhooks`: wrk creates rooms for `seconds`; their events queue up for the subscription undelivered
-   (the create throughput without dispatching);
+   (the same preload in every round);
 2. `serve` (dispatching) on the same location: the backlog drains, timed from its first delivery to its last
    (the delivery throughput of one subscription, rooms side by side);
-3. the same server: wrk creates rooms again while they are delivered (the create throughput with dispatching; each
-   event's latency from its eventTime, when its change committed, to its arrival at the receiver).
+3. wrk creates rooms for `seconds` with the server dispatching (each event's latency from its eventTime, when its
+   change committed, to its arrival at the receiver), and for `seconds` with `serve --no-webhooks`: in this order in
+   odd rounds, the other way round in even ones, so that neither is always measured on the larger database. After
+   the run without dispatching, its events are drained (untimed) before anything else is measured.
 
-Every number comes from this one run on this machine: the ratio is of two runs taken back to back.
+The figures are the medians over the rounds (and each round's, in `rounds`), for each `maxEventsPerBatch` asked
+for (`--max-events-per-batch 1,100`: one event per request, as without batches, then up to 100), each its own
+rows (`runs`, by the value).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
+import os
+import shutil
 import statistics
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from aiohttp import web
 
@@ -42,6 +52,7 @@ class Receiver:
 
     def __init__(self) -> None:
         self.arrivals: list[tuple[float, str]] = []  # arrival time, the event's eventTime
+        self.requests: list[int] = []  # the events of each delivery request
         self.url = ""
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -54,6 +65,7 @@ class Receiver:
             return web.json_response({"validationResponse": body[0]["data"]["validationCode"]})
         arrived = time.time()
         self.arrivals += [(arrived, event["eventTime"]) for event in body]
+        self.requests.append(len(body))
         return web.Response()
 
     async def _serve(self) -> None:
@@ -104,11 +116,36 @@ def _wait_drained(client: Client, subscription_id: str, receiver: Receiver, at_l
 
 
 @contextlib.contextmanager
-def _server(work: Path, name: str, *flags: str) -> Iterator[RunningServer]:
+def _server(location: Path, log: Path, database_url: str | None, *flags: str) -> Iterator[RunningServer]:
     port = measure.free_port()
-    command = [*measure.openrooms_command(port, work / "webhooks", 1), *flags]
-    with measure.serve(command, port, work / f"webhooks-{name}.log") as server:
+    command = [*measure.openrooms_command(port, location, 1, database_url), *flags]
+    with measure.serve(command, port, log) as server:
         yield server
+
+
+@contextlib.contextmanager
+def _database(postgres_url: str | None) -> Iterator[str | None]:
+    """None (SQLite in the location), or a URL whose search_path is a fresh PostgreSQL schema, dropped afterwards."""
+    if postgres_url is None:
+        yield None
+        return
+    import psycopg
+
+    from openrooms.store import postgres
+
+    name = f"bench_webhooks_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute(f'CREATE SCHEMA "{name}"')
+    parts = urlsplit(postgres_url)
+    query = dict(parse_qsl(parts.query))
+    query["options"] = f"{query.get('options', '')} -csearch_path={name}".strip()
+    url = urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
+    try:
+        postgres.upgrade(url)
+        yield url
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as connection:
+            connection.execute(f'DROP SCHEMA "{name}" CASCADE')
 
 
 def _creates(server: RunningServer, work: Path, seconds: float, connections: int) -> LoadResult:
@@ -117,25 +154,56 @@ def _creates(server: RunningServer, work: Path, seconds: float, connections: int
                            connections=connections)
 
 
-def measure_webhooks(work: Path, seconds: float, connections: int, drain_timeout: float = 300) -> dict[str, Any]:
-    with Receiver() as receiver:
-        with _server(work, "queueing", "--no-webhooks") as server:
-            client = Client(server.host, server.port)
-            made = client.call("POST", f"/events/subscriptions{EVENTS}", {"endpoint": receiver.url}, expect=201)
-            queued = _creates(server, work, seconds, connections)
+def _round(work: Path, n: int, seconds: float, connections: int, drain_timeout: float,
+           postgres_url: str | None, batch: int = 1) -> dict[str, Any]:
+    location = work / f"webhooks-{n}"
+    shutil.rmtree(location, ignore_errors=True)
+    dispatching_first = n % 2 == 1
+
+    with Receiver() as receiver, _database(postgres_url) as url:
+        def server(name: str, *flags: str) -> contextlib.AbstractContextManager[RunningServer]:
+            return _server(location, work / f"webhooks-{n}-{name}.log", url, *flags)
+
+        with server("preload", "--no-webhooks") as running:
+            client = Client(running.host, running.port)
+            fields: dict[str, Any] = {"endpoint": receiver.url}
+            if batch > 1:
+                fields["maxEventsPerBatch"] = batch
+            made = client.call("POST", f"/events/subscriptions{EVENTS}", fields, expect=201)
+            preload = _creates(running, work, seconds, connections)
             client.close()
-        backlog = queued.requests - queued.errors
-        with _server(work, "dispatching") as server:
-            client = Client(server.host, server.port)
-            _wait_drained(client, made["id"], receiver, backlog, drain_timeout)
+        expected = preload.requests - preload.errors
+
+        def not_dispatching() -> LoadResult:
+            with server("not-dispatching", "--no-webhooks") as running:
+                return _creates(running, work, seconds, connections)
+
+        with server("dispatching") as running:
+            client = Client(running.host, running.port)
+            _wait_drained(client, made["id"], receiver, expected, drain_timeout)
             drained = [arrived for arrived, _ in receiver.arrivals]
             drain_seconds = max(drained) - min(drained)
+            drain_requests = len(receiver.requests)
             receiver.arrivals.clear()
-            dispatching = _creates(server, work, seconds, connections)
-            _wait_drained(client, made["id"], receiver, dispatching.requests - dispatching.errors, drain_timeout)
             client.close()
-        latencies = [(arrived - _event_time(event_time)) * 1000 for arrived, event_time in receiver.arrivals]
+        if not dispatching_first:
+            queued = not_dispatching()
+            expected = queued.requests - queued.errors
+        with server("dispatching-load") as running:
+            client = Client(running.host, running.port)
+            if not dispatching_first:  # the backlog of the run without dispatching, untimed
+                _wait_drained(client, made["id"], receiver, expected, drain_timeout)
+                receiver.arrivals.clear()
+            dispatching = _creates(running, work, seconds, connections)
+            _wait_drained(client, made["id"], receiver, dispatching.requests - dispatching.errors, drain_timeout)
+            latencies = [(arrived - _event_time(event_time)) * 1000 for arrived, event_time in receiver.arrivals]
+            client.close()
+        if dispatching_first:
+            queued = not_dispatching()
+    shutil.rmtree(location, ignore_errors=True)
     return {
+        "order": "dispatching first" if dispatching_first else "not dispatching first",
+        "events_per_request": round(len(drained) / drain_requests, 1),
         "backlog_events": len(drained),
         "delivery_per_second": round(len(drained) / drain_seconds, 1) if drain_seconds > 0 else None,
         "latency_p50_ms": round(statistics.median(latencies), 2),
@@ -144,5 +212,46 @@ def measure_webhooks(work: Path, seconds: float, connections: int, drain_timeout
         "create_rps_not_dispatching": queued.requests_per_second,
         "create_rps_dispatching": dispatching.requests_per_second,
         "create_ratio_dispatching_to_not": round(dispatching.requests_per_second / queued.requests_per_second, 3),
-        "errors": queued.errors + dispatching.errors,
+        "errors": preload.errors + queued.errors + dispatching.errors,
     }
+
+
+def _medians(results: list[dict[str, Any]]) -> dict[str, Any]:
+    medians: dict[str, Any] = {}
+    for key, value in results[0].items():
+        if isinstance(value, (int, float)) and key != "errors":
+            values = [r[key] for r in results if r[key] is not None]
+            medians[key] = round(statistics.median(values), 3) if values else None
+    medians["create_ratio_dispatching_to_not"] = round(
+        statistics.median(r["create_ratio_dispatching_to_not"] for r in results), 3)
+    return {**medians, "errors": sum(r["errors"] for r in results), "rounds": results}
+
+
+def measure_webhooks(work: Path, seconds: float, connections: int, drain_timeout: float = 300, rounds: int = 3,
+                     postgres_url: str | None = None, batches: tuple[int, ...] = (1, 100)) -> dict[str, Any]:
+    runs = {}
+    for batch in batches:
+        results = [_round(work, n + 1, seconds, connections, drain_timeout, postgres_url, batch)
+                   for n in range(rounds)]
+        runs[f"maxEventsPerBatch={batch}"] = _medians(results)
+    return {"store": "postgresql" if postgres_url else "sqlite", "runs": runs, "load_average": list(os.getloadavg())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/openrooms-bench-webhooks"))
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--postgres-url", default=None, help="measure on PostgreSQL (a fresh schema per round)")
+    parser.add_argument("--max-events-per-batch", default="1,100",
+                        help="the subscription's maxEventsPerBatch of each run, comma-separated")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    batches = tuple(int(value) for value in args.max_events_per_batch.split(","))
+    print(json.dumps(measure_webhooks(args.work, args.seconds, args.connections, rounds=args.rounds,
+                                      postgres_url=args.postgres_url, batches=batches), indent=1))
+
+
+if __name__ == "__main__":
+    main()

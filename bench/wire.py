@@ -65,8 +65,17 @@ class Client:
         headers = {"Accept": "application/json", **signed_headers(method, path_and_query, self.host, data)}
         if body is not None:
             headers["Content-Type"] = "application/json" if method == "POST" else "application/merge-patch+json"
-        self._connection.request(method, path_and_query, body=data, headers=headers)
-        response = self._connection.getresponse()
+        try:
+            self._connection.request(method, path_and_query, body=data, headers=headers)
+            response = self._connection.getresponse()
+        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            if method != "GET":
+                raise
+            # The server closed the connection while it was idle (granian after its header read timeout, 3 s):
+            # as any HTTP client does with a pooled connection, a GET goes again on a new one.
+            self._connection.close()
+            self._connection.request(method, path_and_query, body=data, headers=headers)
+            response = self._connection.getresponse()
         payload = response.read()
         if response.status != expect:
             raise RuntimeError(f"{method} {path_and_query}: {response.status} {payload[:500]!r}")

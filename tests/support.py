@@ -4,6 +4,7 @@ start-and-wait loop and the signer are openrooms.testing's, shared with bench/).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import pytest
 from aiohttp import web
 
 from openrooms.config import DEV_ACCESS_KEY
@@ -35,6 +37,15 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def refusing_port() -> Iterator[int]:
+    """A loopback port bound and never listening while the block runs: connections to it are refused, and no
+    other test's server can be given it meanwhile (a port found free and let go can be)."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield int(held.getsockname()[1])
 
 
 @dataclass
@@ -182,3 +193,15 @@ async def loopback_site(app: web.Application) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+@contextlib.contextmanager
+def no_openrooms_errors(request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Fail the test when an `openrooms` logger logged an ERROR during it (a loop that fails and carries on would
+    still pass), unless the test is marked `logs_errors` (it provokes one on purpose and checks it)."""
+    yield
+    if request.node.get_closest_marker("logs_errors") is not None:
+        return
+    errors = [r for r in caplog.get_records("call") if r.name.startswith("openrooms") and r.levelno >= logging.ERROR]
+    assert not errors, "logged: " + "; ".join(r.getMessage() + (f" ({r.exc_info[1]!r})" if r.exc_info else "")
+                                              for r in errors)

@@ -146,6 +146,16 @@ class Settings:
     console: bool | None = None
     # Minutes a console sign-in lasts.
     console_session_minutes: int = 60
+    # Console sign-in with the --oidc-issuer (docs/console.md): the console's client registered there (a
+    # confidential client with its secret, else a public client: PKCE alone), its redirect URI when a proxy hides
+    # the console's origin (else from each request, or --public-url), and who may sign in: a role in the ID token's
+    # `roles`, listed `oid`/`sub` values (comma-separated), or explicitly anyone the issuer signs in.
+    console_oidc_client_id: str | None = None
+    console_oidc_client_secret: str | None = None
+    console_oidc_redirect_uri: str | None = None
+    console_oidc_required_role: str | None = None
+    console_oidc_allowed_subjects: str | None = None
+    console_oidc_allow_any_user: bool = False
 
     @property
     def console_served(self) -> bool:
@@ -242,7 +252,33 @@ class Settings:
                                   "outlasts a delivery.")
         if self.oidc_issuer is not None and urlsplit(self.oidc_issuer).scheme not in ("https", "http"):
             raise InvalidSettings("{oidc_issuer} must be an http(s) URL, e.g. https://sts.windows.net/<tenant id>/")
+        self._check_console_oidc()
         return checked
+
+    def _check_console_oidc(self) -> None:
+        who = (self.console_oidc_required_role, self.console_oidc_allowed_subjects)
+        if self.console_oidc_client_id is None:
+            if (self.console_oidc_client_secret or self.console_oidc_redirect_uri or any(who)
+                    or self.console_oidc_allow_any_user):
+                raise InvalidSettings("{console_oidc_client_secret}, {console_oidc_redirect_uri}, "
+                                      "{console_oidc_required_role}, {console_oidc_allowed_subjects} and "
+                                      "{console_oidc_allow_any_user} need {console_oidc_client_id}.")
+            return
+        if self.oidc_issuer is None:
+            raise InvalidSettings("{console_oidc_client_id} needs {oidc_issuer}: the console signs people in with "
+                                  "that issuer.")
+        if not any(who) and not self.console_oidc_allow_any_user:
+            raise InvalidSettings("{console_oidc_client_id} needs to know who may sign in to the console: "
+                                  "{console_oidc_required_role}, {console_oidc_allowed_subjects}, or (anyone the "
+                                  "issuer signs in) {console_oidc_allow_any_user}.")
+        if any(who) and self.console_oidc_allow_any_user:
+            raise InvalidSettings("{console_oidc_allow_any_user} contradicts {console_oidc_required_role} and "
+                                  "{console_oidc_allowed_subjects}.")
+        redirect = self.console_oidc_redirect_uri
+        if redirect is not None and (urlsplit(redirect).scheme not in ("https", "http") or not urlsplit(
+                redirect).hostname):
+            raise InvalidSettings("{console_oidc_redirect_uri} must be an http(s) URL, e.g. "
+                                  "https://rooms.example.com/console/sign-in/oidc/callback")
 
     def to_env(self) -> dict[str, str]:
         env = {}
@@ -284,7 +320,8 @@ def flag(name: str) -> str:
     """The command-line option of the setting `name`."""
     return {"tls": "--no-tls", "metrics": "--metrics/--no-metrics", "webhooks": "--webhooks/--no-webhooks",
             "oidc_allowed_app_ids": "--oidc-allowed-app-id",
-            "oidc_allowed_object_ids": "--oidc-allowed-object-id"}.get(name, "--" + name.replace("_", "-"))
+            "oidc_allowed_object_ids": "--oidc-allowed-object-id",
+            "console_oidc_allowed_subjects": "--console-oidc-allowed-subject"}.get(name, "--" + name.replace("_", "-"))
 
 
 def variable(name: str) -> str:

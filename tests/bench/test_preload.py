@@ -9,6 +9,7 @@ from pathlib import Path
 from bench import preload
 from openrooms.service.ids import check_room_id, room_id_made_at
 from openrooms.store.sqlite import SqliteStore
+from tests.store import roster_copies
 
 
 def test_preloaded_rooms_lie_in_the_order_they_were_made_with_ids_made_at_that_time(tmp_path: Path) -> None:
@@ -26,6 +27,10 @@ def test_preloaded_rooms_lie_in_the_order_they_were_made_with_ids_made_at_that_t
         assert room_id_made_at(window, 0) <= room_id <= room_id_made_at(window, 99_999)
     assert db.execute("SELECT count(*) FROM participants").fetchone()[0] == 7000
     assert db.execute("SELECT count(*) FROM room_ids").fetchone()[0] == 3000
+    # Each roster entry with its copy of the room, and the indexes rebuilt after the load.
+    assert roster_copies.stale(roster_copies.sqlite_copies(tmp_path / "openrooms.db")) == {}
+    assert {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")} >= {
+        "participants_rooms_by_valid_from", "participants_by_seq", "rooms_by_valid_from"}
     db.close()
 
     async def served() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 
 from bench import queries, report
-from tests.store import postgres_schema
+from tests.store import postgres_schema, roster_copies
 
 
 def test_every_shape_is_timed_and_explained_on_both_stores_of_one_preload(tmp_path: Path) -> None:
@@ -19,6 +19,9 @@ def test_every_shape_is_timed_and_explained_on_both_stores_of_one_preload(tmp_pa
         with psycopg.connect(url) as db:  # the copy holds what the preload wrote
             copied = db.execute("SELECT count(*), sum(valid_until - valid_from) FROM rooms").fetchone()
             assert db.execute("SELECT count(*) FROM participants").fetchone() == (3000,)
+        copies = roster_copies.postgres_copies(url)  # with each entry's copy of its room, in both stores
+        assert len(copies) == 3000 and roster_copies.stale(copies) == {}
+        assert copies == roster_copies.sqlite_copies(tmp_path / "room-queries" / "openrooms.db")
     source = sqlite3.connect(tmp_path / "room-queries" / "openrooms.db")
     assert copied == source.execute("SELECT count(*), sum(valid_until - valid_from) FROM rooms").fetchone()
     source.close()

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from openrooms.calls import local
+from tests import support
 from tests.store import postgres_schema
 from tests.support import Server, running_server
 
@@ -133,6 +134,14 @@ def netns() -> Iterator[Namespace]:
 def in_namespace(netns: Namespace) -> Iterator[None]:
     """Every call test runs inside the namespace (set up before the test's own function-scoped fixtures)."""
     with local.inside(netns.name):
+        yield
+
+
+@pytest.fixture(autouse=True)
+def no_openrooms_errors(request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """A call test fails when an `openrooms` logger of this process logged an ERROR during it (the servers the
+    tests start log elsewhere)."""
+    with support.no_openrooms_errors(request, caplog):
         yield
 
 

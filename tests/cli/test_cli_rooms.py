@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.cli.conftest import Cli, roster_of, run_openrooms
-from tests.support import Server, running_server, user_id
+from tests.support import Server, refusing_port, running_server, user_id
 
 ROOM_KEYS = ["createdAt", "id", "pstnDialOutEnabled", "validFrom", "validUntil"]  # sorted, as az prints them
 
@@ -213,10 +213,10 @@ def test_untrusted_certificate_then_insecure(https_server: Server) -> None:
 
 
 def test_unreachable_server() -> None:
-    from tests.support import free_port
-
-    endpoint = f"http://127.0.0.1:{free_port()}/"
-    result = run_openrooms("rooms", "get", "--room", "1", "--connection-string", f"endpoint={endpoint};accesskey=a2V5")
+    with refusing_port() as port:
+        endpoint = f"http://127.0.0.1:{port}/"
+        result = run_openrooms("rooms", "get", "--room", "1", "--connection-string",
+                               f"endpoint={endpoint};accesskey=a2V5")
     assert result.returncode == 1
     assert result.stderr.startswith(f"error: cannot reach {endpoint}")
     assert "Traceback" not in result.stderr

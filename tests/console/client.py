@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 
+from openrooms.console.session import COOKIE
 from openrooms.testing import Emulator
 
 HOST = "openrooms.test"
@@ -20,13 +21,24 @@ def csrf_of(page: httpx.Response) -> str:
 
 
 class ConsoleClient:
-    def __init__(self, emulator: Emulator, scheme: str = "https") -> None:
+    def __init__(self, emulator: Emulator, scheme: str = "https", *, address: str = "127.0.0.1") -> None:
         self.emulator = emulator
-        self.client: httpx.AsyncClient = emulator.run(self._open(f"{scheme}://{HOST}"))
+        self.client: httpx.AsyncClient = emulator.run(self._open(f"{scheme}://{HOST}", address))
         self.csrf = ""
 
-    async def _open(self, base_url: str) -> httpx.AsyncClient:
-        return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.emulator.asgi), base_url=base_url)
+    async def _open(self, base_url: str, address: str) -> httpx.AsyncClient:
+        """A client whose requests come from `address` (what the console counts failed sign-ins by)."""
+        transport = httpx.ASGITransport(app=self.emulator.asgi, client=(address, 50000))
+        return httpx.AsyncClient(transport=transport, base_url=base_url)
+
+    @property
+    def session(self) -> str | None:
+        """The session cookie's value, if any."""
+        return self.client.cookies.get(COOKIE)
+
+    def use_session(self, token: str) -> None:
+        """Send `token` as the session cookie (a copy of another browser's)."""
+        self.client.cookies.set(COOKIE, token, domain=HOST, path="/console")
 
     def close(self) -> None:
         self.emulator.run(self.client.aclose())

@@ -7,15 +7,20 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import pytest
 from starlette.routing import Route
 
+from openrooms.calls.model import CallServer
 from openrooms.config import DEV_ACCESS_KEY, DEV_SECONDARY_KEY, Settings
+from openrooms.console import app
 from openrooms.console import session as sessions
 from openrooms.console.app import Console
+from openrooms.events import types as t
+from openrooms.service.console_sessions import FAILURE_WINDOW_SECONDS, MAX_FAILURES
 from openrooms.service.identity import IdentityService
+from openrooms.service.model import Room
 from openrooms.testing import Emulator
 from tests.api.conftest import STORES, in_process
 from tests.api.inprocess import InProcess
@@ -123,18 +128,19 @@ def test_the_sign_in_form_needs_its_csrf_token(browser: ConsoleClient) -> None:
 
 
 def test_failed_sign_ins_are_limited_per_client(target: InProcess) -> None:
-    client = ConsoleClient(target.emulator)
+    client = ConsoleClient(target.emulator, address="192.0.2.1")  # this test's address: its failures only
+    other = ConsoleClient(target.emulator, address="192.0.2.2")
     try:
-        console_of(target.emulator).attempts = sessions.Attempts()  # this test's failures only
-        for _ in range(sessions.MAX_FAILURES):
+        for _ in range(MAX_FAILURES):
             assert client.sign_in("d3Jvbmcgd3Jvbmcgd3Jvbmcgd3Jvbmc=").status_code == 401
         limited = client.sign_in(DEV_ACCESS_KEY)  # even the right key, until the window has passed
         assert limited.status_code == 429
-        assert 1 <= int(limited.headers["retry-after"]) <= sessions.FAILURE_WINDOW_SECONDS + 1
+        assert 1 <= int(limited.headers["retry-after"]) <= FAILURE_WINDOW_SECONDS
         assert sessions.COOKIE not in client.client.cookies
+        assert other.sign_in(DEV_ACCESS_KEY).status_code == 303  # another address is not limited
     finally:
-        console_of(target.emulator).attempts = sessions.Attempts()
         client.close()
+        other.close()
 
 
 def test_a_form_without_its_csrf_token_changes_nothing(target: InProcess, signed_in: ConsoleClient) -> None:
@@ -153,25 +159,8 @@ def test_sign_out_ends_the_session(signed_in: ConsoleClient) -> None:
     cookie = signed_in.client.cookies[sessions.COOKIE]
     assert signed_in.post("/console/sign-out", {}).status_code == 303
     assert sessions.COOKIE not in signed_in.client.cookies
-    signed_in.client.cookies.set(sessions.COOKIE, cookie, domain="openrooms.test", path="/console")
+    signed_in.use_session(cookie)
     assert signed_in.get("/console/").status_code == 303  # the copy kept from before is ended too
-
-
-async def test_a_session_expires_and_a_forged_one_is_refused() -> None:
-    from openrooms.service.keys import KeyRing
-
-    now = [1_000_000.0]
-    store_less = KeyRing(None, [DEV_ACCESS_KEY])
-    issuer = sessions.Sessions(store_less, 60, clock=lambda: now[0])
-    cookie, session = await issuer.issue()
-    assert await issuer.check(cookie) == session
-    expiry, nonce, signature = cookie.split(".")
-    assert await issuer.check(f"{int(expiry) + 3600}.{nonce}.{signature}") is None  # extended by hand
-    assert await issuer.check(f"{expiry}.{nonce}.{signature[:-2]}AA") is None
-    other = sessions.Sessions(KeyRing(None, [DEV_SECONDARY_KEY]), 60, clock=lambda: now[0])
-    assert await other.check(cookie) is None  # signed with a key not in force there
-    now[0] += 3600
-    assert await issuer.check(cookie) is None
 
 
 def test_a_session_is_no_credential_of_the_api(target: InProcess, signed_in: ConsoleClient) -> None:
@@ -374,3 +363,61 @@ def test_the_polled_call_panel_is_not_swapped_while_it_is_unchanged(signed_in: C
     assert changed.status_code == 200 and changed.text.startswith('<div id="call-panel"')
     # Without htmx, the panel is a page of its own.
     assert "<h1>Call of room" in signed_in.get(f"/console/rooms/{room_id}/call?seen={digest}").text
+
+
+def _cursor(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
+
+
+def test_the_events_page_shows_the_latest_first_and_the_tail_goes_on_from_the_end(signed_in: ConsoleClient) -> None:
+    rooms = [signed_in.post("/console/rooms", {"ids": ""}).headers["location"].rsplit("/", 1)[1] for _ in range(3)]
+    created = f"type={quote(t.ROOM_CREATED)}"
+    page = signed_in.get(f"/console/events?{created}").text
+    subjects = re.findall(r'<span class="mono">([^<]+)</span>', page)
+    assert subjects[:3] == [f"rooms/{room_id}" for room_id in reversed(rooms)]
+    rows = [_cursor(cursor) for cursor in re.findall(r'<li class="event" id="event-([0-9.]+)"', page)]
+    assert rows == sorted(rows, reverse=True)
+    assert _cursor(unquote(found(r'data-stream="[^"]*after=([0-9.%E]+)"', page))) >= rows[0]
+    one = signed_in.get(f"/console/events?{created}&room_id={rooms[1]}").text
+    assert re.findall(r'<span class="mono">([^<]+)</span>', one) == [f"rooms/{rooms[1]}"]
+    # Nothing matches: the tail still goes on from the end of the log, not from its start.
+    none = signed_in.get("/console/events?room_id=99999999999999999").text
+    assert re.findall(r'<li class="event"', none) == []
+    assert _cursor(unquote(found(r'data-stream="[^"]*after=([0-9.%E]+)"', none))) >= rows[0]
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_the_overview_counts_rooms_and_lists_every_call_in_progress(store: str,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # Room calls configured (no Janus is needed: the overview reads only what the store holds of the calls).
+    with in_process(store, janus_url="ws://127.0.0.1:9/") as target:
+        client = ConsoleClient(target.emulator)
+        try:
+            assert client.sign_in(DEV_ACCESS_KEY).status_code == 303
+            services = console_of(target.emulator).services
+            now = services.clock.now()
+            hour = 36_000_000_000
+            # More open rooms than a page of pages: the calls are in the last ones by the start of the window.
+            rooms = [Room(f"{10**16 + n}", now, now - 1000 * hour + n * hour, now + hour, False) for n in range(1001)]
+
+            async def seed() -> None:
+                for room in rooms:
+                    await services.store.insert_room(room, [], None)
+                for room in rooms[-2:]:
+                    await services.store.claim_call_server(CallServer(
+                        room.id, "ws://127.0.0.1:9/", 1, "secret", "pin", f"call-{room.id}", now, "someone",
+                        "Presenter", "correlation"))
+
+            target.emulator.run(seed())
+            overview = client.get("/console/").text
+            assert found(r'id="count-open">([^<]+)', overview) == "1001"
+            assert found(r'id="count-calls">([^<]+)', overview) == "2"
+            assert all(f'/console/rooms/{room.id}"' in overview for room in rooms[-2:])
+            monkeypatch.setattr(app, "MAX_COUNTED_ROOMS", 1000)
+            monkeypatch.setattr(app, "MAX_LISTED_CALLS", 1)
+            overview = client.get("/console/").text
+            assert found(r'id="count-open">([^<]+)', overview) == "1000+"
+            assert found(r'id="count-calls">([^<]+)', overview) == "1+"
+            assert f'/console/rooms/{rooms[-2].id}"' in overview and f'/console/rooms/{rooms[-1].id}"' not in overview
+        finally:
+            client.close()

@@ -40,8 +40,23 @@ def test_both_servers_are_told_the_loop_by_name(monkeypatch: pytest.MonkeyPatch,
         def serve(self) -> None:
             pass
 
+    class UvicornConfig:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            seen["uvicorn"] = kwargs
+
+    class UvicornServer:
+        started = True
+        should_exit = False
+
+        def __init__(self, config: UvicornConfig) -> None:
+            pass
+
+        def run(self) -> None:
+            pass
+
     monkeypatch.setattr(granian.server, "Server", Recorder)
-    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: seen.setdefault("uvicorn", kwargs))
+    monkeypatch.setattr(uvicorn, "Config", UvicornConfig)
+    monkeypatch.setattr(uvicorn, "Server", UvicornServer)
     settings = config.Settings(silent=True, tls=False)
     cli._run_server(settings)
     cli._run_server(settings.replace(server="uvicorn"))

@@ -4,6 +4,9 @@ scheduler wakes and how long it sleeps."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 import msgspec
@@ -14,6 +17,7 @@ from openrooms.service import timestamps
 from openrooms.service.clock import TICKS_PER_SECOND as S
 from openrooms.service.clock import FixedClock
 from openrooms.service.model import CreateRoom, Role, UpdateRoom
+from openrooms.service.ports import StoreUnavailable
 from openrooms.service.rooms import RoomsService
 from openrooms.service.window_events import MAX_SLEEP_SECONDS, WindowScheduler
 from openrooms.store.sqlite import SqliteStore
@@ -106,3 +110,55 @@ async def test_the_scheduler_sleeps_until_the_next_instant_and_a_create_before_i
     assert not world.scheduler.woken
     await world.create(START + 2 * S, START + 5 * S)
     assert world.scheduler.woken
+
+
+async def test_an_instant_falling_due_between_a_claim_and_the_sleep_after_it_is_claimed_at_once(world: World) -> None:
+    await world.create(START + 3 * S, START + 100 * S)
+    assert await world.at(2.9999) == 0  # woken a moment early (the loop's clock is not the wall clock)
+    world.clock.advance(S // 1000)  # and the instant passes before the scheduler asks what comes next
+    assert await world.scheduler.sleep_seconds() == 0
+    assert await world.scheduler.claim() == 1
+    assert await world.scheduler.sleep_seconds() == MAX_SLEEP_SECONDS  # the close is far ahead
+
+
+class FailingClaims:
+    """A store whose claims fail with `failure`; `called` is set at the first."""
+
+    def __init__(self, failure: Exception) -> None:
+        self.failure = failure
+        self.called = asyncio.Event()
+
+    async def claim_window_instants(self, now: int, events: object, limit: int) -> int | None:
+        self.called.set()
+        raise self.failure
+
+    async def next_window_instant(self, after: int) -> int | None:
+        raise AssertionError("not reached: the claim failed")
+
+
+async def run_until_the_first_claim_failed(failure: Exception) -> None:
+    store = FailingClaims(failure)
+    scheduler = WindowScheduler(store, FixedClock(START))
+    running = asyncio.create_task(scheduler.run())
+    async with asyncio.timeout(10):  # a guard against a hang, not a measure
+        await store.called.wait()
+        await asyncio.sleep(0)  # the failure is logged before the scheduler sleeps
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+    assert running.cancelled()
+
+
+async def test_a_store_away_is_one_warning_and_the_scheduler_tries_again(caplog: pytest.LogCaptureFixture) -> None:
+    await run_until_the_first_claim_failed(StoreUnavailable("the database cannot be reached"))
+    [record] = [r for r in caplog.records if r.name == "openrooms.windows"]
+    assert (record.levelno, record.exc_info) == (logging.WARNING, None)
+    assert record.getMessage() == "window events: the claim failed, trying again: the database cannot be reached"
+
+
+@pytest.mark.logs_errors
+async def test_any_other_failure_of_a_claim_is_an_error_with_its_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    await run_until_the_first_claim_failed(RuntimeError("a defect"))
+    [record] = [r for r in caplog.records if r.name == "openrooms.windows"]
+    assert record.levelno == logging.ERROR
+    assert record.exc_info is not None and isinstance(record.exc_info[1], RuntimeError)

@@ -15,7 +15,7 @@ from openrooms.service.identity import IdentityService
 from openrooms.store.sqlite import SqliteStore
 from tests.migrate.conftest import Source, migrate, ok
 from tests.migrate.proxy import Faults, fault_proxy
-from tests.store import postgres_schema
+from tests.store import postgres_schema, roster_copies
 from tests.support import USER_PREFIX, user_id
 
 OTHER_RESOURCE = "0c6d9a55-59cc-4a8b-8a7a-3b0b0a7a1a11"
@@ -111,6 +111,10 @@ def test_copy_verify_then_a_delta(source: Source, tmp_path: Path) -> None:
         changed: ["validFrom", "validUntil", "pstnDialOutEnabled"], made.id: None}
     assert delta["notInSource"] == {"kept": [gone]}
     assert delta["users"] == {"registered": 2, "alreadyRegistered": 998}  # the users file was not given again
+    copies = roster_copies.sqlite_copies(target / "openrooms.db")  # the roster entries' copies of their rooms
+    assert len(copies) == 1005 and roster_copies.stale(copies) == {}
+    assert {copy for (room_id, _), (copy, _) in copies.items() if room_id == changed} == {
+        (*rooms_in(target)[changed][:3], True)}
 
     planned = ok("from-acs", *at, "--delete-missing", "--dry-run", **connection)
     assert f"delete    {gone}" in planned.stdout and gone in rooms_in(target)
@@ -189,5 +193,7 @@ def test_copy_into_postgresql(source: Source) -> None:
         at = ["--database-url", url, *source.options]
         first = ok("from-acs", *at, connection_string=source.connection_string)
         assert "200 were created" in first.stdout
+        copies = roster_copies.postgres_copies(url)  # the roster entries' copies of their rooms
+        assert len(copies) == 1000 and roster_copies.stale(copies) == {}
         assert "200 unchanged" in ok("from-acs", *at, connection_string=source.connection_string).stdout
         assert "0 differences" in ok("verify", *at, connection_string=source.connection_string).stdout

@@ -1,11 +1,10 @@
-"""Stopping `openrooms serve --workers 2`, at any moment after it answers, ends every process of it and frees
-its port; killing `serve` outright takes its workers with it."""
+"""Stopping `openrooms serve --workers 2`, at any moment after it answers, ends every process of it (its workers
+and its webhook delivery process) and frees its port; killing `serve` outright takes them with it."""
 
 from __future__ import annotations
 
 import random
 import signal
-import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,21 +18,38 @@ from tests.support import Server, running_server
 HANG_SECONDS = WORKER_STOP_SECONDS + 25
 
 
-def port_is_free(port: int) -> bool:
-    """Whether nothing listens on the port any more (SO_REUSEADDR: connections in TIME_WAIT do not count)."""
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
+def listening_on(port: int) -> bool:
+    """Whether a socket on this machine listens on the port. Read from /proc/net/tcp{,6} rather than probed with a
+    bind: once serve has let the port go, any test's outgoing connection may take it as its ephemeral port (the
+    suite runs in parallel on loopback), and that connection blocks a bind without anything listening."""
+    listen = "0A"
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            if state == listen and int(local.rsplit(":", 1)[1], 16) == port:
+                return True
+    return False
 
 
-def assert_gone(server: Server, what: str) -> None:
-    left = server.wait_group_gone()
+def assert_gone(server: Server, what: str, timeout: float = 5) -> None:
+    left = server.wait_group_gone(timeout)
     assert left == [], f"{what}: processes {left} of serve (pid {server.process.pid}) are still running"
-    assert port_is_free(server.port), f"{what}: port {server.port} is still in use"
+    # A killed process's main thread shows as a zombie while its other threads (granian's) are still exiting and
+    # hold its sockets open: its listening socket goes a moment after, once the last of them has gone.
+    deadline = time.monotonic() + timeout
+    while listening_on(server.port) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not listening_on(server.port), f"{what}: something still listens on port {server.port}"
+
+
+def delivery_processes(server: Server) -> list[int]:
+    def command(pid: int) -> bytes:
+        try:
+            return Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return b""
+
+    return [pid for pid in server.group_processes() if b"openrooms.cli.delivery" in command(pid)]
 
 
 def stop_cycles(location: Path, server_name: str, cycles: int, rng: random.Random, seed: int) -> None:
@@ -69,7 +85,20 @@ def test_stopping_at_random_moments_after_it_answers(
 @pytest.mark.parametrize("server_name", ["granian", "uvicorn"])
 def test_killing_serve_takes_its_workers_with_it(tmp_path: Path, server_name: str) -> None:
     with running_server(tmp_path, "--workers", "2", "--server", server_name, tls=False) as server:
-        assert len(server.group_processes()) >= 3  # serve and two workers
+        assert len(server.group_processes()) >= 4  # serve, two workers and the webhook delivery process
+        assert delivery_processes(server), "serve runs one webhook delivery process"
+        assert listening_on(server.port), "the check of the port sees serve listen on it"
         server.process.send_signal(signal.SIGKILL)
         server.process.wait()
         assert_gone(server, f"{server_name} after SIGKILL of serve")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("server_name", ["granian", "uvicorn"])
+def test_one_worker_serve_stops_with_exit_status_0(tmp_path: Path, server_name: str, sig: signal.Signals) -> None:
+    # One worker runs in serve's own process (uvicorn): a stop asked for is a clean exit there too, after the
+    # delivery process has been stopped.
+    with running_server(tmp_path, "--workers", "1", "--server", server_name, tls=False) as server:
+        assert delivery_processes(server), "serve runs one webhook delivery process"
+        assert server.stop(sig, timeout=HANG_SECONDS) == 0, server.log()
+        assert_gone(server, f"{server_name}, one worker, after {sig.name}")

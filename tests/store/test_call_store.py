@@ -9,6 +9,7 @@ import msgspec
 from openrooms.calls.model import CallServer
 from openrooms.events import types as t
 from openrooms.service import events as build
+from openrooms.service.model import Room
 from openrooms.store.protocol import RoomStore
 
 ROOM = "12345678901234567"
@@ -52,3 +53,19 @@ async def test_a_claim_and_a_release_append_their_events_only_when_they_take_eff
     assert {data["serverCallId"] for _, data in events} == {"a"}
     assert events[1][1]["callDurationInSeconds"] == 1000 / 10_000_000
     assert (await store.list_events(None, None, None, 10))[0].room_id == ROOM
+
+
+async def test_the_rooms_in_call_are_those_open_now_with_a_call_server(store: RoomStore) -> None:
+    day = 864_000_000_000
+    now = 17_000_000_000_000_000
+    rooms = {f"{10**16 + n}": (now - day, now + day) for n in (3, 1, 2)}
+    rooms[f"{10**16 + 4}"] = (now - 2 * day, now - day)  # ended: its call server lingers until the call is ended
+    for room_id, (start, end) in rooms.items():
+        await store.insert_room(Room(room_id, start, start, end, False), [], None)
+        await store.claim_call_server(server(room_id, "call-" + room_id))
+    await store.insert_room(Room(f"{10**16 + 5}", now - day, now - day, now + day, False), [], None)  # no call
+    assert await store.list_call_rooms(now, 10) == [f"{10**16 + n}" for n in (1, 2, 3)]
+    assert await store.list_call_rooms(now, 2) == [f"{10**16 + n}" for n in (1, 2)]
+    assert await store.release_call_server(f"{10**16 + 2}", f"call-{10**16 + 2}")
+    assert await store.list_call_rooms(now, 10) == [f"{10**16 + n}" for n in (1, 3)]
+    assert await store.list_call_rooms(now + 2 * day, 10) == []

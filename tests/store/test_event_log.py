@@ -121,6 +121,23 @@ async def test_the_log_reads_on_from_a_position_filtered_and_purged_by_age(store
     assert [e.room_id for e in await store.list_events(None, None, None, 10)] == [room(n).id for n in (2, 3, 4)]
 
 
+async def test_the_latest_events_read_from_the_end_and_the_log_reads_on_from_where_they_end(
+    store: RoomStore,
+) -> None:
+    assert await store.latest_events(None, None, 10) == ([], (0, 0))
+    for n in range(6):
+        await store.append_events([build.room_deleted(room(n % 2).id, T0 + n)])
+    latest, end = await store.latest_events(None, None, 2)
+    everything = await store.list_events(None, None, None, 10)
+    assert latest == everything[-2:] and end == everything[-1].position  # the last two, oldest first
+    mine, end_of_mine = await store.latest_events([t.ROOM_DELETED], room(0).id, 2)
+    assert [e.position for e in mine] == [everything[2].position, everything[4].position]
+    assert end_of_mine == end  # the end of the log, not of what matched: the events after the match are no match
+    assert await store.latest_events([t.ROOM_CREATED], None, 10) == ([], end)
+    await store.append_events([build.room_deleted(room(0).id, T0 + 9)])
+    assert [e.time for e in await store.list_events(end, [t.ROOM_DELETED], room(0).id, 10)] == [T0 + 9]
+
+
 async def test_call_events_append_through_the_same_method(store: RoomStore) -> None:
     caller = t.AcsCallParticipant(t.CommunicationIdentifierModel(
         U, "communicationUser", t.CommunicationUserIdentifierModel(U.removeprefix("8:acs:"))), "Presenter")

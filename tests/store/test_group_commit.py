@@ -1,4 +1,5 @@
-"""The SQLite group-commit writer: transactions of one batch share a COMMIT, and one that fails leaves no trace."""
+"""The SQLite group-commit writer: transactions of one batch share a COMMIT, and one that fails leaves no trace;
+alike when it writes inline (BEGIN to COMMIT in one go on the event loop, as the webhook delivery process does)."""
 
 from __future__ import annotations
 
@@ -18,11 +19,16 @@ class Refused(Exception):
     pass
 
 
-def writer_on(path: Path) -> GroupCommitWriter:
+@pytest.fixture(params=[False, True], ids=["threaded", "inline"])
+def inline(request: pytest.FixtureRequest) -> bool:
+    return bool(request.param)
+
+
+def writer_on(path: Path, inline: bool = False) -> GroupCommitWriter:
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("CREATE TABLE t (n INTEGER PRIMARY KEY)")
-    return GroupCommitWriter(db, path.with_name("lock"))
+    return GroupCommitWriter(db, path.with_name("lock"), inline=inline)
 
 
 def stored(path: Path) -> list[int]:
@@ -32,10 +38,10 @@ def stored(path: Path) -> list[int]:
 
 @pytest.mark.parametrize("failing", [set(), {0}, {3}, {7}, {1, 2, 5}, set(range(8))])
 async def test_a_failing_transaction_leaves_no_trace_and_the_rest_of_its_batch_is_kept(
-    tmp_path: Path, failing: set[int]
+    tmp_path: Path, failing: set[int], inline: bool
 ) -> None:
     path = tmp_path / "db"
-    writer = writer_on(path)
+    writer = writer_on(path, inline)
     runs: Counter[int] = Counter()
 
     def insert(n: int) -> Callable[[sqlite3.Connection], int]:
@@ -60,9 +66,9 @@ async def test_a_failing_transaction_leaves_no_trace_and_the_rest_of_its_batch_i
     assert set(runs.values()) == {1}  # each ran once, whatever failed
 
 
-async def test_a_constraint_violation_fails_only_its_transaction(tmp_path: Path) -> None:
+async def test_a_constraint_violation_fails_only_its_transaction(tmp_path: Path, inline: bool) -> None:
     path = tmp_path / "db"
-    writer = writer_on(path)
+    writer = writer_on(path, inline)
     try:
         first, clash, last = await asyncio.gather(
             writer.run(lambda db: db.execute("INSERT INTO t (n) VALUES (1)").rowcount),
@@ -77,9 +83,9 @@ async def test_a_constraint_violation_fails_only_its_transaction(tmp_path: Path)
     assert stored(path) == [1, 2]
 
 
-async def test_a_failing_database_fails_the_whole_batch(tmp_path: Path) -> None:
+async def test_a_failing_database_fails_the_whole_batch(tmp_path: Path, inline: bool) -> None:
     path = tmp_path / "db"
-    writer = writer_on(path)
+    writer = writer_on(path, inline)
     try:
         results = await asyncio.gather(
             writer.run(lambda db: db.execute("INSERT INTO t (n) VALUES (1)").rowcount),

@@ -13,7 +13,7 @@ from openrooms.store import migrate, postgres
 from openrooms.store.postgres import PostgresStore, SchemaMismatch
 from openrooms.store.protocol import RosterPage, StoreUnavailable
 from tests.store import postgres_schema
-from tests.support import free_port
+from tests.support import refusing_port
 
 T0 = 17_000_000_000_000_000
 
@@ -33,12 +33,13 @@ def test_serve_refuses_a_schema_it_does_not_know() -> None:
 
 
 async def test_an_unreachable_database_fails_fast_with_store_unavailable() -> None:
-    store = PostgresStore(f"postgresql://postgres@127.0.0.1:{free_port()}/test")  # nothing listens there
-    try:
-        with pytest.raises(StoreUnavailable):
-            await store.get_room("12345678901234567")
-    finally:
-        await store.close()
+    with refusing_port() as port:
+        store = PostgresStore(f"postgresql://postgres@127.0.0.1:{port}/test")  # nothing listens there
+        try:
+            with pytest.raises(StoreUnavailable):
+                await store.get_room("12345678901234567")
+        finally:
+            await store.close()
 
 
 async def test_purges_started_together_delete_each_room_once(postgres_url: str) -> None:

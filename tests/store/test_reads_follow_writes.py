@@ -15,9 +15,10 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from openrooms.calls.model import CallServer
-from openrooms.events.subscriptions import EVENT_GRID_SCHEMA, Delivery, Outcome, Subscription
+from openrooms.events.subscriptions import EVENT_GRID_SCHEMA, BatchEnd, Delivery, Outcome, Subscription
 from openrooms.service.events import room_deleted
 from openrooms.service.model import CommunicationUser, CreateRecord, Participant, Role, Room, SigningKey
+from openrooms.service.ports import ConsoleSessionRecord
 from openrooms.service.window_events import window_events
 from openrooms.store.postgres import PostgresStore
 from openrooms.store.protocol import RoomQuery, RoomStore
@@ -64,18 +65,24 @@ WRITES: dict[str, Write] = {
     "purge_events": lambda s: s.purge_events(T0 + 1),
     "claim_window_instants": lambda s: claim_twice(s),
     **{name: (lambda step: lambda s: webhook_step(s, step))(name) for name in (
-        "insert_subscription", "update_subscription", "delete_subscription", "enqueue_deliveries",
-        "claim_deliveries", "finish_delivery", "redeliver")},
+        "insert_subscription", "update_subscription", "delete_subscription",
+        "claim_deliveries", "finish_delivery", "redeliver", "lease_subscription", "finish_batch")},
+    **{name: (lambda step: lambda s: console_step(s, step))(name) for name in (
+        "insert_console_session", "delete_console_session", "add_sign_in_failure", "sweep_console")},
 }
 # The resource id is only ever read by ensuring it; the data set up has no events to purge (tests/store/
 # test_event_log.py has).
 NO_READ_SEES = {"ensure_resource_id", "adopt_resource_id", "purge_events", "insert_subscription",
-                "update_subscription", "delete_subscription", "enqueue_deliveries", "claim_deliveries",
-                "finish_delivery", "redeliver"}  # webhooks: no room, roster or event changes with them
+                "update_subscription", "delete_subscription", "claim_deliveries",
+                "finish_delivery", "redeliver", "lease_subscription",
+                "finish_batch",  # webhooks: no room, roster or event changes with them
+                "insert_console_session", "delete_console_session", "add_sign_in_failure",
+                "sweep_console"}  # the console's sessions: neither
 READS = {"get_room", "get_create_record", "list_rooms", "query_rooms", "list_participants", "get_participant",
-         "get_user", "get_signing_keys", "get_access_keys", "ping", "get_call_server", "list_events",
-         "next_window_instant", "get_subscription", "list_subscriptions", "next_due", "delivery_states",
-         "list_dead_letters"}
+         "get_user", "get_signing_keys", "get_access_keys", "ping", "get_call_server", "list_call_rooms",
+         "count_rooms", "list_events", "latest_events",
+         "next_window_instant", "get_subscription", "list_subscriptions", "next_due", "queue_holders",
+         "delivery_states", "parked_rooms", "list_dead_letters", "get_console_session", "get_sign_in_failures"}
 LIFECYCLE = {"close"}
 # The store's notifications of changes and of new events (PostgreSQL LISTEN/NOTIFY; SQLite: in-process events only)
 STREAMS = {"listen_changes", "listen_events"}
@@ -105,15 +112,35 @@ async def webhook_step(store: RoomStore, step: str) -> None:
         assert await store.update_subscription(made._replace(endpoint="https://other.test/"))
     elif step == "delete_subscription":
         assert await store.delete_subscription(made.id)
-    elif step == "enqueue_deliveries":
-        assert await store.enqueue_deliveries(made.id, made.cursor, made.cursor, [], NOW)
     elif step == "claim_deliveries":
-        assert await store.claim_deliveries("owner", NOW, NOW + 1, 10) == []
+        assert await store.claim_deliveries("owner", NOW, NOW + 1, 10) == ([], None)
     elif step == "finish_delivery":
         delivery = Delivery(1, made.id, "", (0, 1), "t", "s", T0, b"{}", 0, T0)
         assert await store.finish_delivery(delivery, "owner", Outcome(True, None), NOW, NOW + 1) is None
     elif step == "redeliver":
         assert await store.redeliver(made.id, None, NOW) == 0
+    elif step == "lease_subscription":
+        assert await store.lease_subscription(made.id, "owner", NOW, NOW + 1)
+    elif step == "finish_batch":
+        assert await store.lease_subscription(made.id, "owner", NOW, NOW + 1)
+        assert await store.finish_batch(BatchEnd(made.id, "owner", made.cursor, made.cursor, NOW + 2, NOW, True, 0))
+
+
+async def console_step(store: RoomStore, step: str) -> None:
+    """A console session and a failed sign-in stored, then the console write `step` (tests/store/
+    test_console_store.py has their behaviour)."""
+    session = ConsoleSessionRecord("a" * 64, "access-key", "primary", "fingerprint", 100, 200)
+    await store.insert_console_session(session)
+    await store.add_sign_in_failure("127.0.0.1", 100, 60)
+    if step == "delete_console_session":
+        assert await store.delete_console_session(session.token_hash)
+    elif step == "add_sign_in_failure":
+        await store.add_sign_in_failure("127.0.0.1", 101, 60)
+        assert await store.get_sign_in_failures("127.0.0.1") == (2, 100)
+    elif step == "sweep_console":
+        assert await store.sweep_console(300, 60) == (1, 1)
+    else:
+        assert await store.get_console_session(session.token_hash) == session
 
 
 def public_methods(cls: type) -> set[str]:
@@ -141,11 +168,13 @@ async def reads(store: RoomStore) -> tuple[object, ...]:
         await store.list_rooms(NOW, None, 1), await store.list_rooms(NOW, None, 10),
         await store.query_rooms(RoomQuery(NOW), None, 10),
         await store.query_rooms(RoomQuery(NOW, frozenset({"open"}), U), None, 10),
+        await store.count_rooms(RoomQuery(NOW, frozenset({"open"})), 10), await store.list_call_rooms(NOW, 10),
         await store.get_create_record("req-1"), await store.get_create_record("req-3"),
         await store.get_user(U), await store.get_user(X),
         await store.get_signing_keys(), await store.get_access_keys(),
         await store.get_call_server(R1.id), await store.get_call_server(R2.id),
         [event[1:] for event in await store.list_events(None, None, None, 10)],  # what, not where
+        [event[1:] for event in (await store.latest_events(None, None, 10))[0]],
     )
 
 

@@ -90,3 +90,13 @@ async def test_pages_follow_one_another_by_keyset(rooms: RoomStore) -> None:
             after = (page[-1].valid_from, page[-1].id)
         assert paged == whole
         assert len(whole) > 2
+
+
+async def test_rooms_are_counted_by_state_up_to_a_bound(rooms: RoomStore) -> None:
+    for states in ({"upcoming"}, {"open"}, {"ended"}, {"open", "ended"}):
+        expected = len([n for n in ORDER if STATE[n] in states])
+        assert await rooms.count_rooms(RoomQuery(NOW, frozenset(states)), 100) == expected
+    assert await rooms.count_rooms(RoomQuery(NOW, frozenset({"open"})), 2) == 2  # three open: counted up to two
+    assert await rooms.count_rooms(RoomQuery(NOW), 100) == len(ORDER)
+    assert await rooms.count_rooms(RoomQuery(NOW, frozenset({"open"}), user_id(1)), 100) == 1
+    assert await rooms.count_rooms(RoomQuery(NOW + 10 * DAY, frozenset({"open"})), 100) == 0

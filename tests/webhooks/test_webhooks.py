@@ -257,7 +257,7 @@ async def test_a_receiver_slower_than_the_timeout_gets_the_event_again(store: Ro
         assert len({e["id"] for e in receiver.events()}) == 1  # the same event each time: at least once
 
 
-async def test_two_dispatchers_on_one_database_share_the_work(open_store: StoreFactory) -> None:
+async def test_two_dispatchers_on_one_database_deliver_each_event_once(open_store: StoreFactory) -> None:
     first_store, second_store = open_store(), open_store()
     async with serving(first_store) as first, serving(second_store) as second, receiving() as receiver:
         receiver.delay = 0.01

@@ -88,8 +88,13 @@ def test_the_cli_manages_subscriptions_and_a_killed_server_loses_no_delivery(loc
         assert not rooms <= created_rooms(receiver)  # cut off with deliveries left
         with running_server(location, *FAST, tls=False) as server:
             wait(lambda: rooms <= created_rooms(receiver), "every room's event after the restart")
-            updated = cli(server, "update", "--id", made["id"], "--all-types")
+            updated = cli(server, "update", "--id", made["id"], "--all-types", "--max-events-per-batch", "10",
+                          "--preferred-batch-size-in-kilobytes", "128")
             assert isinstance(updated, dict) and updated["types"] is None and "secret" not in updated
+            assert (updated["maxEventsPerBatch"], updated["preferredBatchSizeInKilobytes"]) == (10, 128)
+            refused = run_openrooms("events", "subscriptions", "update", "--id", made["id"],
+                                    "--max-events-per-batch", "5001", "--connection-string", server.connection_string)
+            assert refused.returncode != 0 and "maxEventsPerBatch" in refused.stderr, refused.stderr
             cli(server, "delete", "--id", made["id"])
             gone = run_openrooms("events", "subscriptions", "show", "--id", made["id"],
                                  "--connection-string", server.connection_string)

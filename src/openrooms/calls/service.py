@@ -15,26 +15,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import random
 import re
 import secrets
+import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from openrooms.calls import janus
 from openrooms.calls.model import CallServer, CallStore
 from openrooms.events import types as t
+from openrooms.service import errors, timestamps
 from openrooms.service import events as build
 from openrooms.service.admission import Admission, AdmissionService, Capability
 from openrooms.service.clock import TICKS_PER_SECOND, Clock
 from openrooms.service.errors import ServiceError
 from openrooms.service.model import Participant
+from openrooms.service.ports import StoreUnavailable
 
 log = logging.getLogger("openrooms.calls")
+LEFT_LISTED_SECONDS = 30.0  # how long a feed that left is not taken for one in the call
 
 RECHECK_SECONDS = 1.0  # how often a connected participant's admission is asked again (changes land within 2 s)
 # With the store's change notifications (PostgreSQL LISTEN/NOTIFY) a change wakes the recheck at once; the turn
@@ -46,12 +51,18 @@ MAX_PUBLISHERS = 100
 SUB_CODE_ROLE_CHANGED = 5317
 SUB_CODE_REMOVED = 5300  # removed from the call by a Presenter or the application
 SUB_CODE_CALL_ENDED = 5000  # the call was ended for everyone
+# The reason a participant is given when one of its connection's tasks failed (a defect, logged with its traceback).
+TASK_FAILED = "openrooms failed to relay this call (an internal error): join again"
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class CallsUnavailable(Exception):
     pass
+
+
+class ClientGone(Exception):
+    """Raised by a connection's `send` when the participant's side is gone: its connection ends as on a hang-up."""
 
 
 def refusal(code: str, message: str) -> dict[str, Any]:
@@ -134,6 +145,9 @@ class CallService:
         self.api_secret = api_secret
         self._control: dict[str, tuple[janus.JanusSession, janus.Handle]] = {}
         self._control_lock = asyncio.Lock()
+        # Feeds whose participants left through this process, and when: Janus may list a feed for a moment
+        # after its session is gone, and the last one out must not take a leaver listed so for one staying.
+        self._left: dict[int, float] = {}
         self.connections: set[CallConnection] = set()
         self._listen: Callable[[], AsyncIterator[str]] | None = store.listen_changes
         self._listener: asyncio.Task[None] | None = None
@@ -161,8 +175,10 @@ class CallService:
                         self._wake_all()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # the database went away: recheck on the clock until it is back
+            except StoreUnavailable as exc:  # the database went away: recheck on the clock until it is back
                 log.warning("room calls: change notifications stopped: %s", exc)
+            except Exception:  # a defect, not the database: said loudly, and the calls recheck on the clock
+                log.exception("room calls: change notifications stopped")
             self.listening.clear()
             self._wake_all()
             await asyncio.sleep(RELISTEN_SECONDS)
@@ -207,6 +223,10 @@ class CallService:
         await janus.ensure_room(await self.control(stored.server), spec(stored), MAX_PUBLISHERS)
         return stored
 
+    async def rooms_in_call(self, limit: int) -> list[str]:
+        """The ids of up to `limit` rooms open now whose call is in progress (a call server is stored for it)."""
+        return await self.store.list_call_rooms(self.clock.now(), limit)
+
     async def feeds(self, room_id: str) -> tuple[CallServer, list[Feed]] | None:
         stored = await self.store.get_call_server(room_id)
         if stored is None:
@@ -228,14 +248,18 @@ class CallService:
     async def end_call_if_empty(self, room_id: str, leaving: Collection[int] = ()) -> None:
         """End the room's call when nobody is in it. A join racing with this either lands in the call before it
         is forgotten (then it goes on: the mapping is put back) or starts the next call."""
+        now = time.monotonic()
+        self._left = {feed: at for feed, at in self._left.items() if now - at < LEFT_LISTED_SECONDS}
+        self._left.update(dict.fromkeys(leaving, now))
         found = await self.feeds(room_id)
-        # The feeds of the participant leaving may still be listed for a moment after its Janus session is gone.
-        if found is None or [feed for feed in found[1] if feed.feed_id not in leaving]:
+        # The feeds of the participants who left may still be listed for a moment after their Janus sessions
+        # are gone (this one's, and those who left just before it).
+        if found is None or [feed for feed in found[1] if feed.feed_id not in self._left]:
             return
         stored = found[0]
         if not await self.store.release_call_server(room_id, stored.server_call_id):
             return
-        again = [feed for feed in await self._listed(stored) if feed.feed_id not in leaving]
+        again = [feed for feed in await self._listed(stored) if feed.feed_id not in self._left]
         if again and await self.store.claim_call_server(stored) == stored:
             return  # someone came in meanwhile: the call goes on
         with contextlib.suppress(janus.JanusError, CallsUnavailable):
@@ -329,6 +353,27 @@ class CallConnection:
         self._end_lock = asyncio.Lock()
         self._ending = False
 
+    # -- the connection's tasks ------------------------------------------------------------------------------
+    def _spawn(self, work: Coroutine[Any, Any, None], what: str) -> None:
+        """Run `work` (`what` it does, for the log) as a task of this connection: cancelled when it leaves, and
+        watched. A task that fails is not left dead while the connection looks healthy (its relay silently gone,
+        its enforcement stopped): the failure is logged once with its traceback, and the participant leaves the
+        call through `end`, as on any leave, told why. Cancellation and a task's own return are ordinary ends."""
+        task = asyncio.create_task(work)
+        task.add_done_callback(functools.partial(self._task_done, what))
+        self._tasks.append(task)
+
+    def _task_done(self, what: str, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or (failure := task.exception()) is None:
+            return
+        if isinstance(failure, ClientGone):  # the participant hung up meanwhile: an ordinary leave
+            self._spawn(self.end("left", None), "the leave")
+            return
+        raw_id = self.admission.participant.raw_id if self.admission is not None else "?"
+        log.error("room %s: %s of participant %s failed; the participant leaves the call", self.room_id, what,
+                  raw_id, exc_info=failure)
+        self._spawn(self.end(TASK_FAILED, None), "the leave after a failure")
+
     # -- joining ----------------------------------------------------------------------------------------------
     async def join(self, access_token: str, display_name: str | None) -> None:
         try:
@@ -348,12 +393,26 @@ class CallConnection:
                 if self._session is None:
                     self._session = await janus.JanusSession.open(self._server.server, self.service.api_secret)
                 try:
-                    joined = await self._join_as_publisher(camera)
-                    break
+                    joined = await self._join_as_publisher(camera, pump=False)
                 except janus.JanusError as exc:
                     # The call ended (its room destroyed) between reading it and joining it: start the next one.
                     if exc.code != janus.NO_SUCH_ROOM or attempt == 2:
                         raise
+                    continue
+                # The call may have emptied and been released (by the last one out, see `end_call_if_empty`)
+                # between reading it and this join, its room about to be destroyed: then leave it and start or
+                # join the next call. Still the call's: the last one out, if it releases the call now, finds
+                # this participant in it and puts the call back.
+                current = await self.service.store.get_call_server(self.room_id)
+                if current is not None and current.server_call_id == self._server.server_call_id:
+                    break
+                if attempt == 2:
+                    raise CallsUnavailable("the room's call ended while joining it, three times")
+                await self._close_janus()
+                self._publishers.clear()
+                self._feeds.clear()
+            # Only now: an event of a room left above (its destruction) must not end this connection.
+            self._spawn(self._pump(self._publishers["camera"], "camera"), "the camera feed's Janus events")
         except (CallsUnavailable, OSError, janus.JanusError, TimeoutError, ConnectionError) as exc:
             log.warning("room %s: the call could not be joined: %s", self.room_id, exc)
             await self._send(refusal("CallsUnavailable", "The room's call cannot be reached right now."))
@@ -372,7 +431,7 @@ class CallConnection:
             "capabilities": {c.value: s.is_present for c, s in admission.capabilities.items()},
             "grantExpiresAt": admission.grant_expires_at, "feeds": others,
         })
-        self._tasks.append(asyncio.create_task(self._enforce()))
+        self._spawn(self._enforce(), "the admission recheck")
 
     def _participant_event(self, type_: str, now: int) -> t.NewEvent:
         """CallParticipantAdded or CallParticipantRemoved of this connection's participant (its camera feed)."""
@@ -383,7 +442,7 @@ class CallConnection:
             type_, participant.raw_id, participant.role.value, camera.display_name if camera else None,
             str(camera.feed_id) if camera else "", self.user_agent, now)
 
-    async def _join_as_publisher(self, feed: Feed) -> janus.Reply:
+    async def _join_as_publisher(self, feed: Feed, *, pump: bool = True) -> janus.Reply:
         assert self._session is not None and self._server is not None
         handle = await self._session.attach()
         try:
@@ -395,7 +454,8 @@ class CallConnection:
         feed.feed_id = int(joined.data["id"])
         self._publishers[feed.kind] = handle
         self._feeds[feed.kind] = feed
-        self._tasks.append(asyncio.create_task(self._pump(handle, feed.kind)))
+        if pump:
+            self._spawn(self._pump(handle, feed.kind), f"the {feed.kind} feed's Janus events")
         return joined
 
     # -- requests ---------------------------------------------------------------------------------------------
@@ -528,7 +588,7 @@ class CallConnection:
                 await self._send({"type": "left", "feedId": gone})
                 handle_of = self._subscribers.pop(gone, None)
                 if handle_of is not None:
-                    self._tasks.append(asyncio.create_task(handle_of.detach()))
+                    self._spawn(handle_of.detach(), "the detach of a subscription")
             if data.get("videoroom") == "talking" or data.get("videoroom") == "stopped-talking":
                 continue
             if "moderation" in data or (data.get("videoroom") == "event" and "mid" in data and "moderation" in data):
@@ -538,30 +598,51 @@ class CallConnection:
     async def _enforce(self) -> None:
         assert self.admission is not None
         role = self.admission.participant.role
+        failed = False  # the last ask failed (the store away): the next is not before RECHECK_SECONDS
         while not self.ended.is_set():
             left = (self.admission.grant_expires_at - self.service.clock.now()) / TICKS_PER_SECOND
+            if failed and left <= 0:  # the grant ran out and the store cannot be asked: leave (fail closed)
+                await self._grant_expired()
+                return
+            wait = min(RECHECK_SECONDS if failed else self.service.recheck_seconds, left)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._woken(), timeout=max(0.0, min(self.service.recheck_seconds, left)))
+                async with asyncio.timeout(max(0.0, wait)):
+                    await self._woken()
             self.wake.clear()
             if self.ended.is_set():
                 return
             try:
                 admission = await self.service.admission.admit(self._token, self.room_id)
             except ServiceError as exc:
-                ended = exc.code == "RoomEnded" or exc.code == "RoomNotFound"
-                await self.end(exc.message, exc.call_end_sub_code, error=exc)
-                if ended:
-                    await self.service.end_call(self.room_id, "RoomEnded" if exc.code == "RoomEnded"
-                                                else "RoomDeleted")
+                ending = {"RoomEnded": "RoomEnded", "RoomNotFound": "RoomDeleted"}.get(exc.code)
+                await self.end(exc.message, exc.call_end_sub_code, error=exc, ending_call=ending)
                 return
-            except Exception:  # the store may be away for a moment: ask again at the next turn
-                log.exception("room %s: admission could not be asked again", self.room_id)
+            except StoreUnavailable as exc:  # the store is away for a moment: ask again at the next turn
+                log.warning("room %s: admission could not be asked again: %s", self.room_id, exc)
+                failed = True
                 continue
+            except Exception:
+                log.exception("room %s: admission could not be asked again", self.room_id)
+                failed = True
+                continue
+            failed = False
             if admission.participant.role is not role:
                 await self.end(f"The participant's role changed from {role} to {admission.participant.role}: "
                                "join again to take part with the new role.", SUB_CODE_ROLE_CHANGED)
                 return
             self.admission = admission
+
+    async def _grant_expired(self) -> None:
+        """End the participant's call at its grant's end without the store, with the refusal admission gives
+        then: the room ended (its validUntil, and the call ends for everyone) or the token expired."""
+        assert self.admission is not None
+        room = self.admission.room
+        if self.admission.grant_expires_at >= room.valid_until:
+            error = errors.admission_room_ended(room.id, timestamps.format(room.valid_until))
+        else:
+            error = errors.invalid_access_token("it has expired")
+        await self.end(error.message, error.call_end_sub_code, error=error,
+                       ending_call="RoomEnded" if error.code == "RoomEnded" else None)
 
     async def _woken(self) -> None:
         ended = asyncio.ensure_future(self.ended.wait())
@@ -572,7 +653,10 @@ class CallConnection:
             ended.cancel()
             woken.cancel()
 
-    async def end(self, reason: str, sub_code: int | None, *, error: ServiceError | None = None) -> None:
+    async def end(self, reason: str, sub_code: int | None, *, error: ServiceError | None = None,
+                  ending_call: str | None = None) -> None:
+        """Leave the call, then (with `ending_call`, the reason) end it for everyone, and only then tell the
+        participant: what it reads next (the room's call, the events) already says so."""
         async with self._end_lock:
             if self._ending:
                 return
@@ -582,12 +666,19 @@ class CallConnection:
             message = {**error_message(error), "type": "ended", "reason": reason}
         elif sub_code is not None:
             message["callEndReason"] = {"code": 0 if sub_code == SUB_CODE_CALL_ENDED else 403, "subCode": sub_code}
-        with contextlib.suppress(Exception):
-            await self._send(message)
         # Left first, ended only then: the connection is closed (and the task that called this, its reader,
         # cancelled) once it is set, and leaving must not be cut short (Janus session, call end, events).
         try:
-            await self._leave()
+            try:
+                await self._leave()
+                if ending_call is not None:
+                    try:
+                        await self.service.end_call(self.room_id, ending_call)
+                    except Exception as exc:  # every participant leaves on its own; the store may be away
+                        log.warning("room %s: the call's end could not be recorded: %s", self.room_id, exc)
+            finally:
+                with contextlib.suppress(Exception):
+                    await self._send(message)
         finally:
             self.ended.set()
 

@@ -193,6 +193,28 @@ def serve(
                                                  envvar="OPENROOMS_CONSOLE", show_default=False)] = None,
     console_session_minutes: Annotated[int | None, _option("console_session_minutes", "Minutes a console sign-in "
                                                            "lasts")] = None,
+    console_oidc_client_id: Annotated[str | None, _option("console_oidc_client_id", "Client id of the console at "
+                                                          "the --oidc-issuer: offers sign-in with the issuer",
+                                                          default="none")] = None,
+    console_oidc_client_secret: Annotated[str | None, _option("console_oidc_client_secret", "Secret of that "
+                                                              "client when it is confidential", default="none: a "
+                                                              "public client, PKCE alone")] = None,
+    console_oidc_redirect_uri: Annotated[str | None, _option("console_oidc_redirect_uri", "Redirect URI registered "
+                                                             "for that client, when a proxy hides the console's "
+                                                             "origin", default="<origin>/console/sign-in/oidc/"
+                                                             "callback")] = None,
+    console_oidc_required_role: Annotated[str | None, _option("console_oidc_required_role", "Role (roles claim of "
+                                                              "the ID token) that lets a person sign in to the "
+                                                              "console", default="none")] = None,
+    console_oidc_allowed_subject: Annotated[list[str] | None, _option("console_oidc_allowed_subjects", "oid or sub "
+                                                                      "of a person who may sign in to the console; "
+                                                                      "repeatable",
+                                                                      "--console-oidc-allowed-subject",
+                                                                      default="none")] = None,
+    console_oidc_allow_any_user: Annotated[bool, typer.Option("--console-oidc-allow-any-user", help="Let anyone "
+                                                              "the --oidc-issuer signs in use the console.",
+                                                              envvar="OPENROOMS_CONSOLE_OIDC_ALLOW_ANY_USER")
+                                           ] = False,
     webhooks: Annotated[bool, typer.Option("--webhooks/--no-webhooks", help="Deliver the webhook subscriptions' "
                                            "events from this instance.", envvar="OPENROOMS_WEBHOOKS")] = True,
     webhook_retry_scale: Annotated[float | None, _option("webhook_retry_scale", "Factor on Event Grid's retry "
@@ -229,6 +251,10 @@ def serve(
             oidc_allowed_object_ids=",".join(oidc_allowed_object_id) if oidc_allowed_object_id else None,
             oidc_insecure_skip_signature=oidc_insecure_skip_signature or None,
             console=console, console_session_minutes=console_session_minutes,
+            console_oidc_client_id=console_oidc_client_id, console_oidc_client_secret=console_oidc_client_secret,
+            console_oidc_redirect_uri=console_oidc_redirect_uri, console_oidc_required_role=console_oidc_required_role,
+            console_oidc_allowed_subjects=",".join(console_oidc_allowed_subject) if console_oidc_allowed_subject
+            else None, console_oidc_allow_any_user=console_oidc_allow_any_user or None,
             webhooks=webhooks, webhook_retry_scale=webhook_retry_scale, webhook_max_attempts=webhook_max_attempts,
             webhook_timeout=webhook_timeout, webhook_lease_seconds=webhook_lease_seconds, webhook_hosts=webhook_hosts,
         ).validated()
@@ -381,7 +407,8 @@ def _print_banner(settings: Settings, ca: Path | None, in_force: dict[str, KeyIn
     if settings.janus_url:
         lines.append(f"  Janus              {settings.janus_url} (room calls: /rooms/<id>/call)")
     if settings.console_served:
-        lines.append(f"  console            {settings.endpoint}console/ (sign in with an access key)")
+        with_issuer = " or with the OIDC issuer" if settings.console_oidc_client_id else ""
+        lines.append(f"  console            {settings.endpoint}console/ (sign in with an access key{with_issuer})")
     if settings.oidc_issuer:
         lines.append(f"  Entra ID / OIDC    Bearer tokens of {settings.oidc_issuer} for {settings.oidc_audience}")
         if settings.oidc_insecure_skip_signature:
@@ -422,15 +449,77 @@ def db_upgrade(location: LocationOption = None, database_url: DatabaseUrlOption 
             raise fail(f"--database-url must be a PostgreSQL URL: {POSTGRES_URL_EXAMPLE}")
         try:
             revision = postgres.upgrade(database_url)
-        except postgres.DatabaseError as exc:
+        except (postgres.DatabaseError, postgres.SchemaMismatch) as exc:
             raise fail(f"cannot upgrade the database at {postgres.redacted(database_url)}: {exc}") from None
         typer.echo(f"{postgres.redacted(database_url)}: schema up to date (revision {revision})")
         return
-    from openrooms.store.sqlite import SqliteStore
+    import sqlite3
+
+    from openrooms.store.sqlite import SchemaMismatch, SqliteStore
 
     settings = Settings().replace(location=location)
-    SqliteStore.upgrade(settings.database_file)
-    typer.echo(f"{settings.database_file}: schema up to date")
+    try:
+        SqliteStore.upgrade(settings.database_file)
+    except (SchemaMismatch, OSError, sqlite3.Error) as exc:
+        raise fail(f"cannot upgrade the database at {settings.database_file}: {exc}") from None
+    typer.echo(f"{settings.database_file}: schema up to date (revision {SqliteStore.revision(settings.database_file)})")
+
+
+@db_app.command("downgrade")
+def db_downgrade(
+    revision: Annotated[str, typer.Argument(help="The schema revision to go back to: the head of the release to "
+                                                 "run next (docs/deployment.md, 'Going back to an earlier "
+                                                 "release'), e.g. 0014.", show_default=False)],
+    location: LocationOption = None, database_url: DatabaseUrlOption = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask before undoing the migrations.")] = False,
+) -> None:
+    """Bring the schema back to an earlier revision, to run an earlier release on this database.
+
+    Run it with this (the newer) release, with every instance stopped; what the undone migrations added (their
+    tables, columns and what they hold) is lost. It asks first, listing the migrations it undoes."""
+    import sqlite3
+
+    from openrooms.store import migrate, postgres
+    from openrooms.store.sqlite import SqliteStore
+
+    if database_url:
+        if not postgres.is_postgres_url(database_url):
+            raise fail(f"--database-url must be a PostgreSQL URL: {POSTGRES_URL_EXAMPLE}")
+        where = postgres.redacted(database_url)
+        try:
+            current = postgres.revision(database_url)
+        except postgres.DatabaseError as exc:
+            raise fail(f"cannot reach the database at {where}: {exc}") from None
+    else:
+        database = Settings().replace(location=location).database_file
+        where = str(database)
+        if not database.exists():
+            raise fail(f"there is no database at {where}")
+        try:
+            current = SqliteStore.revision(database)
+        except (OSError, sqlite3.Error) as exc:
+            raise fail(f"cannot open the database at {where}: {exc}") from None
+    try:
+        steps = migrate.steps_down(current, revision)
+    except ValueError as exc:
+        raise fail(f"{where}: {exc}") from None
+    typer.echo(f"{where}: schema revision {current}; going back to {revision} undoes, newest first:")
+    for undone, title in steps:
+        typer.echo(f"  {undone}  {title}")
+    typer.echo("What these migrations added to the database, and what it holds, is lost. Stop every instance first.")
+    if not yes:
+        if not sys.stdin.isatty():
+            raise fail("not asked on a terminal: pass --yes to go ahead")
+        if not typer.confirm(f"Go back to revision {revision}?", default=False):
+            raise typer.Exit(1)
+    try:
+        if database_url:
+            postgres.downgrade(database_url, revision)
+        else:
+            SqliteStore.downgrade(database, revision)
+    except (postgres.DatabaseError, OSError, sqlite3.Error) as exc:
+        raise fail(f"cannot downgrade the database at {where}: {exc}; it is unchanged") from None
+    typer.echo(f"{where}: schema at revision {revision}: run a release whose schema head is {revision}")
 
 
 @app.command()

@@ -4,7 +4,8 @@ Stopping is bounded and leaves nothing behind:
 - SIGTERM or SIGINT asks every worker to stop; a worker still running `WORKER_STOP_SECONDS` later is killed
   (granian's `workers_kill_timeout`; for uvicorn's supervisor, the same bound added here).
 - A worker dies with the process that started it (Linux `PR_SET_PDEATHSIG`), so killing `serve` outright
-  leaves no worker serving on its port.
+  leaves no worker serving on its port; the webhook delivery process too (`delivery`), which `serve` restarts
+  should it exit while `serve` runs, and no more once the server has begun to stop.
 - A granian worker is forked with its parent's signal handlers, which only tell the parent to stop: until the
   worker installs its own, a stop it is sent would be lost and the parent would wait for it forever. The worker
   therefore takes the default action (exit) until then, and exits at once if a stop came before that.
@@ -23,10 +24,14 @@ from typing import TYPE_CHECKING, Any
 from openrooms.config import Settings, event_loop
 
 if TYPE_CHECKING:
+    from openrooms.cli.delivery import Supervisor
     from openrooms.http.pipeline import Pipeline
 
 # How long a worker may take to stop (finish its requests, close its store) before it is killed.
 WORKER_STOP_SECONDS = 5
+# How long a client may take to send a request's head (granian): a slow or half-sent one is dropped before a stop
+# would have to kill the worker for it.
+HEADER_READ_SECONDS = 3
 # The pid of the `serve` process, for its workers: set by `run`, read by `worker_app`.
 SERVE_PID_ENV = "_OPENROOMS_SERVE_PID"
 _TARGET = "openrooms.cli.server:worker_app"
@@ -36,11 +41,17 @@ log = logging.getLogger("openrooms")
 
 def run(settings: Settings) -> None:
     """Serve until SIGINT or SIGTERM; `settings` reach the workers through the environment."""
+    from openrooms.cli import delivery
+    from openrooms.logs import configure_logging
+
+    configure_logging(silent=settings.silent, json_lines=settings.log_format == "json")  # serve's own lines
     os.environ[SERVE_PID_ENV] = str(os.getpid())
-    if settings.server == "uvicorn":
-        _run_uvicorn(settings)
-    else:
-        _run_granian(settings)
+    # The webhook delivery process (cli/delivery.py), restarted should it exit, stopped after the workers.
+    with delivery.running(settings) as supervisor:
+        if settings.server == "uvicorn":
+            _run_uvicorn(settings, supervisor)
+        else:
+            _run_granian(settings, supervisor)
 
 
 def worker_app() -> Pipeline:
@@ -77,20 +88,25 @@ def _die_with_parent() -> None:
         log.warning("could not bind the worker to its parent: %s", os.strerror(ctypes.get_errno()))
 
 
-def _run_granian(settings: Settings) -> None:
+def _run_granian(settings: Settings, supervisor: Supervisor | None) -> None:
     from granian.constants import Interfaces, Loops
+    from granian.http import HTTP1Settings
     from granian.log import LogLevels
     from granian.server import Server
 
-    Server(
+    server = Server(
         _TARGET, address=settings.host, port=settings.port, interface=Interfaces.ASGI, workers=settings.workers,
         factory=True, loop=Loops(event_loop()), log_level=LogLevels.warning, log_access=False,
         ssl_cert=settings.cert if settings.tls else None, ssl_key=settings.key if settings.tls else None,
         workers_kill_timeout=WORKER_STOP_SECONDS,
-    ).serve()
+        http1_settings=HTTP1Settings(header_read_timeout=HEADER_READ_SECONDS * 1000),
+    )
+    if supervisor is not None:  # granian notes SIGINT and SIGTERM there, then stops its workers
+        supervisor.shutting_down_when(lambda: getattr(server, "interrupt_signal", False) is True)
+    server.serve()
 
 
-def _run_uvicorn(settings: Settings) -> None:
+def _run_uvicorn(settings: Settings, supervisor: Supervisor | None) -> None:
     import uvicorn
 
     options: dict[str, Any] = dict(
@@ -101,7 +117,24 @@ def _run_uvicorn(settings: Settings) -> None:
         timeout_graceful_shutdown=WORKER_STOP_SECONDS,
     )
     if settings.workers == 1:  # one process: uvicorn's own graceful-shutdown timeout bounds the stop
-        uvicorn.run(_TARGET, **options)
+        server = uvicorn.Server(uvicorn.Config(_TARGET, **options))
+        if supervisor is not None:
+            supervisor.shutting_down_when(lambda: server.should_exit is True)
+
+        def stop_asked(sig: int, frame: object) -> None:
+            # Before uvicorn has taken SIGTERM over: stop here (the delivery process is stopped on the way out).
+            # After its graceful shutdown, uvicorn raises the signal again for the handler it found, this one:
+            # the stop is done, and `serve` goes on to stop the delivery process and exit 0, as with granian.
+            if not server.should_exit:
+                raise SystemExit(0)
+
+        signal.signal(signal.SIGTERM, stop_asked)
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run()
+        if not server.started:  # as uvicorn.run ends
+            from uvicorn.config import STARTUP_FAILURE
+
+            sys.exit(STARTUP_FAILURE)
         return
     from uvicorn.supervisors.multiprocess import Multiprocess
 
@@ -118,5 +151,8 @@ def _run_uvicorn(settings: Settings) -> None:
                     worker.process.join()
 
     config = uvicorn.Config(_TARGET, **options)
+    processes = BoundedMultiprocess(config, sockets=[config.bind_socket()])
+    if supervisor is not None:
+        supervisor.shutting_down_when(processes.should_exit.is_set)
     with contextlib.suppress(KeyboardInterrupt):
-        BoundedMultiprocess(config, sockets=[config.bind_socket()]).run()
+        processes.run()

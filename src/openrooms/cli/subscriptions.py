@@ -14,8 +14,8 @@ from openrooms.cli.events import API_VERSION, signed_headers
 
 subscriptions_app = typer.Typer(help="Webhook subscriptions: deliver events to an endpoint, signed, with retries.",
                                 no_args_is_help=True)
-COLUMNS = ["id", "endpoint", "schema", "types", "roomId", "delivery.backlog", "delivery.deadLettered",
-           "delivery.consecutiveFailures", "delivery.lastSuccessDateTime"]
+COLUMNS = ["id", "endpoint", "schema", "types", "roomId", "maxEventsPerBatch", "delivery.backlog",
+           "delivery.deadLettered", "delivery.consecutiveFailures", "delivery.lastSuccessDateTime"]
 TIMEOUT_SECONDS = 60  # a create or an update waits for the endpoint's handshake
 
 IdArgument = Annotated[str, typer.Option("--id", help="The subscription's id.", show_default=False)]
@@ -28,6 +28,13 @@ SchemaOption = Annotated[str | None, typer.Option("--schema", help="EventGridSch
 SecretOption = Annotated[str | None, typer.Option("--secret", help="The Standard Webhooks secret (whsec_...) that "
                                                   "signs deliveries (default: one is made, shown once).",
                                                   show_default=False)]
+
+MaxEventsOption = Annotated[int | None, typer.Option("--max-events-per-batch", help="Events per request, 1 to 5000 "
+                                                     "(maxEventsPerBatch; default 1: one event per request).",
+                                                     show_default=False)]
+PreferredSizeOption = Annotated[int | None, typer.Option("--preferred-batch-size-in-kilobytes", help="A batch's body "
+                                                         "at most, 1 to 1024 KB (preferredBatchSizeInKilobytes; "
+                                                         "default 64).", show_default=False)]
 
 
 def call(client: Client, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
@@ -60,11 +67,13 @@ def create(
     endpoint: Annotated[str, typer.Option("--endpoint", help="Where events go: an https URL (http only for "
                                           "loopback hosts).", show_default=False)],
     types: TypesOption = None, room_id: RoomOption = None, schema: SchemaOption = None, secret: SecretOption = None,
+    max_events_per_batch: MaxEventsOption = None, preferred_batch_size: PreferredSizeOption = None,
     *, client: Client,
 ) -> None:
     """Subscribe an endpoint (after its handshake). The answer shows the secret: this once only."""
     body: dict[str, Any] = {"endpoint": endpoint, "types": types or None, "roomId": room_id, "schema": schema,
-                            "secret": secret}
+                            "secret": secret, "maxEventsPerBatch": max_events_per_batch,
+                            "preferredBatchSizeInKilobytes": preferred_batch_size}
     client.print(call(client, "POST", "/events/subscriptions", {k: v for k, v in body.items() if v is not None}))
 
 
@@ -88,13 +97,17 @@ def update(
     types: TypesOption = None, room_id: RoomOption = None, schema: SchemaOption = None, secret: SecretOption = None,
     all_types: Annotated[bool, typer.Option("--all-types", help="Every event type again.")] = False,
     all_rooms: Annotated[bool, typer.Option("--all-rooms", help="Every room again.")] = False,
+    max_events_per_batch: MaxEventsOption = None, preferred_batch_size: PreferredSizeOption = None,
     *, client: Client,
 ) -> None:
     """Change what is given; the rest stays."""
     if (all_types and types) or (all_rooms and room_id):
         fail("--all-types and --type, or --all-rooms and --room-id, contradict each other.")
     body: dict[str, Any] = {k: v for k, v in {"endpoint": endpoint, "types": types or None, "roomId": room_id,
-                                               "schema": schema, "secret": secret}.items() if v is not None}
+                                               "schema": schema, "secret": secret,
+                                               "maxEventsPerBatch": max_events_per_batch,
+                                               "preferredBatchSizeInKilobytes": preferred_batch_size}.items()
+                                  if v is not None}
     if all_types:
         body["types"] = None
     if all_rooms:

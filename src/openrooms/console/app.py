@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import time
@@ -27,11 +28,12 @@ from starlette.routing import Route, Router
 from starlette.types import Receive, Scope, Send
 
 from openrooms.calls.service import CallService, CallsUnavailable
+from openrooms.console import oidc
 from openrooms.console import session as sessions
 from openrooms.console.views import (
-    MAX_SCANNED_ROOMS,
+    MAX_COUNTED_ROOMS,
+    MAX_LISTED_CALLS,
     STATES,
-    RoomRow,
     call_people,
     dead_letter_row,
     event_row,
@@ -41,17 +43,20 @@ from openrooms.console.views import (
     window_state,
 )
 from openrooms.events.types import TYPES
-from openrooms.service import errors, keys, paging, timestamps
+from openrooms.service import errors, keys, timestamps
 from openrooms.service.clock import TICKS_PER_SECOND, Clock
+from openrooms.service.console_sessions import ACCESS_KEY, OIDC, ConsoleSessions, Principal, Session
 from openrooms.service.errors import ServiceError
-from openrooms.service.event_log import MAX_PAGE_SIZE, EventsService, LoggedEvent
+from openrooms.service.event_log import EventsService
 from openrooms.service.identity import MAX_TOKEN_MINUTES, MIN_TOKEN_MINUTES, IdentityService
 from openrooms.service.keys import KeyRing
 from openrooms.service.model import CreateRoom, Page, Role, UpdateRoom
-from openrooms.service.ports import RoomStore
+from openrooms.service.ports import RoomStore, StoreUnavailable
 from openrooms.service.rooms import RoomsService, Upsert
+from openrooms.service.stopping import STOPPING
 from openrooms.service.webhooks import WebhooksService
 
+log = logging.getLogger("openrooms")
 PREFIX = "/console"
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
@@ -69,7 +74,7 @@ Handler = Callable[[Request, "Context"], Awaitable[Response]]
 class Context:
     """What a signed-in request carries to its page: the session and the form it posted."""
 
-    session: sessions.Session
+    session: Session
     form: dict[str, list[str]]
 
     def field(self, name: str, default: str = "") -> str:
@@ -126,10 +131,12 @@ def mask(key: str) -> str:
 
 
 class Console:
-    def __init__(self, services: ConsoleServices, *, session_minutes: int) -> None:
+    def __init__(self, services: ConsoleServices, *, session_minutes: int,
+                 oidc_sign_in: oidc.OidcSignIn | None = None) -> None:
         self.services = services
-        self.sessions = sessions.Sessions(KeyRing(services.store, list(services.initial_keys)), session_minutes)
-        self.attempts = sessions.Attempts()
+        self.oidc = oidc_sign_in  # sign-in with the OpenID Connect issuer (`oidc.py`); None: access key only
+        self.sessions = ConsoleSessions(services.store, KeyRing(services.store, list(services.initial_keys)),
+                                        session_minutes)
         self.templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, undefined=jinja2.StrictUndefined)
         self.templates.globals.update(prefix=PREFIX, shown=shown, local_input=local_input, roles=ROLES,
@@ -139,6 +146,8 @@ class Console:
             Route(PREFIX, self.to_overview, methods=["GET"]),
             Route(f"{PREFIX}/sign-in", self.sign_in_page, methods=["GET"]),
             Route(f"{PREFIX}/sign-in", self.sign_in, methods=["POST"]),
+            *([Route(PREFIX + oidc.START_PATH, self.oidc_start, methods=["GET"]),
+               Route(PREFIX + oidc.CALLBACK_PATH, self.oidc_callback, methods=["GET"])] if self.oidc else []),
             Route(f"{PREFIX}/static/{{name}}", self.static, methods=["GET"]),
             Route(f"{PREFIX}/", page(self.overview), methods=["GET"]),
             Route(f"{PREFIX}/sign-out", page(self.sign_out), methods=["POST"]),
@@ -173,7 +182,10 @@ class Console:
     def _signed_in(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         @functools.wraps(handler)
         async def endpoint(request: Request) -> Response:
-            session = await self.sessions.check(request.cookies.get(sessions.COOKIE))
+            try:
+                session = await self.sessions.check(request.cookies.get(sessions.COOKIE))
+            except StoreUnavailable:
+                return self._unavailable(request)
             if session is None:
                 if request.method == "GET":
                     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -192,11 +204,35 @@ class Console:
     def _refused(self, request: Request, status: int, message: str) -> Response:
         return self.render(request, "refused.html", None, status=status, message=message)
 
-    def render(self, request: Request, template: str, session: sessions.Session | None, *, status: int = 200,
+    def _unavailable(self, request: Request) -> Response:
+        response = self._refused(request, 503, "The database cannot be reached now; try again in a moment.")
+        response.headers["Retry-After"] = "1"
+        return response
+
+    async def start_session(self, request: Request, principal: Principal, next_path: str = "", *,
+                            from_elsewhere: bool = False) -> Response:
+        """Sign `principal` in (it has just proved who it is): a new session, its cookie, and the way on to
+        `next_path` (a console path; else the overview). The one way a session begins, whatever signed it in.
+
+        `from_elsewhere`: the browser came from another site (the OpenID Connect issuer). The way on is then a page
+        of the console's own site that moves on, not a redirect: a browser does not send the Strict session cookie
+        along a redirect chain that began on another site."""
+        session = await self.sessions.start(principal)
+        next_path = next_path if next_path.startswith(PREFIX + "/") else f"{PREFIX}/"
+        response: Response = RedirectResponse(next_path, status_code=303)
+        if from_elsewhere:
+            response = self.render(request, "signed_in.html", None, next=next_path, principal=principal.name)
+        self._cookie(request, response, sessions.COOKIE, session.token, self.sessions.seconds_left(session))
+        response.delete_cookie(sessions.SIGN_IN_COOKIE, path=sessions.COOKIE_PATH)
+        return response
+
+    def render(self, request: Request, template: str, session: Session | None, *, status: int = 200,
                **values: Any) -> HTMLResponse:
         body = self.templates.get_template(template).render(
             request=request, path=request.url.path, csrf=session.csrf if session else "",
-            signed_in=session is not None, htmx=request.headers.get("hx-request") == "true", **values)
+            signed_in=session is not None, htmx=request.headers.get("hx-request") == "true",
+            who=session.principal if session else "", who_oidc=session is not None and session.record.kind == OIDC,
+            **values)
         return HTMLResponse(body, status_code=status, headers={
             "Cache-Control": "no-store", "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin",
             "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'; "
@@ -214,18 +250,26 @@ class Console:
                         headers={"Cache-Control": "public, max-age=3600"})
 
     def _sign_in_form(self, request: Request, *, status: int = 200, error: str | None = None,
-                      next_path: str | None = None) -> Response:
+                      next_path: str | None = None, issuer_sign_out: str | None = None) -> Response:
         token = secrets.token_urlsafe(18)
         next_path = next_path if next_path is not None else request.query_params.get("next") or ""
         response = self.render(request, "sign_in.html", None, status=status, error=error, sign_in_csrf=token,
-                               next=next_path if next_path.startswith(PREFIX + "/") else "")
+                               next=next_path if next_path.startswith(PREFIX + "/") else "",
+                               oidc_label=self.oidc.client.label if self.oidc else None,
+                               issuer_sign_out=issuer_sign_out)
         self._cookie(request, response, sessions.SIGN_IN_COOKIE, token, 3600)
         return response
 
     async def sign_in_page(self, request: Request) -> Response:
-        if await self.sessions.check(request.cookies.get(sessions.COOKIE)) is not None:
-            return RedirectResponse(f"{PREFIX}/", status_code=303)
-        return self._sign_in_form(request)
+        try:
+            if await self.sessions.check(request.cookies.get(sessions.COOKIE)) is not None:
+                return RedirectResponse(f"{PREFIX}/", status_code=303)
+        except StoreUnavailable:
+            return self._unavailable(request)
+        issuer_sign_out = None
+        if self.oidc and request.query_params.get("signed-out") == "issuer":
+            issuer_sign_out = await self.oidc.end_session_url()
+        return self._sign_in_form(request, issuer_sign_out=issuer_sign_out)
 
     async def sign_in(self, request: Request) -> Response:
         form = _form(await request.body())
@@ -236,62 +280,116 @@ class Console:
             return self._sign_in_form(request, status=403, error="The form had no valid CSRF token; try again.",
                                       next_path=next_path)
         client = request.client.host if request.client else "-"
-        wait = self.attempts.retry_after(client)
-        if wait:
-            response = self._sign_in_form(request, status=429, next_path=next_path,
-                                          error=f"Too many failed sign-ins; try again in {wait} seconds.")
-            response.headers["Retry-After"] = str(wait)
-            return response
-        if not await self.sessions.key_matches((form.get("access_key") or [""])[0]):
-            self.attempts.failed(client)
-            return self._sign_in_form(request, status=401, error="That is not an access key of this server.",
-                                      next_path=next_path)
-        cookie, _ = await self.sessions.issue()
-        response = RedirectResponse(next_path if next_path.startswith(PREFIX + "/") else f"{PREFIX}/",
-                                    status_code=303)
-        self._cookie(request, response, sessions.COOKIE, cookie, self.sessions.lifetime)
-        response.delete_cookie(sessions.SIGN_IN_COOKIE, path=sessions.COOKIE_PATH)
-        return response
+        try:
+            wait = await self.sessions.retry_after(client)
+            if wait:
+                response = self._sign_in_form(request, status=429, next_path=next_path,
+                                              error=f"Too many failed sign-ins; try again in {wait} seconds.")
+                response.headers["Retry-After"] = str(wait)
+                return response
+            principal = await self.sessions.key_principal((form.get("access_key") or [""])[0])
+            if principal is None:
+                await self.sessions.failed(client)
+                return self._sign_in_form(request, status=401, error="That is not an access key of this server.",
+                                          next_path=next_path)
+            return await self.start_session(request, principal, next_path)
+        except StoreUnavailable:
+            return self._unavailable(request)
 
     async def sign_out(self, request: Request, ctx: Context) -> Response:
-        self.sessions.end(ctx.session)
-        response = RedirectResponse(f"{PREFIX}/sign-in", status_code=303)
+        await self.sessions.end(ctx.session)
+        # Signed in with the issuer: the sign-in page then offers to sign out there too.
+        after = "?signed-out=issuer" if self.oidc and ctx.session.record.kind == OIDC else ""
+        response = RedirectResponse(f"{PREFIX}/sign-in{after}", status_code=303)
         response.delete_cookie(sessions.COOKIE, path=sessions.COOKIE_PATH)
         return response
 
+    # -- sign-in with the OpenID Connect issuer (oidc.py) ------------------------------------------------------
+    def _redirect_uri(self, request: Request) -> str:
+        assert self.oidc is not None
+        return self.oidc.client.redirect_uri or f"{request.url.scheme}://{request.url.netloc}{PREFIX}" \
+            f"{oidc.CALLBACK_PATH}"
+
+    async def _oidc_failed(self, request: Request, client: str, failure: oidc.SignInFailed,
+                           next_path: str) -> Response:
+        await self.sessions.failed(client)
+        log.info("console sign-in with the issuer failed from %s: %s", client, failure.__cause__ or failure)
+        response = self._sign_in_form(request, status=failure.status, error=str(failure), next_path=next_path)
+        response.delete_cookie(oidc.FLOW_COOKIE, path=PREFIX + oidc.START_PATH)
+        return response
+
+    async def _too_many(self, request: Request, client: str, next_path: str) -> Response | None:
+        wait = await self.sessions.retry_after(client)
+        if not wait:
+            return None
+        response = self._sign_in_form(request, status=429, next_path=next_path,
+                                      error=f"Too many failed sign-ins; try again in {wait} seconds.")
+        response.headers["Retry-After"] = str(wait)
+        return response
+
+    async def oidc_start(self, request: Request) -> Response:
+        """Off to the issuer's sign-in, with this sign-in's state, nonce and PKCE verifier in the flow cookie."""
+        assert self.oidc is not None
+        client = request.client.host if request.client else "-"
+        next_path = request.query_params.get("next") or ""
+        next_path = next_path if next_path.startswith(PREFIX + "/") else f"{PREFIX}/"
+        try:
+            if (refused := await self._too_many(request, client, next_path)) is not None:
+                return refused
+            try:
+                target, flow = await self.oidc.start(self._redirect_uri(request), next_path)
+            except oidc.SignInFailed as exc:
+                return await self._oidc_failed(request, client, exc, next_path)
+        except StoreUnavailable:
+            return self._unavailable(request)
+        response = RedirectResponse(target, status_code=303)
+        # SameSite=Lax, not Strict: the issuer sends the browser back to the callback by a cross-site navigation,
+        # with which a browser sends Lax cookies (top-level GET) and never Strict ones. The cookie holds only this
+        # sign-in's random state, nonce and PKCE verifier, is sent to the callback only (its path) and is gone in
+        # minutes; the session cookie itself stays Strict.
+        response.set_cookie(oidc.FLOW_COOKIE, flow.cookie(), max_age=oidc.FLOW_SECONDS,
+                            path=PREFIX + oidc.START_PATH, httponly=True, secure=request.url.scheme == "https",
+                            samesite="lax")
+        return response
+
+    async def oidc_callback(self, request: Request) -> Response:
+        """The issuer's answer: checked (`OidcSignIn.finish`), then a session for the person it signs in."""
+        assert self.oidc is not None
+        client = request.client.host if request.client else "-"
+        flow = oidc.Flow.of_cookie(request.cookies.get(oidc.FLOW_COOKIE), time.time())
+        next_path = flow.next_path if flow else f"{PREFIX}/"
+        try:
+            if (refused := await self._too_many(request, client, next_path)) is not None:
+                return refused
+            try:
+                person = await self.oidc.finish(dict(request.query_params), flow, self._redirect_uri(request))
+            except oidc.SignInFailed as exc:
+                return await self._oidc_failed(request, client, exc, next_path)
+            response = await self.start_session(request, Principal(OIDC, person.shown), next_path,
+                                                from_elsewhere=True)
+        except StoreUnavailable:
+            return self._unavailable(request)
+        response.delete_cookie(oidc.FLOW_COOKIE, path=PREFIX + oidc.START_PATH)
+        return response
+
     # -- overview ---------------------------------------------------------------------------------------------
-    async def _scan_rooms(self, state: str) -> tuple[list[RoomRow], bool]:
-        """The rooms in `state` now, up to MAX_SCANNED_ROOMS; and whether there are more."""
-        rows: list[RoomRow] = []
-        now = self.services.clock.now()
-        cursor = None
-        while len(rows) < MAX_SCANNED_ROOMS:
-            page = await self.services.rooms.rooms_query(states=[state], cursor=cursor, page_size=paging.MAX_PAGE_SIZE)
-            rows += [room_row(room, now) for room in page.items]
-            cursor = page.next_cursor
-            if cursor is None:
-                return rows, False
-        return rows[:MAX_SCANNED_ROOMS], True
-
-    async def _calls_in_progress(self, rows: list[RoomRow]) -> list[str]:
-        if self.services.calls is None:
-            return []
-        store = self.services.calls.store
-        return [row.id for row in rows if row.state == "open" and await store.get_call_server(row.id) is not None]
-
     async def _keys_in_force(self) -> dict[str, str]:
         stored = await self.services.store.get_access_keys()
         return {name: stored.get(name, initial) for name, initial in zip(keys.NAMES, self.services.initial_keys,
                                                                          strict=True)}
 
     async def overview(self, request: Request, ctx: Context) -> Response:
-        scanned = {state: await self._scan_rooms(state) for state in STATES}
-        counts = {state: f"{len(rows)}{'+' if more else ''}" for state, (rows, more) in scanned.items()}
+        counts = {}
+        for state in STATES:  # counted by the store, up to a bound: beyond it, "10000+"
+            found = await self.services.rooms.count_in_state(state, MAX_COUNTED_ROOMS + 1)
+            counts[state] = f"{MAX_COUNTED_ROOMS}+" if found > MAX_COUNTED_ROOMS else str(found)
+        calls = self.services.calls
+        in_call = [] if calls is None else await calls.rooms_in_call(MAX_LISTED_CALLS + 1)
         in_force = await self._keys_in_force()
         return self.render(
             request, "overview.html", ctx.session, counts=counts, **await self._webhooks(dead_letters=False),
-            calls=await self._calls_in_progress(scanned["open"][0]),
-            calls_configured=self.services.calls is not None,
+            calls=in_call[:MAX_LISTED_CALLS], more_calls=len(in_call) > MAX_LISTED_CALLS,
+            calls_configured=calls is not None,
             connection_string=f"endpoint={self.services.endpoint};accesskey={in_force['primary']}")
 
     # -- rooms ------------------------------------------------------------------------------------------------
@@ -499,29 +597,17 @@ class Console:
         types = [name for name in request.query_params.getlist("type") if name]
         return types or None, request.query_params.get("room_id") or None
 
-    async def _latest(self, types: list[str] | None, room_id: str | None,
-                      keep: int) -> tuple[list[LoggedEvent], str | None]:
-        """The last `keep` events (newest first) of the log with these filters, and the cursor after them."""
-        kept: list[LoggedEvent] = []
-        after = None
-        while True:
-            page = await self.services.events.read(after, types, room_id, MAX_PAGE_SIZE)
-            if not page:
-                return kept[::-1], after
-            kept = (kept + page)[-keep:]
-            after = page[-1].cursor
-
     async def events(self, request: Request, ctx: Context, *, notice: str | None = None, error: str | None = None,
                      status: int = 200) -> Response:
         types, room_id = self._event_filters(request)
         try:
-            latest, after = await self._latest(types, room_id, 50)
+            latest, after = await self.services.events.latest(types, room_id, 50)
         except ServiceError as exc:
             return self._refused(request, exc.status, explained(exc))
         stream = f"{PREFIX}/events/stream?" + urlencode(
             [("type", name) for name in types or []] + ([("room_id", room_id)] if room_id else [])
             + ([("after", after)] if after else []))
-        return self.render(request, "events.html", ctx.session, rows=[event_row(e) for e in latest],
+        return self.render(request, "events.html", ctx.session, rows=[event_row(e) for e in reversed(latest)],
                            chosen_types=types or [], room_id=room_id or "", stream=stream, status=status,
                            notice=notice, error=error, **await self._webhooks(dead_letters=True))
 
@@ -563,7 +649,9 @@ class Console:
 
         async def stream(after: str | None) -> Any:
             yield ": tail\n\n"
-            while time.time() < ctx.session.expires_at:  # the session's end ends the stream too
+            # The session's end (expiry, or sign-out on any worker) ends the stream too: checked after each wait; and
+            # the server's stop (the browser reconnects to another worker, or once the server is back).
+            while not STOPPING.is_set() and await self.sessions.check(ctx.session.token) is not None:
                 page = await self.services.events.read(after, types, room_id, 100, SSE_WAIT_SECONDS)
                 if not page:
                     yield ": still here\n\n"
@@ -591,10 +679,15 @@ class Console:
             return await self.keys(request, ctx, status=400,
                                    error=f"Tick the box to confirm: clients signing with the {name} key stop working.")
         new = await keys.rotate(self.services.store, name, self.services.clock.now())
-        # Re-read at once (this worker's sessions are signed with the primary key) and sign this session anew.
+        # Re-read at once: sessions signed in with a key rotated away end now in this worker (within a second in the
+        # others). This session goes on, signed in anew with the primary key in force (if it was a key's).
         self.sessions.ring = KeyRing(self.services.store, keys.ordered(await self._keys_in_force()))
-        cookie, renewed = await self.sessions.issue()
-        response = await self.keys(request, Context(renewed, {}), notice=f"Rotated: {', '.join(sorted(new))}. "
+        session = ctx.session
+        if session.record.kind == ACCESS_KEY:
+            primary = (await self.sessions.ring.refresh())[0]
+            session = await self.sessions.renew(session, Principal(ACCESS_KEY, "the primary access key", primary))
+        response = await self.keys(request, Context(session, {}), notice=f"Rotated: {', '.join(sorted(new))}. "
                                    "Clients need the new connection string.")
-        self._cookie(request, response, sessions.COOKIE, cookie, self.sessions.lifetime)
+        if session is not ctx.session:
+            self._cookie(request, response, sessions.COOKIE, session.token, self.sessions.seconds_left(session))
         return response

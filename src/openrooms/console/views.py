@@ -15,7 +15,8 @@ from openrooms.service.event_log import LoggedEvent
 from openrooms.service.model import Room
 from openrooms.service.webhooks import SubscriptionView
 
-MAX_SCANNED_ROOMS = 1000  # the overview counts at most this many rooms (and says so beyond)
+MAX_COUNTED_ROOMS = 10_000  # the overview counts at most this many rooms of a state (and says so beyond)
+MAX_LISTED_CALLS = 100  # and lists at most this many calls in progress
 STATES = ("upcoming", "open", "ended")
 
 

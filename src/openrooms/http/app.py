@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+import os
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
@@ -17,16 +18,17 @@ from starlette.types import ASGIApp
 
 from openrooms.calls.service import CallService
 from openrooms.config import InvalidSettings, Settings, variable
-from openrooms.http import auth, metrics, openapi
+from openrooms.http import auth, delivery, metrics, openapi
 from openrooms.http.admission import AdmissionApi
 from openrooms.http.calls import CallsApi
+from openrooms.http.delivery import WakeSender
 from openrooms.http.events import EventsApi
 from openrooms.http.identity import IdentityApi
-from openrooms.http.oidc import OidcPolicy, OidcVerifier, parse_ids
+from openrooms.http.oidc import IssuerUnavailable, OidcPolicy, OidcVerifier, TokenInvalid, parse_ids
 from openrooms.http.pipeline import Pipeline
 from openrooms.http.ratelimit import RateLimiter
 from openrooms.http.rooms import RoomsApi
-from openrooms.http.webhooks import HttpSender, WebhooksApi
+from openrooms.http.webhooks import WebhooksApi
 from openrooms.http.wire import json_response
 from openrooms.service.admission import AdmissionService
 from openrooms.service.clock import Clock, SystemClock
@@ -35,19 +37,68 @@ from openrooms.service.identity import IdentityService
 from openrooms.service.keys import KeyRing
 from openrooms.service.ports import RoomStore
 from openrooms.service.rooms import RoomsService
-from openrooms.service.webhooks import Dispatcher, Policy, WebhooksService
+from openrooms.service.stopping import STOPPING
+from openrooms.service.webhooks import WebhooksService
 from openrooms.service.window_events import WindowScheduler
 from openrooms.store import open_store
 
 if TYPE_CHECKING:
+    from openrooms.console.oidc import OidcSignIn
     from openrooms.livekit import LiveKitBridge
 
 log = logging.getLogger("openrooms")
 PURGE_INTERVAL_SECONDS = 600
+# How long a background task that failed waits before it is started again.
+RESTART_DELAY_SECONDS = 1.0
 
 
-def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clock | None = None) -> Pipeline:
-    """Build the app. Without `store`, it opens the configured store and closes it at shutdown."""
+class KeptRunning:
+    """A background task of the app's lifespan, which nothing else watches: should it fail, its exception is logged
+    with its traceback and it is started again `RESTART_DELAY_SECONDS` later; never once the server stops."""
+
+    def __init__(self, name: str, start: Callable[[], Coroutine[Any, Any, Any]],
+                 delay: float = RESTART_DELAY_SECONDS) -> None:
+        self.name = name
+        self.restarts = 0
+        self._start, self._delay = start, delay
+        self._stopped = False
+        self._restart: asyncio.TimerHandle | None = None
+        self.task = self._run()
+
+    def _run(self) -> asyncio.Task[Any]:
+        task = asyncio.create_task(self._start())
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        if task.cancelled() or self._stopped:
+            return
+        failure = task.exception()
+        if failure is None:
+            return  # it ended on its own: nothing to restart
+        log.error("%s failed; starting it again in %s s", self.name, self._delay, exc_info=failure)
+        if not STOPPING.is_set():
+            self._restart = asyncio.get_running_loop().call_later(self._delay, self._again)
+
+    def _again(self) -> None:
+        self._restart = None
+        if not (self._stopped or STOPPING.is_set()):
+            self.restarts += 1
+            self.task = self._run()
+
+    async def stop(self) -> None:
+        self._stopped = True
+        if self._restart is not None:
+            self._restart.cancel()
+        self.task.cancel()
+        with contextlib.suppress(BaseException):
+            await self.task
+
+
+def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clock | None = None,
+               wake_path: str | None = None) -> Pipeline:
+    """Build the app. Without `store`, it opens the configured store and closes it at shutdown. With `wake_path`,
+    a delivery process listening there delivers the webhooks (`http.delivery`): this app only wakes it."""
     clock = clock or SystemClock()
     owns_store = store is None
     room_store = store if store is not None else open_store(settings, migrate_schema=settings.in_memory)
@@ -64,7 +115,9 @@ def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clo
     events_service = EventsService(room_store, clock, identity_service.resource_id,
                                    retention_days=settings.event_retention_days)
     events_api = EventsApi(events_service, settings.public_url)
-    webhooks_service, dispatcher, sender = _webhooks(settings, room_store, clock, identity_service)
+    waker = WakeSender(wake_path) if wake_path and settings.webhooks else None
+    webhooks_service, dispatcher, sender = delivery.webhooks(
+        settings, room_store, clock, identity_service, dispatching=settings.webhooks and waker is None, wake=waker)
     webhooks_api = WebhooksApi(webhooks_service)
     admission_service = AdmissionService(identity_service, room_store, clock)
     admission_api = AdmissionApi(admission_service, _livekit_bridge(settings, clock))
@@ -93,23 +146,31 @@ def create_app(settings: Settings, *, store: RoomStore | None = None, clock: Clo
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Pipeline) -> AsyncIterator[None]:
-        purger = asyncio.create_task(_purge_periodically(rooms_service, events_service))
-        windows = asyncio.create_task(window_scheduler.run())
-        dispatching = None if dispatcher is None else asyncio.create_task(dispatcher.run())
+        starts: list[tuple[str, Callable[[], Coroutine[Any, Any, Any]]]] = [
+            ("the purge", lambda: _purge_periodically(rooms_service, events_service)),
+            ("the window scheduler", window_scheduler.run)]
+        if dispatcher is not None:
+            starts.append(("the webhook dispatcher", dispatcher.run))
+        # SQLite tells no other process of new events: this one wakes the delivery process after its commits.
+        if waker is not None and not settings.database_url:
+            wake = waker
+            starts.append(("the event forwarding", lambda: delivery.forward_events(room_store, wake)))
+        tasks = [KeptRunning(name, start) for name, start in starts]
         try:
-            yield
+            with STOPPING.noted_on_signals():
+                yield
         finally:
-            for task in (purger, windows, dispatching):
-                if task is not None:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+            for task in tasks:
+                await task.stop()
             await sender.close()
+            if waker is not None:
+                waker.close()
             if calls_api.service is not None:
                 await calls_api.service.close()
             if owns_store:
                 await room_store.close()
             metrics.flush()
+            log.info("worker %s stopped: its background work ended, its store closed", os.getpid())
 
     routes = [  # the busiest first: a request is matched against them in this order
         *rooms_api.routes(),
@@ -149,24 +210,37 @@ def _console(settings: Settings, rooms: RoomsService, identity: IdentityService,
 
     services = ConsoleServices(rooms, identity, events, calls, store, clock, settings.endpoint,
                                (settings.access_key, settings.secondary_key), webhooks)
-    return [(PREFIX, Console(services, session_minutes=settings.console_session_minutes))]
+    return [(PREFIX, Console(services, session_minutes=settings.console_session_minutes,
+                             oidc_sign_in=console_oidc(settings, clock)))]
 
 
-def _webhooks(settings: Settings, store: RoomStore, clock: Clock,
-              identity: IdentityService) -> tuple[WebhooksService, Dispatcher | None, HttpSender]:
-    """The webhook subscriptions' service and, unless --no-webhooks, this process's dispatcher."""
-    sender = HttpSender()
-    policy = Policy(retry_scale=settings.webhook_retry_scale, max_attempts=settings.webhook_max_attempts,
-                    timeout_seconds=settings.webhook_timeout, lease_seconds=settings.webhook_lease_seconds,
-                    hosts=None if settings.webhook_hosts is None else frozenset(
-                        host.strip().lower() for host in settings.webhook_hosts.split(",") if host.strip()))
-    dispatcher: Dispatcher | None = None
-    service = WebhooksService(store, clock, identity.resource_id, sender, policy,
-                              wake=lambda: dispatcher.wake() if dispatcher is not None else None,
-                              origin=urlsplit(settings.endpoint).hostname or "openrooms")
-    if settings.webhooks:
-        dispatcher = Dispatcher(store, service, clock, observe=metrics.observe_delivery)
-    return service, dispatcher, sender
+def console_oidc(settings: Settings, clock: Clock) -> OidcSignIn | None:
+    """The console's sign-in with the OpenID Connect issuer, when its client is configured: the ID tokens are
+    checked by a verifier of the issuer's keys of its own (always with their signature), for the client's id."""
+    if not (settings.oidc_issuer and settings.console_oidc_client_id):
+        return None
+    from openrooms.console import oidc
+
+    verifier = OidcVerifier(OidcPolicy(issuer=settings.oidc_issuer, audience=settings.console_oidc_client_id,
+                                       skew_seconds=settings.clock_skew_seconds), clock=clock)
+
+    async def verify(token: str, audience: str) -> dict[str, Any]:
+        try:
+            return await verifier.verified_claims(token, audience)
+        except TokenInvalid as exc:
+            raise oidc.SignInRefused(f"The ID token is not valid: {exc}.") from exc
+        except IssuerUnavailable as exc:
+            raise oidc.IssuerUnreachable("The issuer's keys are unavailable; try again later.") from exc
+
+    redirect_uri = settings.console_oidc_redirect_uri
+    if redirect_uri is None and settings.public_url:
+        redirect_uri = f"{settings.public_url.rstrip('/')}/console{oidc.CALLBACK_PATH}"
+    return oidc.OidcSignIn(oidc.OidcClient(
+        issuer=settings.oidc_issuer, client_id=settings.console_oidc_client_id,
+        client_secret=settings.console_oidc_client_secret, redirect_uri=redirect_uri,
+        required_role=settings.console_oidc_required_role,
+        allowed_subjects=parse_ids(settings.console_oidc_allowed_subjects),
+        allow_any_user=settings.console_oidc_allow_any_user), verify)
 
 
 def _call_service(settings: Settings, admission: AdmissionService, store: RoomStore,
@@ -229,7 +303,7 @@ def app_from_env() -> Pipeline:
     except InvalidSettings as exc:  # `serve` checked them; a worker started some other way may not have been
         raise InvalidSettings(exc.naming(variable)) from None
     configure_logging(silent=settings.silent, json_lines=settings.log_format == "json")
-    app = create_app(settings)
+    app = create_app(settings, wake_path=os.environ.get(delivery.WAKE_ENV) or None)
     # Everything loaded so far (libraries, migrations, the app) lives as long as the worker: move it out of the
     # cyclic collector's reach, so that collections stay short and do not show up as latency spikes.
     gc.collect()

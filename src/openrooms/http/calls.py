@@ -14,6 +14,7 @@ import contextlib
 import functools
 import json
 import re
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +23,21 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
 
-from openrooms.calls.service import CallConnection, CallService, CallsUnavailable, refusal
+from openrooms.calls.service import CallConnection, CallService, CallsUnavailable, ClientGone, refusal
 from openrooms.http.versions import CALLS
 from openrooms.http.wire import json_response, query_of
 from openrooms.service import errors, ids, timestamps
 from openrooms.service.errors import ServiceError
+from openrooms.service.stopping import STOPPING
 
 WS_PATH = re.compile(r"/rooms/(?P<room_id>[^/]+)/call/ws")
 STATIC = Path(__file__).parents[1] / "calls" / "static"
 PAGE_PREFIX = "/call/"
 MAX_MESSAGE = 256 * 1024
+JOIN_SECONDS = 30.0  # how long a connection may take to send its join
+STOPPED = "server stopping"  # the reason of the `ended` every connection gets when the server stops
 
 
 def is_page_path(path: str) -> bool:
@@ -147,11 +151,19 @@ class CallsApi:
 
         async def push(message: dict[str, Any]) -> None:
             async with lock:
-                await ws.send_text(json.dumps(message))
+                try:
+                    await ws.send_text(json.dumps(message))
+                except (WebSocketDisconnect, WebSocketDisconnected) as exc:  # the participant hung up
+                    raise ClientGone(str(exc)) from exc
 
         connection = CallConnection(service, match.group("room_id"), push, ws.headers.get("user-agent", ""))
+        reason = "left"
         try:
-            first = await asyncio.wait_for(ws.receive_text(), timeout=30)
+            # The server's stop: a connection that has not joined yet ends at once too, as a joined one does.
+            first = await self._unless_stopping(ws.receive_text())
+            if first is None:
+                reason = STOPPED
+                return
             hello = json.loads(first)
             if not isinstance(hello, dict) or hello.get("type") != "join" or not hello.get("accessToken"):
                 await push(refusal("BadRequest", 'The first message must be {"type": "join", "accessToken": ...}.'))
@@ -164,20 +176,41 @@ class CallsApi:
                 return
             reader = asyncio.create_task(self._read(ws, connection, push))
             ended = asyncio.create_task(connection.ended.wait())
-            await asyncio.wait({reader, ended}, return_when=asyncio.FIRST_COMPLETED)
-            reader.cancel()
-            ended.cancel()
+            # The server's stop: leave the call as on a hang-up (its events are written before the worker ends).
+            stopping = asyncio.create_task(STOPPING.wait())
+            await asyncio.wait({reader, ended, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if stopping.done():
+                reason = STOPPED
+            for task in (reader, ended, stopping):
+                task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
-        except (WebSocketDisconnect, TimeoutError, ValueError):
+        except (WebSocketDisconnect, ClientGone, TimeoutError, ValueError):
             pass
         finally:
-            await connection.end("left", None)
+            await connection.end(reason, None)
             with contextlib.suppress(Exception):
                 await ws.close(code=1000)
 
+    @staticmethod
+    async def _unless_stopping(receiving: Coroutine[Any, Any, str]) -> str | None:
+        """The first message, or None once the server stops (`TimeoutError` after `JOIN_SECONDS`)."""
+        received = asyncio.ensure_future(receiving)
+        stopping = asyncio.ensure_future(STOPPING.wait())
+        try:
+            done, _ = await asyncio.wait({received, stopping}, timeout=JOIN_SECONDS,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            received.cancel()
+            stopping.cancel()
+        if received in done:
+            return received.result()
+        if stopping in done:
+            return None
+        raise TimeoutError
+
     async def _read(self, ws: WebSocket, connection: CallConnection, push: Any) -> None:
-        with contextlib.suppress(WebSocketDisconnect):
+        with contextlib.suppress(WebSocketDisconnect, ClientGone):
             while True:
                 raw = await ws.receive_text()
                 if len(raw) > MAX_MESSAGE:

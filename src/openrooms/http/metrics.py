@@ -45,6 +45,9 @@ WEBHOOK_ATTEMPTS = Counter(
     "openrooms_webhook_attempts", "Webhook delivery attempts, by outcome: delivered, retried, dead_lettered.",
     ["outcome"],
 )
+DELIVERY_RESTARTS = Counter(
+    "openrooms_delivery_process_restarts", "Webhook delivery processes started again by `serve` after one exited.",
+)
 RATE_LIMITED = Counter("openrooms_rate_limited", "Requests refused with 429, by operation.", ["operation"])
 
 

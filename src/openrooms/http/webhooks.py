@@ -28,6 +28,8 @@ class CreateSubscriptionRequest(msgspec.Struct):
     roomId: str | None = None
     schema: str | None = None
     secret: str | None = None
+    maxEventsPerBatch: int | None = None
+    preferredBatchSizeInKilobytes: int | None = None
 
 
 class UpdateSubscriptionRequest(msgspec.Struct):
@@ -38,6 +40,8 @@ class UpdateSubscriptionRequest(msgspec.Struct):
     roomId: str | msgspec.UnsetType | None = _UNSET
     schema: str | msgspec.UnsetType = _UNSET
     secret: str | msgspec.UnsetType = _UNSET
+    maxEventsPerBatch: int | msgspec.UnsetType = _UNSET
+    preferredBatchSizeInKilobytes: int | msgspec.UnsetType = _UNSET
 
 
 class RedeliverRequest(msgspec.Struct):
@@ -57,6 +61,8 @@ class SubscriptionBody(msgspec.Struct, omit_defaults=True):
     types: list[str] | None
     roomId: str | None
     schema: str
+    maxEventsPerBatch: int
+    preferredBatchSizeInKilobytes: int
     createdDateTime: str
     updatedDateTime: str
     delivery: DeliveryStateBody
@@ -99,7 +105,8 @@ def state_body(state: DeliveryState) -> DeliveryStateBody:
 def subscription_body(view: SubscriptionView, *, with_secret: bool = False) -> SubscriptionBody:
     s = view.subscription
     return SubscriptionBody(s.id, s.endpoint, None if s.types is None else list(s.types), s.room_id, s.schema,
-                            timestamps.format(s.created_at), timestamps.format(s.updated_at), state_body(view.state),
+                            s.max_events_per_batch, s.preferred_batch_kilobytes, timestamps.format(s.created_at),
+                            timestamps.format(s.updated_at), state_body(view.state),
                             s.secret if with_secret else None)
 
 
@@ -127,7 +134,8 @@ class WebhooksApi:
     async def create(self, request: Request) -> Response:
         wire = decode(context_of(request).body, CreateSubscriptionRequest)
         created = await self.service.create(NewSubscription(wire.endpoint, wire.types, wire.roomId, wire.schema,
-                                                            wire.secret))
+                                                            wire.secret, wire.maxEventsPerBatch,
+                                                            wire.preferredBatchSizeInKilobytes))
         view = SubscriptionView(created, DeliveryState(None, 0, 0, 0))
         return json_response(subscription_body(view, with_secret=True), 201)
 
@@ -147,7 +155,9 @@ class WebhooksApi:
 
         await self.service.update(
             subscription_id, given(wire.endpoint), given(wire.types), given(wire.roomId), given(wire.schema),
-            given(wire.secret), all_types=wire.types is None, all_rooms=wire.roomId is None)
+            given(wire.secret), all_types=wire.types is None, all_rooms=wire.roomId is None,
+            max_events_per_batch=given(wire.maxEventsPerBatch),
+            preferred_batch_kilobytes=given(wire.preferredBatchSizeInKilobytes))
         return json_response(subscription_body(await self.service.get(subscription_id)))
 
     async def delete(self, request: Request) -> Response:

@@ -16,6 +16,7 @@ from openrooms.events.types import TYPES, StoredEvent
 from openrooms.service import errors
 from openrooms.service.clock import TICKS_PER_DAY, Clock
 from openrooms.service.ports import EventLog
+from openrooms.service.stopping import STOPPING
 
 DEFAULT_RETENTION_DAYS = 7
 DEFAULT_PAGE_SIZE = 100
@@ -69,32 +70,45 @@ class EventsService:
         wait_seconds: int = 0,
     ) -> list[LoggedEvent]:
         """The events after the cursor `after` (None: from the oldest kept), oldest first; with `wait_seconds`, an
-        empty answer waits up to that long for the first new one."""
+        empty answer waits up to that long for the first new one, or until the server begins to stop (then it answers
+        at once with what it has, an empty page at worst)."""
         position = None if after is None else decode_cursor(after)
-        if types is not None:
-            unknown = [name for name in types if name not in TYPES]
-            if unknown:
-                raise errors.bad_request(
-                    f"Unknown event types: {', '.join(unknown)}. Known types: {', '.join(TYPES)}.", "types")
         if limit is None:
             limit = DEFAULT_PAGE_SIZE
-        if not 1 <= limit <= MAX_PAGE_SIZE:
-            raise errors.bad_request(f"maxpagesize must be between 1 and {MAX_PAGE_SIZE}.", "maxpagesize")
+        self._check_filters(types, limit)
         if not 0 <= wait_seconds <= MAX_WAIT_SECONDS:
             raise errors.bad_request(f"wait must be between 0 and {MAX_WAIT_SECONDS} seconds.", "wait")
         deadline = time.monotonic() + wait_seconds
         while True:
             page = await self._store.list_events(position, types, room_id, limit)
             remaining = deadline - time.monotonic()
-            if page or remaining <= 0:
+            if page or remaining <= 0 or STOPPING.is_set():
                 return await self._logged(page)
             await asyncio.sleep(min(self._poll, remaining))
+
+    async def latest(self, types: Sequence[str] | None, room_id: str | None,
+                     limit: int) -> tuple[list[LoggedEvent], str | None]:
+        """The last `limit` events with these filters, oldest first, and the cursor to go on from for the events
+        that come after them (None when the log is empty)."""
+        self._check_filters(types, limit)
+        page, end = await self._store.latest_events(types, room_id, limit)
+        return await self._logged(page), None if end == (0, 0) else encode_cursor(end)
 
     async def _logged(self, page: list[StoredEvent]) -> list[LoggedEvent]:
         if self._namespace is None:
             self._namespace = uuid.UUID(await self._resource_id())
         namespace = self._namespace
         return [LoggedEvent(event_id(namespace, e.position), encode_cursor(e.position), e) for e in page]
+
+    @staticmethod
+    def _check_filters(types: Sequence[str] | None, limit: int) -> None:
+        if types is not None:
+            unknown = [name for name in types if name not in TYPES]
+            if unknown:
+                raise errors.bad_request(
+                    f"Unknown event types: {', '.join(unknown)}. Known types: {', '.join(TYPES)}.", "types")
+        if not 1 <= limit <= MAX_PAGE_SIZE:
+            raise errors.bad_request(f"maxpagesize must be between 1 and {MAX_PAGE_SIZE}.", "maxpagesize")
 
     async def purge(self) -> int:
         """Delete the events older than the retention."""

@@ -147,9 +147,10 @@ class KeyRing:
         await while they are fresh."""
         return time.monotonic() - self._read_at >= self._refresh
 
-    async def refresh(self) -> list[bytes]:
+    async def refresh(self, *, force: bool = False) -> list[bytes]:
+        """The keys in force: re-read from the store if they are due (or with `force`)."""
         now = time.monotonic()
-        if self._store is not None and now - self._read_at >= self._refresh:
+        if self._store is not None and (force or now - self._read_at >= self._refresh):
             self._read_at = now
             try:
                 stored = ordered(await self._store.get_access_keys())

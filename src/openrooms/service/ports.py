@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from typing import NamedTuple, Protocol
 
-from openrooms.events.subscriptions import Delivery, DeliveryState, Outcome, Subscription
+from openrooms.events.subscriptions import BatchEnd, Claimed, Delivery, DeliveryState, Outcome, Subscription
 from openrooms.events.types import NewEvent, StoredEvent
 from openrooms.service.model import (
     ROLES,
@@ -116,6 +116,14 @@ class EventLog(Protocol):
         of the given types (None: all) and room (None: any)."""
         ...
 
+    async def latest_events(
+        self, types: Collection[str] | None, room_id: str | None, limit: int
+    ) -> tuple[list[StoredEvent], tuple[int, int]]:
+        """The last `limit` readable events of the given types and room, in the log's order, and the position of
+        the last readable event of any kind ((0, 0) when there is none): a reader that goes on from there with the
+        same filters misses none and sees none twice. Read from the end of the log, not from its start."""
+        ...
+
     async def purge_events(self, before: int) -> int:
         """Delete the events older than the instant `before` (ticks); return how many. SQLite deletes in the log's
         order, up to the first event that is not older (the log is in time order but for clock differences
@@ -196,6 +204,11 @@ class CallStore(Protocol):
 
     async def get_call_server(self, room_id: str) -> CallServer | None: ...
 
+    async def list_call_rooms(self, now: int, limit: int) -> list[str]:
+        """The ids of up to `limit` rooms open at `now` (ticks) with a call server stored (a call in progress),
+        in id order."""
+        ...
+
     async def release_call_server(
         self, room_id: str, server_call_id: str, events: Sequence[NewEvent] = ()
     ) -> bool:
@@ -259,16 +272,35 @@ class WebhookStore(Protocol):
         """Delete it with its deliveries, queued and dead; False if no such subscription."""
         ...
 
-    async def enqueue_deliveries(self, subscription_id: str, expected: tuple[int, int], cursor: tuple[int, int],
-                                 events: Sequence[StoredEvent], now: int) -> bool:
-        """Queue `events` (each due at `now`) and move the subscription's cursor from `expected` to `cursor`, in
-        one transaction; False (and nothing done) if its cursor is not `expected` any more (another dispatcher
-        moved it) or it is gone."""
+    async def lease_subscription(self, subscription_id: str, owner: str, now: int, lease_until: int,
+                                 replacing: str | None = None) -> bool:
+        """Lease the subscription to `owner` until `lease_until` if `owner` holds it already, no live lease does
+        (expired at `now`), or `replacing` (a holder known to be gone) does; False (and nothing done) if another
+        dispatcher's lease is live or the subscription is gone."""
         ...
 
-    async def claim_deliveries(self, owner: str, now: int, lease_until: int, limit: int) -> list[Delivery]:
-        """Lease up to `limit` queues that are due and that no live lease holds, and answer the first pending
-        delivery of each."""
+    async def parked_rooms(self, subscription_id: str) -> set[str]:
+        """The room keys of the subscription's queues with a pending delivery: their new events queue behind.
+        Reads the pending deliveries only (an index of them), however many dead letters the subscription has."""
+        ...
+
+    async def finish_batch(self, batch: BatchEnd) -> bool:
+        """In one transaction, if `batch.owner` holds the subscription's lease and its cursor is still
+        `batch.expected`: move the cursor to `batch.cursor`, keep the lease until `batch.lease_until`, record the
+        batch's successes and failures, and queue `batch.parked` (in their order, behind what their rooms have
+        queued; each queue due when its first pending delivery is). False, and nothing done, otherwise."""
+        ...
+
+    async def claim_deliveries(self, owner: str, now: int, lease_until: int, limit: int,
+                               replacing: Collection[str] = ()) -> Claimed:
+        """Lease up to `limit` queues that are due and that no live lease holds but one of `replacing` (holders
+        known to be gone), and answer the first pending delivery of each, with when the next queue is due once
+        they are leased (what `next_due` would answer then, in the same transaction)."""
+        ...
+
+    async def queue_holders(self, now: int) -> set[str]:
+        """The holders of the live leases of queues due at `now`, among the queues `next_due` looks at: the
+        holders a dispatcher may find gone, to name them as `replacing` to a claim."""
         ...
 
     async def finish_delivery(self, delivery: Delivery, owner: str, outcome: Outcome, now: int,
@@ -279,7 +311,8 @@ class WebhookStore(Protocol):
         ...
 
     async def next_due(self) -> int | None:
-        """When the next queue is due (ticks), leased or not; None if no delivery is pending."""
+        """When the next queue is due (ticks), leased or not, among the first few hundred by their next attempt (a
+        dispatcher's poll finds the rest); None if no delivery is pending."""
         ...
 
     async def delivery_states(self) -> dict[str, DeliveryState]:
@@ -300,7 +333,48 @@ class WebhookStore(Protocol):
         ...
 
 
-class RoomStore(IdentityStore, AccessKeyStore, EventLog, CallStore, WindowStore, WebhookStore, Protocol):
+class ConsoleSessionRecord(NamedTuple):
+    """A web console session as stored: never its token, only the token's hash (`service.console_sessions`)."""
+
+    token_hash: str  # SHA-256 of the session token, hex
+    kind: str  # how its principal signed in: "access-key" or "oidc"
+    principal: str  # the principal's name, as the console shows it
+    key_id: str | None  # access-key sessions: the fingerprint of the key signed in with; else None
+    created_at: int  # seconds since the epoch
+    expires_at: int  # seconds since the epoch
+
+
+class ConsoleSessionStore(Protocol):
+    """The web console's sessions and its failed sign-ins per client address, shared by every worker and instance
+    on one database. Times are seconds since the epoch."""
+
+    async def insert_console_session(self, session: ConsoleSessionRecord) -> None: ...
+
+    async def get_console_session(self, token_hash: str) -> ConsoleSessionRecord | None:
+        """The session with that token hash (expired or not), by its primary key."""
+        ...
+
+    async def delete_console_session(self, token_hash: str) -> bool:
+        """End the session; False if there was none."""
+        ...
+
+    async def get_sign_in_failures(self, client: str) -> tuple[int, int] | None:
+        """The client's failed sign-ins: (failures, start of their window), or None if none is stored."""
+        ...
+
+    async def add_sign_in_failure(self, client: str, now: int, window: int) -> None:
+        """Count a failed sign-in of `client` (one statement): one more in its window, or the first of a new window
+        starting at `now` if its window started `window` seconds ago or more."""
+        ...
+
+    async def sweep_console(self, now: int, window: int) -> tuple[int, int]:
+        """Delete the sessions expired by `now` and the failed sign-ins whose window started `window` seconds ago
+        or more; answer how many of each."""
+        ...
+
+
+class RoomStore(IdentityStore, AccessKeyStore, EventLog, CallStore, WindowStore, WebhookStore, ConsoleSessionStore,
+                Protocol):
     async def close(self) -> None: ...
 
     async def insert_room(
@@ -335,6 +409,11 @@ class RoomStore(IdentityStore, AccessKeyStore, EventLog, CallStore, WindowStore,
     async def query_rooms(self, query: RoomQuery, after: tuple[int, str] | None, limit: int) -> list[Room]:
         """Up to `limit` rooms that match `query`, by `valid_from` then id, strictly after the `(valid_from, id)`
         keyset cursor `after` (None: from the first). Every room stored counts, ended ones too, until purged."""
+        ...
+
+    async def count_rooms(self, query: RoomQuery, limit: int) -> int:
+        """How many rooms match `query`, counted up to `limit`: `limit` means that many or more. Read along the
+        same index as the query's pages until `limit` match (rooms of other states on the way are read too)."""
         ...
 
     async def list_participants(self, room_id: str, start: int, limit: int) -> RosterPage | None:

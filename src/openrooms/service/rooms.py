@@ -222,6 +222,12 @@ class RoomsService:
         last = rooms[limit - 1]
         return Page(rooms[:limit], paging.encode_cursor(_BY_VALID_FROM, last.valid_from, last.id))
 
+    async def count_in_state(self, state: str, limit: int) -> int:
+        """How many rooms are in `state` (of ROOM_STATES) now, counted up to `limit` (`limit`: that many or more)."""
+        if state not in ROOM_STATES:
+            raise errors.invalid_room_state(state, ROOM_STATES)
+        return await self._store.count_rooms(RoomQuery(self._clock.now(), frozenset({state})), limit)
+
     async def participants_list(
         self, room_id: str, cursor: str | None = None, page_size: int | None = None
     ) -> Page[Participant]:

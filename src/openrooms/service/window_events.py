@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from openrooms.events import types as t
 from openrooms.service import timestamps
 from openrooms.service.clock import TICKS_PER_SECOND, Clock
-from openrooms.service.ports import WindowInstant, WindowStore
+from openrooms.service.ports import StoreUnavailable, WindowInstant, WindowStore
 
 log = logging.getLogger("openrooms.windows")
 
@@ -57,6 +57,7 @@ class WindowScheduler:
         self._max_sleep_ticks = int(max_sleep_seconds * TICKS_PER_SECOND)
         self._wake = asyncio.Event()
         self._planned: int | None = None  # the instant the scheduler sleeps until (None: not sleeping)
+        self._claimed: int | None = None  # up to when the last claim emitted what fell due
 
     def note(self, valid_from: int, valid_until: int, now: int) -> None:
         """A room was created or updated here at `now` with this window: wake the scheduler if that brings an
@@ -80,14 +81,16 @@ class WindowScheduler:
             claimed = await self._store.claim_window_instants(now, window_events(now), CLAIM_LIMIT)
             if claimed is None:
                 return None if total == 0 else total
+            self._claimed = now
             total += claimed
             if claimed < CLAIM_LIMIT:
                 return total
 
     async def sleep_seconds(self) -> float:
-        """How long to sleep until the next instant ahead (at most the longest sleep)."""
+        """How long to sleep until the next instant after what the last claim covered (at most the longest
+        sleep): an instant that fell due since that claim is not skipped, it is claimed at once."""
         now = self._clock.now()
-        ahead = await self._store.next_window_instant(now)
+        ahead = await self._store.next_window_instant(now if self._claimed is None else min(self._claimed, now))
         latest = now + self._max_sleep_ticks
         self._planned = latest if ahead is None else min(ahead, latest)
         self._wake.clear()  # what was noted before is in the answer
@@ -105,9 +108,14 @@ class WindowScheduler:
                     delay = await self.sleep_seconds()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # the store is away for a moment
+            except StoreUnavailable as exc:  # the store is away for a moment
                 log.warning("window events: the claim failed, trying again: %s", exc)
                 self._wake.clear()
                 delay = FAILED_SECONDS
+            except Exception:  # a defect, not the store: said with its traceback; the scheduler goes on
+                log.exception("window events: the claim failed, trying again")
+                self._wake.clear()
+                delay = FAILED_SECONDS
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()

@@ -9,8 +9,9 @@ if TYPE_CHECKING:
     from openrooms.service.ports import RoomStore
 
 
-def open_store(settings: Settings, *, migrate_schema: bool) -> RoomStore:
-    """The store the settings name: PostgreSQL with `database_url`, else SQLite (a file, or in memory)."""
+def open_store(settings: Settings, *, migrate_schema: bool, background: bool = False) -> RoomStore:
+    """The store the settings name: PostgreSQL with `database_url`, else SQLite (a file, or in memory).
+    `background`: for a process that serves no requests (see `SqliteStore.open`)."""
     if settings.database_url:
         from openrooms.store.postgres import PostgresStore
 
@@ -25,4 +26,4 @@ def open_store(settings: Settings, *, migrate_schema: bool) -> RoomStore:
         )
     from openrooms.store.sqlite import SqliteStore
 
-    return SqliteStore.open(settings.database_path, migrate_schema=migrate_schema)
+    return SqliteStore.open(settings.database_path, migrate_schema=migrate_schema, background=background)

@@ -55,10 +55,11 @@ from openrooms.service.ports import (
     roster_change,
 )
 from openrooms.store import migrate, windows
+from openrooms.store.console_sessions import PostgresConsoleSessions
 from openrooms.store.postgres_webhooks import PostgresWebhooks
 from openrooms.store.protocol import RoomIdTaken, RoomQuery, RosterFull, RosterPage, StoreUnavailable, UserIdTaken
 from openrooms.store.records import created_room, created_room_value
-from openrooms.store.room_queries import room_query
+from openrooms.store.room_queries import CALL_ROOMS, room_count, room_query
 
 log = logging.getLogger("openrooms.store")
 
@@ -104,6 +105,8 @@ _LOCK_ADDED_USERS = (
 )
 
 
+# A roster entry, and its copy of its room's values (`room_queries.COPIED_COLUMNS`, migration 0014).
+_ROSTER_COLUMNS = "room_id, raw_id, role, seq, created_at, valid_from, valid_until, pstn_dial_out_enabled"
 # A room, its id claimed in the `room_ids` ledger and its roster, as one statement: its count is 0 when the id was
 # taken. The events lock is taken before anything is written (see `_EVENTS_LOCK_CLASS`). The statements of a WITH
 # see one another's rows only through RETURNING, and the roster's foreign key
@@ -114,8 +117,9 @@ _CREATE_ROOM = (
     "issued AS (INSERT INTO room_ids (id) SELECT %(id)s FROM locked, logging ON CONFLICT DO NOTHING RETURNING id), "
     f"room AS (INSERT INTO rooms ({_ROOM_COLUMNS}) "
     "SELECT id, %(created_at)s, %(valid_from)s, %(valid_until)s, %(pstn)s FROM issued RETURNING id), "
-    "roster AS (INSERT INTO participants (room_id, raw_id, role, seq) SELECT room.id, entry.raw_id, entry.role, "
-    "entry.seq FROM room, unnest(%(added)s::text[], %(roles)s::text[]) WITH ORDINALITY AS entry (raw_id, role, seq)), "
+    f"roster AS (INSERT INTO participants ({_ROSTER_COLUMNS}) SELECT room.id, entry.raw_id, entry.role, entry.seq, "
+    "%(created_at)s::bigint, %(valid_from)s::bigint, %(valid_until)s::bigint, %(pstn)s::boolean "
+    "FROM room, unnest(%(added)s::text[], %(roles)s::text[]) WITH ORDINALITY AS entry (raw_id, role, seq)), "
     "logged AS (INSERT INTO events (type, subject, room_id, time, data) SELECT event.* FROM room, "
     "unnest(%(ev_type)s::text[], %(ev_subject)s::text[], %(ev_room)s::text[], "
     "%(ev_time)s::bigint[], %(ev_data)s::text[]) AS event) "
@@ -154,6 +158,12 @@ _LIST_EVENTS = (
     "AND (%(room)s::text IS NULL OR room_id = %(room)s::text) ORDER BY tx, seq LIMIT %(limit)s"
 )
 
+# The last events up to a position, newest first (read backwards along the position index).
+_LATEST_EVENTS = (
+    f"SELECT {_EVENT_COLUMNS} FROM events WHERE (tx, seq) <= (%(tx)s::text::xid8, %(seq)s::bigint) "
+    "AND (%(types)s::text[] IS NULL OR type = ANY(%(types)s::text[])) "
+    "AND (%(room)s::text IS NULL OR room_id = %(room)s::text) ORDER BY tx DESC, seq DESC LIMIT %(limit)s"
+)
 
 def _event_arrays(events: Sequence[NewEvent]) -> dict[str, list[Any]]:
     return {
@@ -184,21 +194,38 @@ _PARTICIPANTS_PAGE = (
 
 
 # A roster change as one statement: the upserts (new participants take the places after the last one, in the order
-# given; a role change keeps its place), the removals, and the counts that tell the roster's size before
-# and after. The counts all come from the roster as the statement found it, without its own changes: its size,
-# how many of the upserted ids were not on it, and how many of the removed ones were. Every change to a roster
-# holds its room's lock (deleting a user too), so the roster found is the one the change before left.
+# given, with their copy of the room; a role change keeps its place), the removals, and the counts that tell the
+# roster's size before and after. The counts all come from the roster as the statement found it, without its own
+# changes: its size, how many of the upserted ids were not on it, and how many of the removed ones were. Every
+# change to a roster holds its room's lock (deleting a user too), so the roster found is the one the change before
+# left, and the room's values copied are the ones an update of the room before left.
 _CHANGE_ROSTER = (
-    "WITH upserted AS (INSERT INTO participants (room_id, raw_id, role, seq) "
-    "SELECT %(room)s, entry.raw_id, entry.role, latest.seq + entry.n "
+    f"WITH upserted AS (INSERT INTO participants ({_ROSTER_COLUMNS}) "
+    "SELECT room.id, entry.raw_id, entry.role, latest.seq + entry.n, "
+    "room.created_at, room.valid_from, room.valid_until, room.pstn_dial_out_enabled "
     "FROM unnest(%(upserted)s::text[], %(roles)s::text[]) WITH ORDINALITY AS entry (raw_id, role, n), "
-    "(SELECT coalesce(max(seq), 0) AS seq FROM participants WHERE room_id = %(room)s) latest "
+    "(SELECT coalesce(max(seq), 0) AS seq FROM participants WHERE room_id = %(room)s) latest, "
+    "rooms room WHERE room.id = %(room)s "
     "ON CONFLICT (room_id, raw_id) DO UPDATE SET role = excluded.role), "
     "removed AS (DELETE FROM participants WHERE room_id = %(room)s AND raw_id = ANY(%(removed)s::text[])) "
     "SELECT (SELECT count(*) FROM participants WHERE room_id = %(room)s), "
     "(SELECT count(*) FROM unnest(%(upserted)s::text[]) AS new (raw_id) WHERE NOT EXISTS "
     "(SELECT 1 FROM participants WHERE room_id = %(room)s AND raw_id = new.raw_id)), "
     "(SELECT count(*) FROM participants WHERE room_id = %(room)s AND raw_id = ANY(%(removed)s::text[]))"
+)
+
+
+# A room's update, with its roster's copies of it (those that differ: a change of nothing writes no entry).
+_UPDATE_ROOM = (
+    "WITH room AS (UPDATE rooms SET valid_from = coalesce(%(valid_from)s::bigint, valid_from), "
+    "valid_until = coalesce(%(valid_until)s::bigint, valid_until), "
+    "pstn_dial_out_enabled = coalesce(%(pstn)s::boolean, pstn_dial_out_enabled) "
+    f"WHERE id = %(room)s RETURNING {_ROOM_COLUMNS}), "
+    "roster AS (UPDATE participants entry SET valid_from = room.valid_from, valid_until = room.valid_until, "
+    "pstn_dial_out_enabled = room.pstn_dial_out_enabled FROM room WHERE entry.room_id = room.id "
+    "AND (entry.valid_from, entry.valid_until, entry.pstn_dial_out_enabled) "
+    "IS DISTINCT FROM (room.valid_from, room.valid_until, room.pstn_dial_out_enabled)) "
+    f"SELECT {_ROOM_COLUMNS} FROM room"
 )
 
 
@@ -258,12 +285,38 @@ def upgrade(url: str) -> str:
         with _schema_work(), engine.begin() as connection:
             connection.execute(text("SELECT pg_advisory_xact_lock(:c, hashtext(current_schema()))"),
                                {"c": _MIGRATE_LOCK_CLASS})
+            stored = migrate.current_revision(connection)
+            if stored is not None and not migrate.is_known_revision(stored):
+                raise SchemaMismatch(migrate.newer_than_known(stored))
             migrate.upgrade(connection)
             current = migrate.current_revision(connection)
     finally:
         engine.dispose()
     assert current is not None
     return current
+
+
+def revision(url: str) -> str | None:
+    """The schema revision of the database (None: no openrooms schema yet)."""
+    engine = _engine(url)
+    try:
+        with _schema_work(), engine.connect() as connection:
+            return migrate.current_revision(connection)
+    finally:
+        engine.dispose()
+
+
+def downgrade(url: str, revision: str) -> None:
+    """Bring the schema back to `revision` (`openrooms db downgrade`): the migrations after it are undone, with
+    what they stored, in one transaction, taking turns with any upgrade (the same advisory lock)."""
+    engine = _engine(url)
+    try:
+        with _schema_work(), engine.begin() as connection:
+            connection.execute(text("SELECT pg_advisory_xact_lock(:c, hashtext(current_schema()))"),
+                               {"c": _MIGRATE_LOCK_CLASS})
+            migrate.downgrade(connection, revision)
+    finally:
+        engine.dispose()
 
 
 def check_schema(url: str) -> None:
@@ -282,10 +335,7 @@ def check_schema(url: str) -> None:
     elif migrate.is_known_revision(current):
         problem = f"has schema revision {current}, older than this openrooms's {head}"
     else:
-        raise SchemaMismatch(
-            f"the database has schema revision {current}, which this openrooms (head {head}) does not know: "
-            "it was upgraded by a newer openrooms; run that version"
-        )
+        raise SchemaMismatch(migrate.newer_than_known(current))
     raise SchemaMismatch(f"the database {problem}; run `openrooms db upgrade --database-url ...` first")
 
 
@@ -312,7 +362,7 @@ def _connection_kwargs(url: str, connect_timeout: int = CONNECT_TIMEOUT) -> dict
     return kwargs
 
 
-class PostgresStore(PostgresWebhooks):
+class PostgresStore(PostgresWebhooks, PostgresConsoleSessions):
     def __init__(
         self, url: str, *, pool_size: int = DEFAULT_POOL_SIZE, connect_timeout: int = CONNECT_TIMEOUT,
         pool_wait: float = POOL_WAIT, call_timeout: float = CALL_TIMEOUT, reconnect_timeout: float = RECONNECT_TIMEOUT,
@@ -421,39 +471,21 @@ class PostgresStore(PostgresWebhooks):
         events: RoomUpdateEvents | None = None,
     ) -> Room | None:
         valid_from, valid_until = window or (None, None)
-        if events is not None:
-            return await self._update_room_logged(room_id, valid_from, valid_until, pstn_dial_out_enabled, events)
-        async with self._connection() as db:  # one statement: atomic without a transaction of its own
-            cursor = await db.execute(
-                "UPDATE rooms SET valid_from = coalesce(%s::bigint, valid_from), "
-                "valid_until = coalesce(%s::bigint, valid_until), "
-                "pstn_dial_out_enabled = coalesce(%s::boolean, pstn_dial_out_enabled) "
-                f"WHERE id = %s RETURNING {_ROOM_COLUMNS}",
-                (valid_from, valid_until, pstn_dial_out_enabled, room_id),
-            )
-            row = await cursor.fetchone()
-        return None if row is None else _room(row)
-
-    async def _update_room_logged(
-        self, room_id: str, valid_from: int | None, valid_until: int | None, pstn: bool | None,
-        events: RoomUpdateEvents,
-    ) -> Room | None:
-        async with self._transaction(logs=True) as db:
+        async with self._transaction(logs=events is not None) as db:
+            # The room's row first: a roster change holds it while it adds entries with their copies of the room,
+            # so the update below, a statement of its own, sees them and the roster changes after it see the room
+            # it leaves.
             cursor = await db.execute(f"SELECT {_ROOM_COLUMNS} FROM rooms WHERE id = %s FOR NO KEY UPDATE", (room_id,))
             before = await cursor.fetchone()
             if before is None:
                 return None
-            cursor = await db.execute(
-                "UPDATE rooms SET valid_from = coalesce(%s::bigint, valid_from), "
-                "valid_until = coalesce(%s::bigint, valid_until), "
-                "pstn_dial_out_enabled = coalesce(%s::boolean, pstn_dial_out_enabled) "
-                f"WHERE id = %s RETURNING {_ROOM_COLUMNS}",
-                (valid_from, valid_until, pstn, room_id),
-            )
+            cursor = await db.execute(_UPDATE_ROOM, {"room": room_id, "valid_from": valid_from,
+                                                     "valid_until": valid_until, "pstn": pstn_dial_out_enabled})
             row = await cursor.fetchone()
             assert row is not None
             room = _room(row)
-            await _append(db, events(_room(before), room))
+            if events is not None:
+                await _append(db, events(_room(before), room))
         return room
 
     async def delete_room(self, room_id: str, events: Sequence[NewEvent] = ()) -> bool:
@@ -487,6 +519,14 @@ class PostgresStore(PostgresWebhooks):
             cursor = await db.execute(statement, params)
             rows = await cursor.fetchall()
         return [_room(row) for row in rows]
+
+    async def count_rooms(self, query: RoomQuery, limit: int) -> int:
+        statement, params = room_count(query, limit, lambda name, kind: f"%({name})s::{kind}")
+        async with self._connection() as db:
+            cursor = await db.execute(statement, params)
+            row = await cursor.fetchone()
+        assert row is not None
+        return int(row[0])
 
     async def list_participants(self, room_id: str, start: int, limit: int) -> RosterPage | None:
         async with self._connection() as db:  # one statement, one snapshot: whether the room exists, and the page
@@ -595,6 +635,18 @@ class PostgresStore(PostgresWebhooks):
                                                      "horizon": str(horizon[0])})
             rows = await cursor.fetchall()
         return [StoredEvent((row[0], row[1]), row[2], row[3], row[4], row[5], row[6].encode()) for row in rows]
+
+    async def latest_events(
+        self, types: Collection[str] | None, room_id: str | None, limit: int
+    ) -> tuple[list[StoredEvent], tuple[int, int]]:
+        async with self._connection() as db:
+            end = await self._log_end(db)
+            cursor = await db.execute(_LATEST_EVENTS, {"tx": str(end[0]), "seq": end[1], "room": room_id,
+                                                       "limit": limit,
+                                                       "types": None if types is None else list(types)})
+            rows = await cursor.fetchall()
+        return [StoredEvent((row[0], row[1]), row[2], row[3], row[4], row[5], row[6].encode())
+                for row in reversed(rows)], end
 
     async def purge_events(self, before: int) -> int:
         async with self._connection() as db:
@@ -798,12 +850,17 @@ class PostgresStore(PostgresWebhooks):
             yield None
 
     async def _listen(self, channel: str) -> AsyncIterator[str]:
-        connection = await AsyncConnection.connect(libpq_url(self._url), **_connection_kwargs(self._url))
+        try:
+            connection = await AsyncConnection.connect(libpq_url(self._url), **_connection_kwargs(self._url))
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(_reason(exc)) from exc
         try:
             await connection.execute(f"LISTEN {channel}")
             yield ""
             async for notify in connection.notifies():
                 yield notify.payload
+        except psycopg.OperationalError as exc:  # the connection was lost
+            raise StoreUnavailable(_reason(exc)) from exc
         finally:
             await connection.close()
 
@@ -838,6 +895,13 @@ class PostgresStore(PostgresWebhooks):
                                       (room_id,))
             row = await cursor.fetchone()
         return None if row is None else CallServer(*row)
+
+    async def list_call_rooms(self, now: int, limit: int) -> list[str]:
+        async with self._connection() as db:
+            cursor = await db.execute(CALL_ROOMS.format(now="%(now)s", limit="%(limit)s"),
+                                      {"now": now, "limit": limit})
+            rows = await cursor.fetchall()
+        return [row[0] for row in rows]
 
     async def release_call_server(
         self, room_id: str, server_call_id: str, events: Sequence[NewEvent] = ()

@@ -1,11 +1,13 @@
-"""Webhook subscriptions, queues and dead letters in PostgreSQL (`WebhookStore`; the tables of migration 0012).
+"""Webhook subscriptions, queues and dead letters in PostgreSQL (`WebhookStore`; migrations 0012, 0015, 0016, 0017).
 
-Any number of instances dispatch at once. A queue (a subscription's deliveries of one room) is leased by one of
-them at a time: claims take due queues whose lease has expired with `FOR UPDATE SKIP LOCKED`, so two instances
-never claim the same one. Changes to a queue's deliveries take the locks in one order, the subscription's row,
-then the deliveries', then the queue's, so that they never deadlock; and each reads the queue's first pending
-delivery in a statement after it holds the queue's row, so it sees every change committed before it.
-A part of `PostgresStore`: its `_connection` and `_transaction` are the ones this uses.
+Any number of instances dispatch at once. A subscription is leased by one of them at a time (a compare-and-set on
+its row: the owner's, or one whose lease has expired), which delivers its events from the log and moves its cursor
+on with a compare-and-set on the cursor and the owner. A queue (a subscription's deliveries of one room) is leased
+by one of them at a time: claims take due queues whose lease has expired (or names a holder the claim names as gone)
+with `FOR UPDATE SKIP LOCKED`, so two instances never claim the same one. Changes to a queue's deliveries take the
+locks in one order, the subscription's row, then the deliveries', then the queue's, so that they never deadlock; and
+each reads the queue's first pending delivery in a statement after it holds the queue's row, so it sees every change
+committed before it. A part of `PostgresStore`: its `_connection` and `_transaction` are the ones this uses.
 """
 
 from __future__ import annotations
@@ -16,20 +18,31 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from openrooms.events.subscriptions import Delivery, DeliveryState, Outcome, Subscription
-from openrooms.events.types import StoredEvent
+from openrooms.events.subscriptions import BatchEnd, Claimed, Delivery, DeliveryState, Outcome, Subscription
 from openrooms.store.sqlite_webhooks import (
+    BATCH_END,
     DELIVERY_COLUMNS,
     DELIVERY_STATES,
+    INSERT_PARKED,
+    INSERTED_COLUMNS,
+    LEASE,
+    NEXT_DUE,
+    NEXT_DUE_WINDOW,
+    PARKED_ROOMS,
+    QUEUE_HOLDERS,
+    QUEUE_PARKED,
+    SUBSCRIPTION_COLUMNS,
+    batch_end_parameters,
     delivery_of,
     outcome_statements,
+    parked_rows,
     states_of,
     subscription_of,
     types_json,
 )
 
-_SUBSCRIPTION_COLUMNS = ("id, endpoint, types, room_id, event_schema, secret, created_at, updated_at, cursor_tx, "
-                         "cursor_seq")
+_DELIVERY_STATES = DELIVERY_STATES.format(after="(e.tx, e.seq) > (s.cursor_tx::text::xid8, s.cursor_seq)",
+                                          types="SELECT json_array_elements_text(s.types::json)")
 _QUEUE = "subscription_id = %s AND room_key = %s"
 _RELEASE = f"UPDATE webhook_queues SET next_attempt_at = %s, owner = NULL, expires_at = 0 WHERE {_QUEUE}"
 
@@ -46,14 +59,15 @@ class PostgresWebhooks:
         async with self._transaction() as db:
             stored = subscription._replace(cursor=await self._log_end(db))
             await db.execute(
-                f"INSERT INTO webhook_subscriptions ({_SUBSCRIPTION_COLUMNS}) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (*stored[:2], types_json(stored), *stored[3:8], *stored.cursor))  # type: ignore[misc]
+                f"INSERT INTO webhook_subscriptions ({INSERTED_COLUMNS}) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (*stored[:2], types_json(stored), *stored[3:8], *stored.cursor,  # type: ignore[misc]
+                 stored.max_events_per_batch, stored.preferred_batch_kilobytes))
         return stored
 
     async def get_subscription(self, subscription_id: str) -> Subscription | None:
         async with self._connection() as db:
-            cursor = await db.execute(f"SELECT {_SUBSCRIPTION_COLUMNS} FROM webhook_subscriptions WHERE id = %s",
+            cursor = await db.execute(f"SELECT {SUBSCRIPTION_COLUMNS} FROM webhook_subscriptions WHERE id = %s",
                                       (subscription_id,))
             row = await cursor.fetchone()
         return None if row is None else subscription_of(row)
@@ -61,7 +75,7 @@ class PostgresWebhooks:
     async def list_subscriptions(self) -> list[Subscription]:
         async with self._connection() as db:
             cursor = await db.execute(
-                f"SELECT {_SUBSCRIPTION_COLUMNS} FROM webhook_subscriptions ORDER BY created_at, id")
+                f"SELECT {SUBSCRIPTION_COLUMNS} FROM webhook_subscriptions ORDER BY created_at, id")
             rows = await cursor.fetchall()
         return [subscription_of(row) for row in rows]
 
@@ -70,8 +84,9 @@ class PostgresWebhooks:
         async with self._connection() as db:
             cursor = await db.execute(
                 "UPDATE webhook_subscriptions SET endpoint = %s, types = %s, room_id = %s, event_schema = %s, "
-                "secret = %s, updated_at = %s WHERE id = %s",
-                (s.endpoint, types_json(s), s.room_id, s.schema, s.secret, s.updated_at, s.id))
+                "secret = %s, updated_at = %s, max_events_per_batch = %s, preferred_batch_kilobytes = %s WHERE id = %s",
+                (s.endpoint, types_json(s), s.room_id, s.schema, s.secret, s.updated_at, s.max_events_per_batch,
+                 s.preferred_batch_kilobytes, s.id))
             return cursor.rowcount > 0
 
     async def delete_subscription(self, subscription_id: str) -> bool:
@@ -79,53 +94,62 @@ class PostgresWebhooks:
             cursor = await db.execute("DELETE FROM webhook_subscriptions WHERE id = %s", (subscription_id,))
             return cursor.rowcount > 0
 
-    async def enqueue_deliveries(self, subscription_id: str, expected: tuple[int, int], cursor: tuple[int, int],
-                                 events: Sequence[StoredEvent], now: int) -> bool:
-        async with self._transaction() as db:
-            moved = await db.execute(
-                "UPDATE webhook_subscriptions SET cursor_tx = %s, cursor_seq = %s "
-                "WHERE id = %s AND cursor_tx = %s AND cursor_seq = %s", (*cursor, subscription_id, *expected))
+    async def lease_subscription(self, subscription_id: str, owner: str, now: int, lease_until: int,
+                                 replacing: str | None = None) -> bool:
+        async with self._connection() as db:
+            cursor = await db.execute(LEASE.format(q="%s"),
+                                      (owner, lease_until, subscription_id, owner, now, replacing))
+            return cursor.rowcount > 0
+
+    async def parked_rooms(self, subscription_id: str) -> set[str]:
+        async with self._connection() as db:
+            cursor = await db.execute(PARKED_ROOMS.format(q="%s"), (subscription_id,))
+            return {row[0] for row in await cursor.fetchall()}
+
+    async def finish_batch(self, batch: BatchEnd) -> bool:
+        async with self._transaction() as db:  # the subscription's row first, then the deliveries, then the queues
+            moved = await db.execute(BATCH_END.format(q="%s"), batch_end_parameters(batch))
             if not moved.rowcount:
                 return False
-            keys = sorted({e.room_id or "" for e in events})
-            if keys:
-                await db.execute(
-                    "INSERT INTO webhook_queues (subscription_id, room_key, next_attempt_at, expires_at) "
-                    "SELECT %s, key, %s, 0 FROM unnest(%s::text[]) WITH ORDINALITY AS k (key, n) ORDER BY n "
-                    "ON CONFLICT (subscription_id, room_key) "
-                    "DO UPDATE SET next_attempt_at = "
-                    "coalesce(webhook_queues.next_attempt_at, excluded.next_attempt_at)",
-                    (subscription_id, now, keys))
-                await db.execute(
-                    "INSERT INTO webhook_deliveries (subscription_id, room_key, event_tx, event_seq, type, subject, "
-                    "time, data, state, attempts, next_attempt_at, enqueued_at) "
-                    "SELECT %(sub)s, e.room_key, e.tx, e.seq, e.type, e.subject, e.time, e.data, 'pending', 0, "
-                    "%(now)s, %(now)s FROM unnest(%(room)s::text[], %(tx)s::bigint[], %(seq)s::bigint[], "
-                    "%(type)s::text[], %(subject)s::text[], %(time)s::bigint[], %(data)s::text[]) WITH ORDINALITY "
-                    "AS e (room_key, tx, seq, type, subject, time, data, n) ORDER BY e.n ON CONFLICT DO NOTHING",
-                    {"sub": subscription_id, "now": now, "room": [e.room_id or "" for e in events],
-                     "tx": [e.position[0] for e in events], "seq": [e.position[1] for e in events],
-                     "type": [e.type for e in events], "subject": [e.subject for e in events],
-                     "time": [e.time for e in events], "data": [e.data.decode() for e in events]})
+            if batch.parked:
+                deliveries, queues = parked_rows(batch)
+                async with db.cursor() as writing:
+                    await writing.executemany(INSERT_PARKED.format(q="%s"), deliveries)
+                    await writing.executemany(QUEUE_PARKED.format(q="%s"), queues)
         return True
 
-    async def claim_deliveries(self, owner: str, now: int, lease_until: int, limit: int) -> list[Delivery]:
+    async def claim_deliveries(self, owner: str, now: int, lease_until: int, limit: int,
+                               replacing: Collection[str] = ()) -> Claimed:
         async with self._transaction() as db:
             cursor = await db.execute(
                 "UPDATE webhook_queues q SET owner = %(owner)s, expires_at = %(until)s FROM (SELECT subscription_id, "
-                "room_key FROM webhook_queues WHERE next_attempt_at <= %(now)s AND expires_at <= %(now)s "
+                "room_key FROM webhook_queues WHERE next_attempt_at <= %(now)s "
+                "AND (expires_at <= %(now)s OR owner = ANY(%(gone)s::text[])) "
                 "ORDER BY next_attempt_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED) picked "
                 "WHERE q.subscription_id = picked.subscription_id AND q.room_key = picked.room_key "
                 "RETURNING q.subscription_id, q.room_key",
-                {"owner": owner, "until": lease_until, "now": now, "limit": limit})
+                {"owner": owner, "until": lease_until, "now": now, "limit": limit, "gone": sorted(replacing)})
+            queues = [tuple(row) for row in await cursor.fetchall()]
+            if not queues:
+                return Claimed([], await _next_due(db))
+            heads = await _heads(db, queues)
             claimed = []
-            for subscription_id, room_key in await cursor.fetchall():
-                head = await _head(db, subscription_id, room_key)
+            released = []
+            for key in queues:
+                head = heads.get(key)
                 if head is not None and head[1] <= now:
                     claimed.append(head[0])
                 else:  # nothing due after all: let go, due when its first pending delivery is
-                    await db.execute(_RELEASE, (None if head is None else head[1], subscription_id, room_key))
-        return claimed
+                    released.append((None if head is None else head[1], *key))
+            if released:
+                async with db.cursor() as releasing:
+                    await releasing.executemany(_RELEASE, released)
+            return Claimed(claimed, await _next_due(db))
+
+    async def queue_holders(self, now: int) -> set[str]:
+        async with self._connection() as db:
+            cursor = await db.execute(QUEUE_HOLDERS.format(mark="%s"), (now, NEXT_DUE_WINDOW, now))
+            return {row[0] for row in await cursor.fetchall()}
 
     async def finish_delivery(self, delivery: Delivery, owner: str, outcome: Outcome, now: int,
                               lease_until: int) -> Delivery | None:
@@ -147,14 +171,11 @@ class PostgresWebhooks:
 
     async def next_due(self) -> int | None:
         async with self._connection() as db:
-            cursor = await db.execute("SELECT min(greatest(next_attempt_at, expires_at)) FROM webhook_queues "
-                                      "WHERE next_attempt_at IS NOT NULL")
-            row = await cursor.fetchone()
-        return None if row is None else row[0]
+            return await _next_due(db)
 
     async def delivery_states(self) -> dict[str, DeliveryState]:
         async with self._connection() as db:
-            cursor = await db.execute(DELIVERY_STATES)
+            cursor = await db.execute(_DELIVERY_STATES)
             return states_of(await cursor.fetchall())
 
     async def list_dead_letters(self, subscription_id: str, limit: int) -> list[Delivery]:
@@ -183,6 +204,12 @@ class PostgresWebhooks:
         ...  # PostgresStore's (LISTEN on the channel of migration 0012)
 
 
+async def _next_due(db: AsyncConnection[Any]) -> int | None:
+    cursor = await db.execute(NEXT_DUE.format(mark="%s"), (NEXT_DUE_WINDOW,))
+    row = await cursor.fetchone()
+    return None if row is None else row[0]
+
+
 async def _head(db: AsyncConnection[Any], subscription_id: str, room_key: str) -> tuple[Delivery, int] | None:
     """A queue's first pending delivery and when it is due."""
     cursor = await db.execute(
@@ -190,3 +217,16 @@ async def _head(db: AsyncConnection[Any], subscription_id: str, room_key: str) -
         "ORDER BY seq LIMIT 1", (subscription_id, room_key))
     row = await cursor.fetchone()
     return None if row is None else (delivery_of(row), row[-1])
+
+
+async def _heads(db: AsyncConnection[Any],
+                 queues: Sequence[tuple[Any, ...]]) -> dict[tuple[Any, ...], tuple[Delivery, int]]:
+    """The first pending delivery of each of these queues, and when it is due, with one statement (after the one
+    that holds their rows)."""
+    cursor = await db.execute(
+        f"SELECT {', '.join('d.' + c for c in DELIVERY_COLUMNS.split(', '))}, d.next_attempt_at "
+        "FROM unnest(%s::text[], %s::text[]) AS k (subscription_id, room_key) CROSS JOIN LATERAL "
+        f"(SELECT {DELIVERY_COLUMNS}, next_attempt_at FROM webhook_deliveries w WHERE w.subscription_id = "
+        "k.subscription_id AND w.room_key = k.room_key AND w.state = 'pending' ORDER BY w.seq LIMIT 1) d",
+        ([key[0] for key in queues], [key[1] for key in queues]))
+    return {(row[1], row[2]): (delivery_of(row), row[-1]) for row in await cursor.fetchall()}

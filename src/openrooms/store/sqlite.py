@@ -19,7 +19,7 @@ import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -43,9 +43,10 @@ from openrooms.service.ports import (
 )
 from openrooms.store import sqlite_schema, windows
 from openrooms.store.changes import FOREVER, NOTHING, ChangeCounters, Changes, KeptReads
+from openrooms.store.console_sessions import SqliteConsoleSessions
 from openrooms.store.protocol import RoomIdTaken, RoomQuery, RosterFull, RosterPage, StoreUnavailable, UserIdTaken
 from openrooms.store.records import created_room, created_room_value
-from openrooms.store.room_queries import room_query
+from openrooms.store.room_queries import CALL_ROOMS, room_count, room_query
 from openrooms.store.sqlite_webhooks import SqliteWebhooks
 from openrooms.store.writer import GroupCommitWriter
 
@@ -53,6 +54,8 @@ T = TypeVar("T")
 # A write transaction: a function of the connection that returns its result and what it changed.
 WriteTransaction = Callable[[sqlite3.Connection], tuple[T, Changes]]
 _ROOM_COLUMNS = "id, created_at, valid_from, valid_until, pstn_dial_out_enabled"
+# A roster entry, and its copy of its room's values (`room_queries.COPIED_COLUMNS`, migration 0014).
+_ROSTER_COLUMNS = "room_id, raw_id, role, seq, created_at, valid_from, valid_until, pstn_dial_out_enabled"
 _PURGE_BATCH = 1000
 _RESOURCE_ID = "resource_id"
 _KEY_COLUMNS = "kid, private_key_pem, certificate_pem, created_at"
@@ -92,6 +95,35 @@ _ROOMS_PAGE_AFTER = _rooms_page("(created_at, id) < (?, ?) AND valid_until > ?")
 
 def _record(row: tuple[str, str, str, bytes, int]) -> CreateRecord:
     return CreateRecord(row[0], row[1], created_room(row[2], bytes(row[3])), row[4])
+
+
+def _migrating(connection: sqlite3.Connection, step: Callable[[Any], None]) -> None:
+    """Run the migrations `step` (given a SQLAlchemy connection) in one transaction: all of them or none, a crash
+    midway included (the driver's connection otherwise commits each statement on its own); a writer of another
+    process waits for it. Foreign keys are off meanwhile and checked before the commit: a migration that rebuilds
+    a table (copy, drop, rename) would otherwise delete the rows that refer to it (ON DELETE CASCADE)."""
+    import sqlalchemy.exc
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import StaticPool
+
+    engine = create_engine("sqlite://", creator=lambda: connection, poolclass=StaticPool)
+    connection.execute("PRAGMA foreign_keys = OFF")  # (not inside a transaction: it would do nothing there)
+    try:
+        with engine.connect() as sa_connection:
+            sa_connection.begin()  # Alembic then leaves the commit to this function
+            connection.execute("BEGIN IMMEDIATE")
+            step(sa_connection)
+            dangling = connection.execute("PRAGMA foreign_key_check").fetchall()
+            if dangling:
+                raise sqlite3.IntegrityError(f"the migrations would leave {len(dangling)} rows referring to rows "
+                                             f"that are gone (the first: {dangling[0]}); nothing was changed")
+            sa_connection.commit()
+    except sqlalchemy.exc.DBAPIError as exc:  # as the driver raised it
+        raise exc.orig if isinstance(exc.orig, sqlite3.Error) else sqlite3.Error(str(exc)) from exc
+    finally:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        connection.execute("PRAGMA foreign_keys = ON")
 
 
 def _connect(target: str, busy_timeout_ms: int, *, wal: bool) -> sqlite3.Connection:
@@ -136,7 +168,7 @@ def _roster_size(db: sqlite3.Connection, room_id: str) -> int:
     return int(db.execute("SELECT count(*) FROM participants WHERE room_id = ?", (room_id,)).fetchone()[0])
 
 
-class SqliteStore(SqliteWebhooks):
+class SqliteStore(SqliteWebhooks, SqliteConsoleSessions):
     def __init__(
         self, writer: GroupCommitWriter, reader: sqlite3.Connection | None, changes: ChangeCounters | None = None
     ) -> None:
@@ -159,8 +191,15 @@ class SqliteStore(SqliteWebhooks):
         writer.after_commit = self._after_commit
 
     @classmethod
-    def open(cls, path: Path | None, *, migrate_schema: bool = True, busy_timeout_ms: int = 5000) -> SqliteStore:
-        """Open (and with `migrate_schema`, create or upgrade) the database; `path` None keeps it in memory."""
+    def open(cls, path: Path | None, *, migrate_schema: bool = True, busy_timeout_ms: int = 5000,
+             background: bool = False) -> SqliteStore:
+        """Open (and with `migrate_schema`, create or upgrade) the database; `path` None keeps it in memory.
+        `background`: for a process that serves no requests (webhook delivery), whose writes must keep the serving
+        processes waiting as little as can be: they write `inline` (`GroupCommitWriter`), and commit without
+        waiting for the disk (`synchronous = NORMAL`: in WAL mode a crash of the process loses nothing, a power
+        loss at most its last commits, which the next durable commit of any process would have kept). What it
+        writes is bookkeeping of what it delivered: losing it means repeats (at least once), never a lost event,
+        and the serving processes commit their changes and events durably."""
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
         connection = _connect(":memory:" if path is None else str(path), busy_timeout_ms, wal=path is not None)
@@ -172,7 +211,9 @@ class SqliteStore(SqliteWebhooks):
         reader = None if path is None else _connect(str(path), busy_timeout_ms, wal=True)
         if path is None:
             return cls(GroupCommitWriter(connection), reader, ChangeCounters.open(None))
-        writer = GroupCommitWriter(connection, path.with_name(path.name + "-writer.lock"))
+        if background:
+            connection.execute("PRAGMA synchronous = NORMAL")
+        writer = GroupCommitWriter(connection, path.with_name(path.name + "-writer.lock"), inline=background)
         # Counters bumped by writers that do not take turns could go back: without the lock file, keep nothing.
         changes = ChangeCounters.open(path.with_name(path.name + "-changes")) if writer.locks_across_processes else None
         return cls(writer, reader, changes)
@@ -187,6 +228,29 @@ class SqliteStore(SqliteWebhooks):
         finally:
             connection.close()
 
+    @classmethod
+    def revision(cls, path: Path, *, busy_timeout_ms: int = 5000) -> str | None:
+        """The schema revision of the database at `path` (None: none yet, or no database there)."""
+        if not path.exists():
+            return None
+        connection = _connect(str(path), busy_timeout_ms, wal=False)
+        try:
+            return sqlite_schema.stored_revision(connection)
+        finally:
+            connection.close()
+
+    @classmethod
+    def downgrade(cls, path: Path, revision: str, *, busy_timeout_ms: int = 5000) -> None:
+        """Bring the schema back to `revision` (`openrooms db downgrade`): the migrations after it are undone, with
+        what they stored, in one transaction."""
+        from openrooms.store import migrate
+
+        connection = _connect(str(path), busy_timeout_ms, wal=True)
+        try:
+            _migrating(connection, lambda db: migrate.downgrade(db, revision))
+        finally:
+            connection.close()
+
     @staticmethod
     def _check_schema(connection: sqlite3.Connection, migrate_schema: bool) -> None:
         if sqlite_schema.open_without_migrations(connection, create=migrate_schema):
@@ -196,11 +260,14 @@ class SqliteStore(SqliteWebhooks):
 
         from openrooms.store import migrate
 
+        stored = sqlite_schema.stored_revision(connection)
+        if stored is not None and not migrate.is_known_revision(stored):
+            raise SchemaMismatch(migrate.newer_than_known(stored))
+
+        if migrate_schema:
+            _migrating(connection, migrate.upgrade)
         engine = create_engine("sqlite://", creator=lambda: connection, poolclass=StaticPool)
         with engine.connect() as sa_connection:
-            if migrate_schema:
-                migrate.upgrade(sa_connection)
-                sa_connection.commit()
             current, head = migrate.current_revision(sa_connection), migrate.head_revision()
         if current != head:
             raise SchemaMismatch(
@@ -283,10 +350,11 @@ class SqliteStore(SqliteWebhooks):
                 f"INSERT INTO rooms ({_ROOM_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
                 (room.id, room.created_at, room.valid_from, room.valid_until, room.pstn_dial_out_enabled),
             )
-            if participants:
+            if participants:  # each entry with its copy of the room (room_queries.py)
+                values = (room.created_at, room.valid_from, room.valid_until, room.pstn_dial_out_enabled)
                 db.executemany(
-                    "INSERT INTO participants (room_id, raw_id, role, seq) VALUES (?, ?, ?, ?)",
-                    [(room.id, p.raw_id, p.role.value, seq) for seq, p in enumerate(participants, 1)],
+                    f"INSERT INTO participants ({_ROSTER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(room.id, p.raw_id, p.role.value, seq, *values) for seq, p in enumerate(participants, 1)],
                 )
             if record is not None:
                 db.execute(
@@ -337,6 +405,13 @@ class SqliteStore(SqliteWebhooks):
             if row is None:
                 return None, NOTHING
             room = _room(row)
+            if before is None or tuple(before) != tuple(row):
+                # The roster's copies of the room follow it (migration 0014; those that differ).
+                db.execute(
+                    "UPDATE participants SET valid_from = ?2, valid_until = ?3, pstn_dial_out_enabled = ?4 "
+                    "WHERE room_id = ?1 AND (valid_from <> ?2 OR valid_until <> ?3 OR pstn_dial_out_enabled <> ?4)",
+                    (room.id, room.valid_from, room.valid_until, room.pstn_dial_out_enabled),
+                )
             if events is not None and before is not None:
                 self._log(events(_room(before), room))
             return room, Changes({room_id: room})
@@ -376,6 +451,10 @@ class SqliteStore(SqliteWebhooks):
         statement, params = room_query(_ROOM_COLUMNS, query, after, limit, lambda name, _: f":{name}")
         page: str = await self._read(lambda db: db.execute(_as_json_array(statement), params).fetchone()[0])
         return _ROOMS.decode(page)
+
+    async def count_rooms(self, query: RoomQuery, limit: int) -> int:
+        statement, params = room_count(query, limit, lambda name, _: f":{name}")
+        return int(await self._read(lambda db: db.execute(statement, params).fetchone()[0]))
 
     async def list_participants(self, room_id: str, start: int, limit: int) -> RosterPage | None:
         def query(db: sqlite3.Connection) -> tuple[int | None, str, int | None]:
@@ -424,16 +503,18 @@ class SqliteStore(SqliteWebhooks):
         max_participants: int | None = None, events: RosterChangeEvents | None = None,
     ) -> bool:
         def transaction(db: sqlite3.Connection) -> tuple[bool, Changes]:
-            # Whether the room exists, its roster's size and the last place taken in it, in one statement (each one
-            # lets go of the GIL).
-            exists, before, last = db.execute(
-                "SELECT (SELECT 1 FROM rooms WHERE id = ?1), "
+            # The room's values (no row: no room), its roster's size and the last place taken in it, in one
+            # statement (each one lets go of the GIL).
+            row = db.execute(
+                "SELECT created_at, valid_from, valid_until, pstn_dial_out_enabled, "
                 "iif(?2, (SELECT count(*) FROM participants WHERE room_id = ?1), 0), "
-                "iif(?3, (SELECT coalesce(max(seq), 0) FROM participants WHERE room_id = ?1), 0)",
+                "iif(?3, (SELECT coalesce(max(seq), 0) FROM participants WHERE room_id = ?1), 0) "
+                "FROM rooms WHERE id = ?1",
                 (room_id, max_participants is not None and bool(upserts), bool(upserts)),
             ).fetchone()
-            if exists is None:
+            if row is None:
                 return False, NOTHING
+            *values, before, last = row
             found: dict[str, str] = {}
             if events is not None:  # the roles, before the change, of everyone it names
                 named = msgspec.json.encode([*upserts, *removals]).decode()
@@ -441,12 +522,12 @@ class SqliteStore(SqliteWebhooks):
                     "SELECT raw_id, role FROM participants WHERE room_id = ? AND raw_id IN "
                     "(SELECT value FROM json_each(?))", (room_id, named)).fetchall())
             if upserts:
-                # New participants take the places after the last one, in the order given; a role change keeps
-                # its place (the conflict leaves `seq` as it was).
+                # New participants take the places after the last one, in the order given, with their copy of
+                # the room; a role change keeps its place (the conflict leaves `seq` as it was).
                 db.executemany(
-                    "INSERT INTO participants (room_id, raw_id, role, seq) VALUES (?, ?, ?, ?) "
+                    f"INSERT INTO participants ({_ROSTER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT (room_id, raw_id) DO UPDATE SET role = excluded.role",
-                    [(room_id, raw_id, role.value, seq)
+                    [(room_id, raw_id, role.value, seq, *values)
                      for seq, (raw_id, role) in enumerate(upserts.items(), last + 1)],
                 )
             if removals:
@@ -509,6 +590,27 @@ class SqliteStore(SqliteWebhooks):
         statement = f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?"
         rows = await self._read(lambda db: db.execute(statement, (*params, limit)).fetchall())
         return [_stored(row) for row in rows]
+
+    async def latest_events(
+        self, types: Collection[str] | None, room_id: str | None, limit: int
+    ) -> tuple[list[StoredEvent], tuple[int, int]]:
+        where, params = ["seq <= ?"], []
+        if types is not None:
+            where.append("type IN (SELECT value FROM json_each(?))")
+            params.append(msgspec.json.encode(list(types)).decode())
+        if room_id is not None:
+            where.append("room_id = ?")
+            params.append(room_id)
+        statement = f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?"
+
+        def read(db: sqlite3.Connection) -> tuple[list[StoredEvent], tuple[int, int]]:
+            # The end first: an event written between the two statements comes after it, so the page (bounded by
+            # the end) leaves it to the reader that goes on from the end.
+            end = int(db.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
+            rows = db.execute(statement, (end, *params, limit)).fetchall()
+            return [_stored(row) for row in reversed(rows)], (0, end)
+
+        return await self._read(read)
 
     async def purge_events(self, before: int) -> int:
         # From the oldest on, up to the first event that is not older than `before`: the log has no index on
@@ -718,6 +820,10 @@ class SqliteStore(SqliteWebhooks):
         row = await self._read(lambda db: db.execute(
             f"SELECT {_CALL_SERVER_COLUMNS} FROM call_servers WHERE room_id = ?", (room_id,)).fetchone())
         return None if row is None else CallServer(*row)
+
+    async def list_call_rooms(self, now: int, limit: int) -> list[str]:
+        rows = await self._read(lambda db: db.execute(CALL_ROOMS.format(now="?1", limit="?2"), (now, limit)).fetchall())
+        return [row[0] for row in rows]
 
     async def release_call_server(
         self, room_id: str, server_call_id: str, events: Sequence[NewEvent] = ()

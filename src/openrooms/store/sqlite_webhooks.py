@@ -1,4 +1,4 @@
-"""Webhook subscriptions, queues and dead letters in SQLite (`WebhookStore`; the tables of migration 0012).
+"""Webhook subscriptions, queues and dead letters in SQLite (`WebhookStore`; migrations 0012, 0015, 0016, 0017).
 
 Writers take turns (one write transaction at a time, across processes), so a queue's deliveries change one
 transaction at a time and need no row locks; the leases matter when several worker processes share one file.
@@ -14,20 +14,21 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from openrooms.events.subscriptions import Delivery, DeliveryState, Outcome, Subscription
-from openrooms.events.types import StoredEvent
+from openrooms.events.subscriptions import BatchEnd, Claimed, Delivery, DeliveryState, Outcome, Subscription
 from openrooms.store.changes import NOTHING, Changes
 
 T = TypeVar("T")
-_SUBSCRIPTION_COLUMNS = ("id, endpoint, types, room_id, event_schema, secret, created_at, updated_at, cursor_tx, "
-                         "cursor_seq")
+INSERTED_COLUMNS = ("id, endpoint, types, room_id, event_schema, secret, created_at, updated_at, cursor_tx, "
+                    "cursor_seq, max_events_per_batch, preferred_batch_kilobytes")
+SUBSCRIPTION_COLUMNS = f"{INSERTED_COLUMNS}, owner, expires_at"
 DELIVERY_COLUMNS = ("seq, subscription_id, room_key, event_tx, event_seq, type, subject, time, data, attempts, "
                     "enqueued_at, last_error, dead_at")
 
 
 def subscription_of(row: Sequence[Any]) -> Subscription:
     types = None if row[2] is None else tuple(msgspec.json.decode(row[2], type=list[str]))
-    return Subscription(row[0], row[1], types, row[3], row[4], row[5], row[6], row[7], (row[8], row[9]))
+    return Subscription(row[0], row[1], types, row[3], row[4], row[5], row[6], row[7], (row[8], row[9]), row[12],
+                        row[13], row[10], row[11])
 
 
 def delivery_of(row: Sequence[Any]) -> Delivery:
@@ -45,13 +46,72 @@ def states_of(rows: Sequence[Sequence[Any]]) -> dict[str, DeliveryState]:
     return {row[0]: DeliveryState(row[1], row[2], row[3], row[4]) for row in rows}
 
 
-# Every subscription's state, as one statement (both stores).
+# Every subscription's state, as one statement: its backlog is its pending deliveries and the events after its
+# cursor that it matches ({after}: that an event `e` is after the cursor of `s`; {types}: the types of `s`, as a set
+# of rows to match `e.type` against).
 DELIVERY_STATES = (
     "SELECT s.id, s.last_success_at, s.consecutive_failures, "
-    "(SELECT count(*) FROM webhook_deliveries d WHERE d.subscription_id = s.id AND d.state = 'pending'), "
+    "(SELECT count(*) FROM webhook_deliveries d WHERE d.subscription_id = s.id AND d.state = 'pending') + "
+    "(SELECT count(*) FROM events e WHERE {after} AND (s.types IS NULL OR e.type IN ({types})) "
+    "AND (s.room_id IS NULL OR e.room_id = s.room_id)), "
     "(SELECT count(*) FROM webhook_deliveries d WHERE d.subscription_id = s.id AND d.state = 'dead') "
     "FROM webhook_subscriptions s"
 )
+_DELIVERY_STATES = DELIVERY_STATES.format(after="e.seq > s.cursor_seq", types="SELECT value FROM json_each(s.types)")
+LEASE = ("UPDATE webhook_subscriptions SET owner = {q}, expires_at = {q} WHERE id = {q} "
+         "AND (owner = {q} OR expires_at <= {q} OR owner = {q})")
+PARKED_ROOMS = ("SELECT DISTINCT room_key FROM webhook_deliveries WHERE subscription_id = {q} "
+                "AND state = 'pending'")
+BATCH_END = (
+    "UPDATE webhook_subscriptions SET cursor_tx = {q}, cursor_seq = {q}, expires_at = {q}, "
+    "last_success_at = CASE WHEN {q} THEN {q} ELSE last_success_at END, "
+    "consecutive_failures = CASE WHEN {q} THEN {q} ELSE consecutive_failures + {q} END "
+    "WHERE id = {q} AND cursor_tx = {q} AND cursor_seq = {q} AND owner = {q}")
+QUEUE_PARKED = (
+    "INSERT INTO webhook_queues (subscription_id, room_key, next_attempt_at, expires_at) VALUES ({q}, {q}, {q}, 0) "
+    "ON CONFLICT (subscription_id, room_key) DO UPDATE SET next_attempt_at = "
+    "coalesce(webhook_queues.next_attempt_at, excluded.next_attempt_at)")
+INSERT_PARKED = (
+    "INSERT INTO webhook_deliveries (subscription_id, room_key, event_tx, event_seq, type, subject, time, data, "
+    "state, attempts, next_attempt_at, enqueued_at, last_error, dead_at) "
+    "VALUES ({q}, {q}, {q}, {q}, {q}, {q}, {q}, {q}, {q}, {q}, {q}, {q}, {q}, {q}) ON CONFLICT DO NOTHING")
+
+
+def batch_end_parameters(batch: BatchEnd) -> tuple[Any, ...]:
+    return (*batch.cursor, batch.lease_until, batch.succeeded, batch.now, batch.succeeded, batch.failures,
+            batch.failures, batch.subscription_id, *batch.expected, batch.owner)
+
+
+def parked_rows(batch: BatchEnd) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The deliveries of a batch's parked events, and the queues they go to (each due when its first pending one
+    of them is; a queue with deliveries pending already stays due when it was)."""
+    deliveries = []
+    heads: dict[str, int | None] = {}
+    for p in batch.parked:
+        e, key = p.event, p.event.room_id or ""
+        dead = p.attempts > 0 and p.retry_at is None
+        due = batch.now if p.attempts == 0 else (p.retry_at or batch.now)
+        deliveries.append((batch.subscription_id, key, *e.position, e.type, e.subject, e.time, e.data.decode(),
+                           "dead" if dead else "pending", p.attempts, due, batch.now, p.error,
+                           batch.now if dead else None))
+        if heads.get(key) is None:
+            heads[key] = None if dead else due
+    return deliveries, [(batch.subscription_id, key, due) for key, due in sorted(heads.items())]
+
+
+# When the next queue is due, leased or not, among the `NEXT_DUE_WINDOW` queues whose next attempt comes first
+# (through the index of the next attempts: a backlog of many rooms is not scanned in full each round). A queue
+# beyond them comes after them; only when all of them are leased, by more dispatchers than they are many, can one
+# beyond be due first, and the dispatchers' poll finds it (both stores).
+NEXT_DUE_WINDOW = 256
+NEXT_DUE = ("SELECT min(CASE WHEN expires_at > next_attempt_at THEN expires_at ELSE next_attempt_at END) FROM "
+            "(SELECT next_attempt_at, expires_at FROM webhook_queues WHERE next_attempt_at IS NOT NULL "
+            "ORDER BY next_attempt_at LIMIT {mark}) AS heads")
+# The holders of live leases among the due queues of that window (those a claim passes over unless told their
+# holder is gone).
+QUEUE_HOLDERS = ("SELECT DISTINCT owner FROM (SELECT owner, expires_at FROM webhook_queues "
+                 "WHERE next_attempt_at <= {mark} ORDER BY next_attempt_at LIMIT {mark}) AS heads "
+                 "WHERE expires_at > {mark} AND owner IS NOT NULL")
 
 
 class SqliteWebhooks:
@@ -80,8 +140,10 @@ class SqliteWebhooks:
         def transaction(db: sqlite3.Connection) -> tuple[Subscription, Changes]:
             end = db.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
             stored = subscription._replace(cursor=(0, end))
-            db.execute(f"INSERT INTO webhook_subscriptions ({_SUBSCRIPTION_COLUMNS}) "
-                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (*stored[:2], types_json(stored), *stored[3:8], 0, end))
+            db.execute(f"INSERT INTO webhook_subscriptions ({INSERTED_COLUMNS}) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (*stored[:2], types_json(stored), *stored[3:8], 0, end, stored.max_events_per_batch,
+                        stored.preferred_batch_kilobytes))
             return stored, NOTHING
 
         result: Subscription = await self._write(transaction)
@@ -89,20 +151,21 @@ class SqliteWebhooks:
 
     async def get_subscription(self, subscription_id: str) -> Subscription | None:
         row = await self._read(lambda db: db.execute(
-            f"SELECT {_SUBSCRIPTION_COLUMNS} FROM webhook_subscriptions WHERE id = ?", (subscription_id,)).fetchone())
+            f"SELECT {SUBSCRIPTION_COLUMNS} FROM webhook_subscriptions WHERE id = ?", (subscription_id,)).fetchone())
         return None if row is None else subscription_of(row)
 
     async def list_subscriptions(self) -> list[Subscription]:
         rows = await self._read(lambda db: db.execute(
-            f"SELECT {_SUBSCRIPTION_COLUMNS} FROM webhook_subscriptions ORDER BY created_at, id").fetchall())
+            f"SELECT {SUBSCRIPTION_COLUMNS} FROM webhook_subscriptions ORDER BY created_at, id").fetchall())
         return [subscription_of(row) for row in rows]
 
     async def update_subscription(self, subscription: Subscription) -> bool:
         s = subscription
         result: bool = await self._write(lambda db: (db.execute(
             "UPDATE webhook_subscriptions SET endpoint = ?, types = ?, room_id = ?, event_schema = ?, secret = ?, "
-            "updated_at = ? WHERE id = ?", (s.endpoint, types_json(s), s.room_id, s.schema, s.secret, s.updated_at,
-                                            s.id)).rowcount > 0, NOTHING))
+            "updated_at = ?, max_events_per_batch = ?, preferred_batch_kilobytes = ? WHERE id = ?",
+            (s.endpoint, types_json(s), s.room_id, s.schema, s.secret, s.updated_at, s.max_events_per_batch,
+             s.preferred_batch_kilobytes, s.id)).rowcount > 0, NOTHING))
         return result
 
     async def delete_subscription(self, subscription_id: str) -> bool:
@@ -110,50 +173,62 @@ class SqliteWebhooks:
             "DELETE FROM webhook_subscriptions WHERE id = ?", (subscription_id,)).rowcount > 0, NOTHING))
         return result
 
-    async def enqueue_deliveries(self, subscription_id: str, expected: tuple[int, int], cursor: tuple[int, int],
-                                 events: Sequence[StoredEvent], now: int) -> bool:
+    async def lease_subscription(self, subscription_id: str, owner: str, now: int, lease_until: int,
+                                 replacing: str | None = None) -> bool:
+        result: bool = await self._write(lambda db: (db.execute(
+            LEASE.format(q="?"), (owner, lease_until, subscription_id, owner, now, replacing)).rowcount > 0, NOTHING))
+        return result
+
+    async def parked_rooms(self, subscription_id: str) -> set[str]:
+        rows = await self._read(lambda db: db.execute(PARKED_ROOMS.format(q="?"), (subscription_id,)).fetchall())
+        return {row[0] for row in rows}
+
+    async def finish_batch(self, batch: BatchEnd) -> bool:
         def transaction(db: sqlite3.Connection) -> tuple[bool, Changes]:
-            moved = db.execute(
-                "UPDATE webhook_subscriptions SET cursor_tx = ?, cursor_seq = ? "
-                "WHERE id = ? AND cursor_tx = ? AND cursor_seq = ?", (*cursor, subscription_id, *expected)).rowcount
-            if not moved:
+            if not db.execute(BATCH_END.format(q="?"), batch_end_parameters(batch)).rowcount:
                 return False, NOTHING
-            db.executemany(
-                "INSERT INTO webhook_queues (subscription_id, room_key, next_attempt_at, expires_at) "
-                "VALUES (?, ?, ?, 0) ON CONFLICT (subscription_id, room_key) "
-                "DO UPDATE SET next_attempt_at = coalesce(next_attempt_at, excluded.next_attempt_at)",
-                [(subscription_id, key, now) for key in sorted({e.room_id or "" for e in events})])
-            db.executemany(
-                "INSERT INTO webhook_deliveries (subscription_id, room_key, event_tx, event_seq, type, subject, time, "
-                "data, state, attempts, next_attempt_at, enqueued_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?) "
-                "ON CONFLICT DO NOTHING",
-                [(subscription_id, e.room_id or "", *e.position, e.type, e.subject, e.time, e.data.decode(), now, now)
-                 for e in events])
+            if batch.parked:
+                deliveries, queues = parked_rows(batch)
+                db.executemany(INSERT_PARKED.format(q="?"), deliveries)
+                db.executemany(QUEUE_PARKED.format(q="?"), queues)
             return True, NOTHING
 
         result: bool = await self._write(transaction)
         return result
 
-    async def claim_deliveries(self, owner: str, now: int, lease_until: int, limit: int) -> list[Delivery]:
-        def transaction(db: sqlite3.Connection) -> tuple[list[Delivery], Changes]:
+    async def claim_deliveries(self, owner: str, now: int, lease_until: int, limit: int,
+                               replacing: Collection[str] = ()) -> Claimed:
+        gone = msgspec.json.encode(sorted(replacing)).decode()
+
+        def transaction(db: sqlite3.Connection) -> tuple[Claimed, Changes]:
             queues = db.execute(
                 "UPDATE webhook_queues SET owner = ?, expires_at = ? WHERE rowid IN (SELECT rowid FROM webhook_queues "
-                "WHERE next_attempt_at <= ? AND expires_at <= ? ORDER BY next_attempt_at LIMIT ?) "
-                "RETURNING subscription_id, room_key", (owner, lease_until, now, now, limit)).fetchall()
+                "WHERE next_attempt_at <= ? AND (expires_at <= ? OR owner IN (SELECT value FROM json_each(?))) "
+                "ORDER BY next_attempt_at LIMIT ?) RETURNING subscription_id, room_key",
+                (owner, lease_until, now, now, gone, limit)).fetchall()
+            if not queues:
+                return Claimed([], _next_due(db)), NOTHING
+            heads = _heads(db, queues)
             claimed = []
-            for subscription_id, room_key in queues:
-                head = _head(db, subscription_id, room_key)
+            released = []
+            for key in queues:
+                head = heads.get(key)
                 if head is not None and head[1] <= now:
                     claimed.append(head[0])
                 else:  # nothing due after all: let go, due when its first pending delivery is
-                    db.execute("UPDATE webhook_queues SET next_attempt_at = ?, owner = NULL, expires_at = 0 "
-                               "WHERE subscription_id = ? AND room_key = ?",
-                               (None if head is None else head[1], subscription_id, room_key))
-            return claimed, NOTHING
+                    released.append((None if head is None else head[1], *key))
+            if released:
+                db.executemany("UPDATE webhook_queues SET next_attempt_at = ?, owner = NULL, expires_at = 0 "
+                               "WHERE subscription_id = ? AND room_key = ?", released)
+            return Claimed(claimed, _next_due(db)), NOTHING
 
-        result: list[Delivery] = await self._write(transaction)
+        result: Claimed = await self._write(transaction)
         return result
+
+    async def queue_holders(self, now: int) -> set[str]:
+        rows = await self._read(lambda db: db.execute(QUEUE_HOLDERS.format(mark="?"),
+                                                      (now, NEXT_DUE_WINDOW, now)).fetchall())
+        return {row[0] for row in rows}
 
     async def finish_delivery(self, delivery: Delivery, owner: str, outcome: Outcome, now: int,
                               lease_until: int) -> Delivery | None:
@@ -178,13 +253,11 @@ class SqliteWebhooks:
         return result
 
     async def next_due(self) -> int | None:
-        row = await self._read(lambda db: db.execute(
-            "SELECT min(max(next_attempt_at, expires_at)) FROM webhook_queues WHERE next_attempt_at IS NOT NULL"
-        ).fetchone())
-        return None if row is None else row[0]
+        result: int | None = await self._read(_next_due)
+        return result
 
     async def delivery_states(self) -> dict[str, DeliveryState]:
-        return states_of(await self._read(lambda db: db.execute(DELIVERY_STATES).fetchall()))
+        return states_of(await self._read(lambda db: db.execute(_DELIVERY_STATES).fetchall()))
 
     async def list_dead_letters(self, subscription_id: str, limit: int) -> list[Delivery]:
         rows = await self._read(lambda db: db.execute(
@@ -211,12 +284,28 @@ class SqliteWebhooks:
         return result
 
 
+def _next_due(db: sqlite3.Connection) -> int | None:
+    row = db.execute(NEXT_DUE.format(mark="?"), (NEXT_DUE_WINDOW,)).fetchone()
+    return None if row is None else row[0]
+
+
 def _head(db: sqlite3.Connection, subscription_id: str, room_key: str) -> tuple[Delivery, int] | None:
     """A queue's first pending delivery and when it is due."""
     row = db.execute(
         f"SELECT {DELIVERY_COLUMNS}, next_attempt_at FROM webhook_deliveries WHERE subscription_id = ? "
         "AND room_key = ? AND state = 'pending' ORDER BY seq LIMIT 1", (subscription_id, room_key)).fetchone()
     return None if row is None else (delivery_of(row), row[-1])
+
+
+def _heads(db: sqlite3.Connection, queues: Sequence[tuple[str, str]]) -> dict[tuple[str, str], tuple[Delivery, int]]:
+    """The first pending delivery of each of these queues, and when it is due, with one statement."""
+    rows = db.execute(
+        f"SELECT {', '.join('d.' + c for c in DELIVERY_COLUMNS.split(', '))}, d.next_attempt_at "
+        "FROM json_each(?) AS k JOIN webhook_deliveries d ON d.seq = (SELECT seq FROM webhook_deliveries "
+        "WHERE subscription_id = json_extract(k.value, '$[0]') AND room_key = json_extract(k.value, '$[1]') "
+        "AND state = 'pending' ORDER BY seq LIMIT 1)",
+        (msgspec.json.encode([list(key) for key in queues]).decode(),)).fetchall()
+    return {(row[1], row[2]): (delivery_of(row), row[-1]) for row in rows}
 
 
 def outcome_statements(delivery: Delivery, outcome: Outcome, now: int,

@@ -50,8 +50,14 @@ MAX_BATCH = 256
 
 
 class GroupCommitWriter:
-    def __init__(self, connection: sqlite3.Connection, lock_path: Path | None = None) -> None:
+    def __init__(self, connection: sqlite3.Connection, lock_path: Path | None = None, *,
+                 inline: bool = False) -> None:
         self._db = connection
+        # A background process (the webhook delivery process) writes `inline`: BEGIN, its transactions and COMMIT
+        # in one go on its event loop, blocking it, so that it holds the write lock, which the serving processes
+        # wait for, only as long as the writing itself takes, and not while its busy loop gets round to the next
+        # step (a process serving requests could not afford to block its loop; one that delivers webhooks can).
+        self._inline = inline
         self._lock_fd = _open_lock(lock_path) if lock_path is not None else None
         # BEGIN and COMMIT, the two steps that may wait (for another process, for the disk), run here.
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="openrooms-sqlite-commit")
@@ -87,12 +93,11 @@ class GroupCommitWriter:
             os.close(self._lock_fd)
 
     async def _flush(self) -> None:
-        loop = asyncio.get_running_loop()
         try:
             while self._queue:
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
                 try:
-                    outcomes = await self._commit(loop, batch)
+                    outcomes = await self._commit(batch)
                 except Exception as exc:  # every waiting request must get an answer
                     failure = StoreUnavailable(str(exc)) if isinstance(exc, sqlite3.Error) else exc
                     outcomes = [(None, failure)] * len(batch)
@@ -101,14 +106,17 @@ class GroupCommitWriter:
         finally:
             self._flushing = None
 
-    async def _commit(self, loop: asyncio.AbstractEventLoop, batch: list[_Job]) -> list[_Outcome]:
-        await loop.run_in_executor(self._thread, self._begin)
+    async def _commit(self, batch: list[_Job]) -> list[_Outcome]:
+        """One group: BEGIN, each transaction in its savepoint, `before_commit`, COMMIT. BEGIN and COMMIT, which
+        may wait, run on the helper thread, or on the loop itself for an `inline` writer."""
+        step = self._here if self._inline else self._on_thread
+        await step(self._begin)
         committed = False
         try:
             outcomes = self._transact(batch)
             if self.before_commit is not None:
                 self.before_commit(self._db)
-            await loop.run_in_executor(self._thread, self._db.execute, "COMMIT")
+            await step(self._db.execute, "COMMIT")
             committed = True
         except BaseException:
             # A transaction left open would make every later BEGIN fail: roll back, so the store recovers by
@@ -122,6 +130,12 @@ class GroupCommitWriter:
                 self.after_commit(committed)
             self._unlock()
         return outcomes
+
+    async def _on_thread(self, step: Callable[..., Any], *args: Any) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._thread, step, *args)
+
+    async def _here(self, step: Callable[..., Any], *args: Any) -> None:
+        step(*args)  # the loop waits: no other task runs between BEGIN and COMMIT
 
     def _begin(self) -> None:
         """This process's turn among all processes writing the database, then SQLite's write lock."""

@@ -2,13 +2,16 @@
 and their queues: one row per subscription and room, that says when its next delivery is due and holds the
 lease that lets one instance at a time deliver that subscription's events of that room.
 
-A subscription's `cursor_tx`, `cursor_seq` is the place in the event log up to which its events are queued in
-`webhook_deliveries` (copies of the events: a retry does not depend on the log's retention). Deliveries of one
-subscription and one room go out in `seq` order, one at a time; `state` is `pending` or `dead`. A queue row
-(`webhook_queues`) says when the first pending delivery of a subscription's room is due (`next_attempt_at`, NULL
-when none is pending) and names the instance delivering them (`owner`), until `expires_at` (ticks): once that has
-passed, another instance takes over. Changes to a queue's deliveries lock its row first (after the subscription's,
-when they change that too), so that a queue never ends up pending without being due.
+As this migration made them, a subscription's `cursor_tx`, `cursor_seq` was the place in the event log up to which
+its events were queued: every event it matched was copied into `webhook_deliveries` and delivered from there.
+(Since 0015 it is the place up to which its events are dealt with: delivered from the log a batch at a time or,
+when they failed, queued as copies with their room's later events; see 0015.) Deliveries of one subscription and
+one room go out in `seq` order, one at a time; `state` is `pending` or `dead`. A queue row (`webhook_queues`) says
+when the first pending delivery of a subscription's room is due (`next_attempt_at`, NULL when none is pending) and
+names the instance delivering them (`owner`), until `expires_at` (ticks): once that has passed, another instance
+takes over (or before, once the holder named is known to be gone: `openrooms.service.holders`). Changes to a
+queue's deliveries lock its row first (after the subscription's, when they change that too), so that a queue never
+ends up pending without being due.
 
 On PostgreSQL, a statement trigger announces new events on the channel `openrooms_events` (LISTEN/NOTIFY), so that
 every instance's dispatcher wakes at once.
