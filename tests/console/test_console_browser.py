@@ -207,6 +207,7 @@ def test_an_event_arrives_in_the_live_tail(page: Page, server: Server) -> None:
     # Filtered: only that room's events, and the next change shows up.
     page.get_by_label("Room id").fill(room_id)
     page.get_by_role("button", name="Filter").click()
+    expect(page).to_have_url(re.compile(f"room_id={room_id}"))  # the filtered page, not the one it replaces
     expect(page.locator("#tail-state")).to_have_text(re.compile("^Live"))
     server.request("PATCH", f"/rooms/{room_id}{ROOMS}", b'{"pstnDialOutEnabled": true}',
                    headers={"content-type": "application/merge-patch+json"})

@@ -65,7 +65,7 @@ def stop_cycles(location: Path, server_name: str, cycles: int, rng: random.Rando
             assert_gone(server, what)
 
 
-@pytest.mark.parametrize(("server_name", "cycles", "lanes"), [("granian", 50, 3), ("uvicorn", 4, 2)])
+@pytest.mark.parametrize(("server_name", "cycles", "lanes"), [("granian", 30, 3), ("uvicorn", 4, 2)])
 def test_stopping_at_random_moments_after_it_answers(
     tmp_path: Path, server_name: str, cycles: int, lanes: int
 ) -> None:
