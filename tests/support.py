@@ -149,6 +149,16 @@ def running_server(location: Path, *args: str, tls: bool = True, env: dict[str, 
             raise AssertionError(f"worker processes {left} outlived openrooms serve (pid {process.pid})")
 
 
+def stop_process(process: subprocess.Popen[bytes] | subprocess.Popen[str], timeout: float = 10) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout` seconds; reaped either way."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def processes_in_group(pgid: int) -> list[int]:
     """Pids of the running (not zombie) processes whose process group is `pgid` (Linux /proc)."""
     found = []

@@ -181,12 +181,7 @@ def janus_url(netns: Namespace, tmp_path_factory: pytest.TempPathFactory) -> Ite
             _wait_listening(JANUS_PORT, process, log)
         yield f"ws://127.0.0.1:{JANUS_PORT}/"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        support.stop_process(process)
 
 
 @dataclass

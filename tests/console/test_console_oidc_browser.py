@@ -21,7 +21,7 @@ from playwright.sync_api import Route, expect, sync_playwright
 
 from openrooms.console import session as sessions
 from tests.console.browser import check_accessibility, launch, new_context, screenshot
-from tests.support import Server, free_port, running_server
+from tests.support import Server, free_port, running_server, stop_process
 
 pytestmark = pytest.mark.e2e
 NODE_PROJECT = Path(__file__).parents[1] / "e2e" / "node"
@@ -67,12 +67,7 @@ def provider(issuer: str, server: Server) -> Iterator[str]:
             pytest.fail(f"oidc-provider did not start:\n{''.join(output)}")
         yield issuer
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         if process.stdout is not None:
             process.stdout.close()
 

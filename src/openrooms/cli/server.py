@@ -35,7 +35,6 @@ HEADER_READ_SECONDS = 3
 # The pid of the `serve` process, for its workers: set by `run`, read by `worker_app`.
 SERVE_PID_ENV = "_OPENROOMS_SERVE_PID"
 _TARGET = "openrooms.cli.server:worker_app"
-_PR_SET_PDEATHSIG = 1
 log = logging.getLogger("openrooms")
 
 
@@ -73,19 +72,11 @@ def _bind_to_serve(server: str) -> None:
         # The inherited handler is the parent server's: it notes a stop on its own (here: copied) state.
         if getattr(getattr(inherited, "__self__", None), "interrupt_signal", False) is True:
             os._exit(0)
-    _die_with_parent()
+    from openrooms.cli.delivery import die_with_parent
+
+    die_with_parent()
     if os.getppid() != serve_pid:  # `serve` ended before this worker could bind itself to it
         os._exit(0)
-
-
-def _die_with_parent() -> None:
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-        log.warning("could not bind the worker to its parent: %s", os.strerror(ctypes.get_errno()))
 
 
 def _run_granian(settings: Settings, supervisor: Supervisor | None) -> None:
