@@ -107,10 +107,12 @@ class Janus:
     ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     participants: dict[int, str] = field(default_factory=dict)  # the VideoRoom's, by feed id
     publishers: list[Handle] = field(default_factory=list)  # every handle joined as publisher, in order
+    sessions: list[Session] = field(default_factory=list)  # every session opened, in order
     destroyed: int = 0
 
     async def open(self, url: str, api_secret: str | None) -> Session:
-        return Session(self)
+        self.sessions.append(Session(self))
+        return self.sessions[-1]
 
 
 @dataclass
@@ -209,6 +211,37 @@ async def test_the_ordinary_ends_of_a_connections_tasks_log_nothing(call: Call, 
     if reason is not None:
         assert call.sent[-1] == {"type": "ended", "reason": reason}
     assert await call.event_types() == LEFT_AS_ON_ANY_LEAVE
+
+
+REMOVALS = {
+    "kicked": ({"videoroom": "event", "leaving": "ok", "reason": "kicked"}, "removed from the call"),
+    "destroyed": ({"videoroom": "destroyed", "room": 1}, "the call was ended"),
+}
+
+
+@pytest.mark.parametrize("removal", list(REMOVALS))
+async def test_a_participant_janus_removes_leaves_janus_once_janus_hung_up(call: Call, removal: str) -> None:
+    connection, camera = await joined(call)
+    [session] = [s for s in call.janus.sessions if camera in s.handles]  # the participant's own
+    data, reason = REMOVALS[removal]
+    camera.events.put_nowait({"janus": "event", "plugindata": {"data": data}})
+    await asyncio.sleep(0.2)  # a leave would have closed the session by now
+    assert not session.closed.is_set(), "left Janus before Janus closed the PeerConnection"
+    camera.events.put_nowait({"janus": "hangup", "reason": "Close PC"})
+    await left(connection)
+    assert session.closed.is_set()
+    assert call.sent[-1]["reason"] == reason
+    assert await call.event_types() == LEFT_AS_ON_ANY_LEAVE
+
+
+async def test_a_participant_janus_removes_without_a_hangup_leaves_after_the_bound(
+        call: Call, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("openrooms.calls.service.HANGUP_WAIT_SECONDS", 0.05)  # no PeerConnection: no hangup
+    connection, camera = await joined(call)
+    camera.events.put_nowait({"janus": "event", "plugindata": {"data": REMOVALS["kicked"][0]}})
+    await left(connection)
+    assert next(s for s in call.janus.sessions if camera in s.handles).closed.is_set()
+    assert call.sent[-1]["reason"] == "removed from the call"
 
 
 class WebSocketClient:

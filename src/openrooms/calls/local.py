@@ -80,7 +80,8 @@ def start(folder: Path, log: Path) -> subprocess.Popen[bytes]:
     if binary is None:
         raise FileNotFoundError("janus is not installed (apt-get install janus)")
     with log.open("wb") as out:
-        return subprocess.Popen([binary, "-F", str(folder)], stdout=out, stderr=subprocess.STDOUT)
+        # in its folder: whatever Janus writes where it runs (a core dump, should it crash) lands there
+        return subprocess.Popen([binary, "-F", str(folder)], cwd=folder, stdout=out, stderr=subprocess.STDOUT)
 
 
 def _setns(fd: int) -> None:

@@ -46,6 +46,9 @@ RECHECK_SECONDS = 1.0  # how often a connected participant's admission is asked 
 # is then only a safety net.
 RECHECK_SECONDS_NOTIFIED = 30.0
 RELISTEN_SECONDS = 1.0
+# How long a participant Janus removed (kicked, or its room destroyed) waits for Janus to close its PeerConnection
+# before it leaves Janus (`_hung_up`).
+HANGUP_WAIT_SECONDS = 1.0
 MAX_PUBLISHERS = 100
 # ACS call-end sub-codes used when openrooms ends a participant's call.
 SUB_CODE_ROLE_CHANGED = 5317
@@ -575,9 +578,11 @@ class CallConnection:
                 continue
             data = (event.get("plugindata") or {}).get("data") or {}
             if data.get("videoroom") == "destroyed":
+                await _hung_up(handle)
                 await self.end("the call was ended", SUB_CODE_CALL_ENDED)
                 return
             if data.get("leaving") == "ok" and data.get("reason") == "kicked":
+                await _hung_up(handle)
                 await self.end("removed from the call", SUB_CODE_REMOVED)
                 return
             publishers = [f.wire() for entry in data.get("publishers", []) if (f := Feed.of(entry))]
@@ -702,3 +707,14 @@ class CallConnection:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+async def _hung_up(handle: janus.Handle) -> None:
+    """Wait, at most `HANGUP_WAIT_SECONDS`, until Janus has closed the handle's PeerConnection. Janus tells a
+    participant it kicked, or whose room it destroyed, before it closes that participant's PeerConnection, in the
+    same request: a Janus session destroyed in between is read after it was freed, and Janus 1.1 crashes (seen on a
+    loaded machine), taking every call it serves with it. So whoever Janus removes leaves Janus once it hung up."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(HANGUP_WAIT_SECONDS):
+            while (await handle.events.get()).get("janus") not in ("hangup", "closed", "detached"):
+                pass
