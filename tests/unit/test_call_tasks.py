@@ -224,6 +224,7 @@ async def test_a_participant_janus_removes_leaves_janus_once_janus_hung_up(call:
     connection, camera = await joined(call)
     [session] = [s for s in call.janus.sessions if camera in s.handles]  # the participant's own
     data, reason = REMOVALS[removal]
+    camera.events.put_nowait({"janus": "webrtcup"})  # its PeerConnection is up
     camera.events.put_nowait({"janus": "event", "plugindata": {"data": data}})
     await asyncio.sleep(0.2)  # a leave would have closed the session by now
     assert not session.closed.is_set(), "left Janus before Janus closed the PeerConnection"
@@ -236,8 +237,9 @@ async def test_a_participant_janus_removes_leaves_janus_once_janus_hung_up(call:
 
 async def test_a_participant_janus_removes_without_a_hangup_leaves_after_the_bound(
         call: Call, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("openrooms.calls.service.HANGUP_WAIT_SECONDS", 0.05)  # no PeerConnection: no hangup
+    monkeypatch.setattr("openrooms.calls.service.HANGUP_WAIT_SECONDS", 0.05)
     connection, camera = await joined(call)
+    camera.events.put_nowait({"janus": "webrtcup"})  # up, and no hangup comes
     camera.events.put_nowait({"janus": "event", "plugindata": {"data": REMOVALS["kicked"][0]}})
     await left(connection)
     assert next(s for s in call.janus.sessions if camera in s.handles).closed.is_set()

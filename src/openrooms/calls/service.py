@@ -568,21 +568,27 @@ class CallConnection:
 
     # -- events from Janus ------------------------------------------------------------------------------------
     async def _pump(self, handle: janus.Handle, kind: str) -> None:
+        connected = False  # whether the handle's PeerConnection is up (from Janus's webrtcup to its hangup)
         while True:
             event = await handle.events.get()
             if event.get("janus") in ("closed", "detached"):
                 if kind == "camera":
                     await self.end("media server connection lost", None)
                 return
-            if event.get("janus") == "webrtcup" or event.get("janus") == "media":
+            if event.get("janus") in ("webrtcup", "hangup"):
+                connected = event.get("janus") == "webrtcup"
+                continue
+            if event.get("janus") == "media":
                 continue
             data = (event.get("plugindata") or {}).get("data") or {}
             if data.get("videoroom") == "destroyed":
-                await _hung_up(handle)
+                if connected:
+                    await _hung_up(handle)
                 await self.end("the call was ended", SUB_CODE_CALL_ENDED)
                 return
             if data.get("leaving") == "ok" and data.get("reason") == "kicked":
-                await _hung_up(handle)
+                if connected:
+                    await _hung_up(handle)
                 await self.end("removed from the call", SUB_CODE_REMOVED)
                 return
             publishers = [f.wire() for entry in data.get("publishers", []) if (f := Feed.of(entry))]
@@ -710,7 +716,7 @@ class CallConnection:
 
 
 async def _hung_up(handle: janus.Handle) -> None:
-    """Wait, at most `HANGUP_WAIT_SECONDS`, until Janus has closed the handle's PeerConnection. Janus tells a
+    """Wait, at most `HANGUP_WAIT_SECONDS`, until Janus has closed the handle's PeerConnection (up). Janus tells a
     participant it kicked, or whose room it destroyed, before it closes that participant's PeerConnection, in the
     same request: a Janus session destroyed in between is read after it was freed, and Janus 1.1 crashes (seen on a
     loaded machine), taking every call it serves with it. So whoever Janus removes leaves Janus once it hung up."""
