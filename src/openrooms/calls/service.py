@@ -716,10 +716,11 @@ class CallConnection:
 
 
 async def _hung_up(handle: janus.Handle) -> None:
-    """Wait, at most `HANGUP_WAIT_SECONDS`, until Janus has closed the handle's PeerConnection (up). Janus tells a
-    participant it kicked, or whose room it destroyed, before it closes that participant's PeerConnection, in the
-    same request: a Janus session destroyed in between is read after it was freed, and Janus 1.1 crashes (seen on a
-    loaded machine), taking every call it serves with it. So whoever Janus removes leaves Janus once it hung up."""
+    """Wait, at most `HANGUP_WAIT_SECONDS`, until Janus has closed the handle's PeerConnection (one that is up).
+    Janus tells a participant it kicked, or whose room it destroyed, before it closes that participant's
+    PeerConnection, in the same request: a Janus session destroyed in between is read after it was freed, and Janus
+    1.1 crashes (seen on a loaded machine), taking every call it serves with it. So whoever Janus removes leaves
+    Janus once it hung up. The handle's other events meanwhile are dropped: the participant is leaving."""
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(HANGUP_WAIT_SECONDS):
             while (await handle.events.get()).get("janus") not in ("hangup", "closed", "detached"):
